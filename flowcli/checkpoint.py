@@ -1,0 +1,123 @@
+"""Weights files: safetensors with the ModelConfig in the metadata, so a file alone rebuilds its model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .errors import CheckpointError
+from .io import atomic_path
+from .model import FlowNetS, ModelConfig
+
+FORMAT = "flowcli-weights/1"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "flownets.safetensors"
+RANDOM = "random"  # a seeded, untrained model: for smoke tests only
+
+
+def save_weights(
+    path: str | os.PathLike,
+    model: FlowNetS,
+    *,
+    dtype: torch.dtype = torch.float32,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Save model weights (optionally stored as fp16/bf16) with the architecture, atomically."""
+    tensors = {
+        name: t.detach().to("cpu", dtype=dtype if t.is_floating_point() else t.dtype).contiguous()
+        for name, t in model.state_dict().items()
+    }
+    meta = {"format": FORMAT, "config": model.config.to_json(), **(metadata or {})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: not a flowcli weights file (no architecture in metadata)")
+    return meta
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    try:
+        return ModelConfig.from_json(read_metadata(path)["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad architecture metadata ({exc})") from None
+
+
+def load_state(model: FlowNetS, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Load tensors into `model`, raising one summarising CheckpointError on any mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [k for k in expected if k in state and expected[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            parts.append(
+                f"{len(mismatched)} of another shape (e.g. {k}: file {tuple(state[k].shape)},"
+                f" model {tuple(expected[k].shape)})"
+            )
+        raise CheckpointError(f"{source}: weights do not match the architecture: " + "; ".join(parts))
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def load_model(
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    config: ModelConfig | None = None,
+    seed: int = 0,
+) -> FlowNetS:
+    """Build a FlowNetS from a weights file (default: the shipped weights), in eval mode.
+
+    `weights="random"` builds a seeded untrained model of `config` (smoke tests only).
+    """
+    if weights is not None and str(weights) == RANDOM:
+        torch.manual_seed(seed)
+        model = FlowNetS(config or ModelConfig())
+        return model.to(device).eval()
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if weights is None and not path.is_file():
+        raise CheckpointError(
+            f"no trained weights shipped yet ({path} is missing); pass --weights PATH "
+            "(or --weights random for a smoke test)"
+        )
+    file_config = read_config(path)
+    if config is not None and config != file_config:
+        raise CheckpointError(f"{path}: holds {file_config}, but {config} was asked for")
+    model = FlowNetS(file_config)
+    try:
+        state = load_file(str(path))
+    except (SafetensorsError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable weights ({exc})") from None
+    load_state(model, state, path)
+    return model.to(device).eval()
+
+
+def metadata_json(path: str | os.PathLike) -> dict:
+    """All metadata of a weights file, with JSON values decoded where they are JSON."""
+    out = {}
+    for key, value in read_metadata(path).items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

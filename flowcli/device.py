@@ -1,0 +1,45 @@
+"""Device and dtype choice in one place, so every command refuses the same way."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DeviceError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without it is a DeviceError, not a crash."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise DeviceError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """fp16/bf16 weights are a CUDA feature here; on CPU they would be slower, so they are refused."""
+    if name not in DTYPES:
+        raise DeviceError(f"--dtype {name}: choose one of {', '.join(DTYPES)}")
+    if name != "fp32" and device.type != "cuda":
+        raise DeviceError(f"--dtype {name} needs --device cuda; on CPU use fp32")
+    return DTYPES[name]
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,29 @@
+"""Typed errors: the library raises these, only the CLI turns them into one-line messages."""
+
+
+class FlowcliError(Exception):
+    """Base class: every expected failure of flowcli derives from it."""
+
+
+class FlowFormatError(FlowcliError):
+    """A .flo file (or flow array) is malformed."""
+
+
+class ImageError(FlowcliError):
+    """An image cannot be read, has the wrong shape, or pairs do not match."""
+
+
+class CheckpointError(FlowcliError):
+    """A weights/checkpoint file is missing, unreadable or does not match the architecture."""
+
+
+class DataError(FlowcliError):
+    """A dataset folder is empty, incomplete, or inconsistent with the requested options."""
+
+
+class DeviceError(FlowcliError):
+    """The requested device or dtype is not available here."""
+
+
+class TrainingError(FlowcliError):
+    """Training cannot go on (e.g. the loss became NaN)."""

@@ -1,0 +1,173 @@
+"""The one file-format module: Middlebury .flo, images, colour PNGs. Needs numpy and imageio only.
+
+Every reader validates what it reads and raises a typed error naming the file; every writer
+writes atomically (temporary file in the same folder, then rename), so an interrupted or failed
+write never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import FlowFormatError, ImageError
+
+FLO_MAGIC = 202021.25
+FLO_MAGIC_BYTES = np.array([FLO_MAGIC], dtype="<f4").tobytes()  # b"PIEH"
+UNKNOWN_FLOW_THRESHOLD = 1e9  # Middlebury: components above this mean "no ground truth here"
+MAX_FLO_SIDE = 1 << 15  # anything larger is a corrupt header, not a real image
+IMAGE_SUFFIXES = (".ppm", ".png", ".jpg", ".jpeg", ".pgm", ".bmp")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{path}: output folder {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _check_readable(path: Path, what: str, error: type[Exception]) -> None:
+    if not path.exists():
+        raise error(f"{path}: no such file")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, expected a {what} file")
+
+
+def read_flo(path: str | os.PathLike) -> np.ndarray:
+    """Read a Middlebury .flo file as an (H, W, 2) float32 array (little-endian on every host)."""
+    path = Path(path)
+    _check_readable(path, ".flo", FlowFormatError)
+    data = path.read_bytes()
+    if len(data) < 12:
+        raise FlowFormatError(f"{path}: too short for a .flo header ({len(data)} bytes)")
+    if data[:4] != FLO_MAGIC_BYTES:
+        magic = np.frombuffer(data[:4], "<f4")[0]
+        raise FlowFormatError(f"{path}: not a .flo file (magic {magic!r}, expected {FLO_MAGIC})")
+    width, height = (int(v) for v in np.frombuffer(data[4:12], "<i4"))
+    if not (0 < width <= MAX_FLO_SIDE and 0 < height <= MAX_FLO_SIDE):
+        raise FlowFormatError(f"{path}: implausible size {width}x{height} in header")
+    expected = 12 + width * height * 2 * 4
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "over-long"
+        raise FlowFormatError(
+            f"{path}: {kind} .flo ({len(data)} bytes, expected {expected} for {width}x{height})"
+        )
+    return np.frombuffer(data, "<f4", offset=12).reshape(height, width, 2).astype(np.float32)
+
+
+def check_flow_array(flow: np.ndarray) -> np.ndarray:
+    """Return `flow` as float32 (H, W, 2) or raise naming the shape received."""
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] < 1 or flow.shape[1] < 1:
+        raise FlowFormatError(f"expected an HxWx2 flow array, got shape {tuple(flow.shape)}")
+    return flow.astype(np.float32, copy=False)
+
+
+def flo_bytes(flow: np.ndarray) -> bytes:
+    """Serialise a flow array into the exact bytes of a .flo file."""
+    flow = check_flow_array(flow)
+    height, width = flow.shape[:2]
+    header = FLO_MAGIC_BYTES + np.array([width, height], dtype="<i4").tobytes()
+    return header + np.ascontiguousarray(flow, dtype="<f4").tobytes()
+
+
+def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
+    """Write an (H, W, 2) flow as a .flo file, atomically."""
+    payload = flo_bytes(flow)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+
+
+def split_valid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split raw flow into (flow with unknown pixels zeroed, boolean validity mask)."""
+    flow = check_flow_array(flow)
+    valid = np.all(np.isfinite(flow), axis=2) & np.all(np.abs(flow) < UNKNOWN_FLOW_THRESHOLD, axis=2)
+    clean = np.where(valid[..., None], flow, 0.0).astype(np.float32)
+    return clean, valid
+
+
+def read_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a .flo file as (flow, valid): unknown-flow pixels (>1e9) are masked, never averaged."""
+    return split_valid(read_flo(path))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8: grayscale expanded to RGB, alpha dropped."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    _check_readable(path, "image", ImageError)
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many types for "not an image"
+        raise ImageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{path}: unsupported image shape {tuple(img.shape)}")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    img = img[..., :3]
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image; the format follows the suffix (.ppm, .png, ...), atomically."""
+    import imageio.v3 as iio
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an HxWx3 uint8 image, got {tuple(image.shape)} {image.dtype}")
+    path = Path(path)
+    extension = path.suffix.lower()
+    if extension not in IMAGE_SUFFIXES:
+        raise ImageError(f"{path}: unsupported image suffix {extension!r}")
+    with atomic_path(path) as tmp:
+        if extension == ".ppm":  # binary P6, written by hand: exact and dependency-free
+            height, width = image.shape[:2]
+            tmp.write_bytes(f"P6\n{width} {height}\n255\n".encode() + image.tobytes())
+        else:
+            iio.imwrite(tmp, image, extension=extension)
+
+
+def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read two images that must have the same size."""
+    img1, img2 = read_image(path1), read_image(path2)
+    if img1.shape != img2.shape:
+        raise ImageError(
+            f"{path1} is {img1.shape[1]}x{img1.shape[0]} but {path2} is {img2.shape[1]}x{img2.shape[0]}"
+        )
+    return img1, img2
+
+
+def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | None = None) -> None:
+    """Write flow as .flo (exact) or as a colour-coded .png, chosen by the suffix."""
+    extension = Path(path).suffix.lower()
+    if extension == ".flo":
+        write_flo(path, flow)
+    elif extension == ".png":
+        from .viz import flow_to_color
+
+        write_image(path, flow_to_color(flow, max_flow=max_flow))
+    else:
+        raise FlowFormatError(f"{path}: output must end in .flo or .png, got {extension!r}")

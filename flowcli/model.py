@@ -1,0 +1,194 @@
+"""FlowNetS (Dosovitskiy et al., ICCV 2015) with every layer written out. Imports torch only.
+
+The encoder stacks both RGB frames (6 channels) and contracts them 64x; the decoder refines flow
+coarse-to-fine: at each level it concatenates the deconvolved features, the encoder's skip
+features and the learned 2x upsampling of the coarser flow, then predicts flow again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Channel widths of the paper's layout at width 1.0.
+ENCODER_CHANNELS = {
+    "conv1": 64, "conv2": 128, "conv3": 256, "conv3_1": 256, "conv4": 512,
+    "conv4_1": 512, "conv5": 512, "conv5_1": 512, "conv6": 1024, "conv6_1": 1024,
+}
+DECODER_CHANNELS = {"deconv5": 512, "deconv4": 256, "deconv3": 128, "deconv2": 64}
+RGB_MEAN = (0.45, 0.432, 0.411)  # FlowNetPytorch's input mean, images in [0, 1]
+STRIDE = 64  # total contraction of the encoder; inputs are padded to a multiple of it
+MIN_SIDE = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a FlowNetS; stored in every weights file's metadata."""
+
+    width: float = 1.0  # channel multiplier; 1.0 is the paper's 38.7M-parameter network
+    batch_norm: bool = False
+    flow_scale: float = 20.0  # the network predicts flow / flow_scale ("div_flow")
+
+    def channels(self, name: str) -> int:
+        base = ENCODER_CHANNELS.get(name) or DECODER_CHANNELS[name]
+        return max(8, int(round(base * self.width)))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields {sorted(unknown)}")
+        return cls(**raw)
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
+    """Conv -> (BatchNorm) -> LeakyReLU(0.1), 'same'-style padding as in FlowNet."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, padding=(kernel - 1) // 2, bias=not batch_norm)
+    ]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.LeakyReLU(0.1, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def deconv(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Learned 2x upsampling of features (4x4 transposed conv, stride 2) -> LeakyReLU(0.1)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.1, inplace=True)
+    )
+
+
+def predict_flow(in_ch: int) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, 2, 3, 1, 1, bias=False)
+
+
+def upsample_flow() -> nn.ConvTranspose2d:
+    """Learned 2x upsampling of a coarse flow, fed to the next finer level."""
+    return nn.ConvTranspose2d(2, 2, 4, 2, 1, bias=False)
+
+
+class FlowNetS(nn.Module):
+    """FlowNetS. forward(img1, img2) takes (B, 3, H, W) floats in [0, 1].
+
+    eval mode: returns (B, 2, H, W) flow in pixels at the input resolution (any H, W >= 64).
+    train mode: returns the pyramid [flow2, flow3, flow4, flow5, flow6] at 1/4 ... 1/64 of the
+    input, in pixels (already multiplied by flow_scale); H and W must be multiples of 64.
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        c, bn = config.channels, config.batch_norm
+        self.conv1 = conv(6, c("conv1"), 7, 2, bn)
+        self.conv2 = conv(c("conv1"), c("conv2"), 5, 2, bn)
+        self.conv3 = conv(c("conv2"), c("conv3"), 5, 2, bn)
+        self.conv3_1 = conv(c("conv3"), c("conv3_1"), 3, 1, bn)
+        self.conv4 = conv(c("conv3_1"), c("conv4"), 3, 2, bn)
+        self.conv4_1 = conv(c("conv4"), c("conv4_1"), 3, 1, bn)
+        self.conv5 = conv(c("conv4_1"), c("conv5"), 3, 2, bn)
+        self.conv5_1 = conv(c("conv5"), c("conv5_1"), 3, 1, bn)
+        self.conv6 = conv(c("conv5_1"), c("conv6"), 3, 2, bn)
+        self.conv6_1 = conv(c("conv6"), c("conv6_1"), 3, 1, bn)
+
+        # Each decoder level sees: deconvolved features + encoder skip + upsampled flow (2).
+        in5 = c("conv6_1")
+        in4 = c("deconv5") + c("conv5_1") + 2
+        in3 = c("deconv4") + c("conv4_1") + 2
+        in2 = c("deconv3") + c("conv3_1") + 2
+        in1 = c("deconv2") + c("conv2") + 2
+        self.deconv5 = deconv(in5, c("deconv5"))
+        self.deconv4 = deconv(in4, c("deconv4"))
+        self.deconv3 = deconv(in3, c("deconv3"))
+        self.deconv2 = deconv(in2, c("deconv2"))
+        self.predict_flow6 = predict_flow(in5)
+        self.predict_flow5 = predict_flow(in4)
+        self.predict_flow4 = predict_flow(in3)
+        self.predict_flow3 = predict_flow(in2)
+        self.predict_flow2 = predict_flow(in1)
+        self.upsampled_flow6_to_5 = upsample_flow()
+        self.upsampled_flow5_to_4 = upsample_flow()
+        self.upsampled_flow4_to_3 = upsample_flow()
+        self.upsampled_flow3_to_2 = upsample_flow()
+        self.register_buffer(
+            "rgb_mean", torch.tensor(RGB_MEAN * 2).view(1, 6, 1, 1), persistent=False
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in (self.predict_flow6, self.predict_flow5, self.predict_flow4,
+                  self.predict_flow3, self.predict_flow2):
+            nn.init.normal_(m.weight, std=1e-3)  # start near zero flow: a sane first guess
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stacked, mean-subtracted frames (B, 6, H, W), H and W multiples of 64 ->
+        [flow2 .. flow6] in units of flow / flow_scale."""
+        out_conv2 = self.conv2(self.conv1(x))
+        out_conv3 = self.conv3_1(self.conv3(out_conv2))
+        out_conv4 = self.conv4_1(self.conv4(out_conv3))
+        out_conv5 = self.conv5_1(self.conv5(out_conv4))
+        out_conv6 = self.conv6_1(self.conv6(out_conv5))
+
+        flow6 = self.predict_flow6(out_conv6)  # (B, 2, H/64, W/64)
+        concat5 = torch.cat((out_conv5, self.deconv5(out_conv6), self.upsampled_flow6_to_5(flow6)), 1)
+        flow5 = self.predict_flow5(concat5)
+        concat4 = torch.cat((out_conv4, self.deconv4(concat5), self.upsampled_flow5_to_4(flow5)), 1)
+        flow4 = self.predict_flow4(concat4)
+        concat3 = torch.cat((out_conv3, self.deconv3(concat4), self.upsampled_flow4_to_3(flow4)), 1)
+        flow3 = self.predict_flow3(concat3)
+        concat2 = torch.cat((out_conv2, self.deconv2(concat3), self.upsampled_flow3_to_2(flow3)), 1)
+        flow2 = self.predict_flow2(concat2)  # (B, 2, H/4, W/4)
+        return [flow2, flow3, flow4, flow5, flow6]
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor):
+        check_input(img1, img2)
+        x = torch.cat((img1, img2), 1) - self.rgb_mean.to(img1.dtype)
+        height, width = x.shape[-2:]
+        if self.training:
+            if height % STRIDE or width % STRIDE:
+                raise ValueError(f"training needs H and W multiples of {STRIDE}, got {height}x{width}")
+            return [f * self.config.flow_scale for f in self.pyramid(x)]
+        x = pad_to_stride(x)
+        flow2 = self.pyramid(x)[0]
+        flow = F.interpolate(flow2, scale_factor=4, mode="bilinear", align_corners=False)
+        return flow[:, :, :height, :width] * self.config.flow_scale
+
+
+def check_input(img1: torch.Tensor, img2: torch.Tensor) -> None:
+    """Raise ValueError naming what was received when the two frames cannot go in."""
+    if img1.ndim != 4 or img1.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) frames, got {tuple(img1.shape)}")
+    if img1.shape != img2.shape:
+        raise ValueError(f"frames differ in shape: {tuple(img1.shape)} vs {tuple(img2.shape)}")
+    if min(img1.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {img1.shape[-1]}x{img1.shape[-2]}")
+
+
+def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad bottom and right up to a multiple of STRIDE (cropped back after)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % STRIDE, -width % STRIDE
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

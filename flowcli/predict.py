@@ -1,0 +1,104 @@
+"""Prediction API: two images (arrays or paths) -> an HxWx2 flow; or a whole folder of pairs."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import DataError, ImageError
+from .io import IMAGE_SUFFIXES, read_image, write_flow
+from .model import MIN_SIDE
+
+ImageLike = np.ndarray | str | os.PathLike
+
+
+def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32"):
+    """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
+    from .checkpoint import load_model
+    from .device import resolve_device, resolve_dtype
+    from .inference import Predictor
+
+    torch_device = resolve_device(device)
+    return Predictor(load_model(weights, device=torch_device), device=torch_device,
+                     dtype=resolve_dtype(dtype, torch_device))
+
+
+def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2")) -> None:
+    if img1.shape != img2.shape:
+        raise ImageError(f"{names[0]} is {img1.shape[1]}x{img1.shape[0]} but {names[1]} is "
+                         f"{img2.shape[1]}x{img2.shape[0]}: the two images must have the same size")
+    if min(img1.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"{names[0]} is {img1.shape[1]}x{img1.shape[0]}: FlowNetS needs at least "
+                         f"{MIN_SIDE} px on each side")
+
+
+def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
+                  dtype: str = "fp32", max_side: int | None = None, predictor=None) -> np.ndarray:
+    """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
+
+    Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
+    `max_side` downsizes large inputs for the network and scales the flow back up.
+    """
+    names = tuple(str(i) if not isinstance(i, np.ndarray) else f"image {n}" for n, i in ((1, img1), (2, img2)))
+    img1 = img1 if isinstance(img1, np.ndarray) else read_image(img1)
+    img2 = img2 if isinstance(img2, np.ndarray) else read_image(img2)
+    check_pair(img1, img2, names)
+    predictor = predictor or load_predictor(weights, device=device, dtype=dtype)
+    return predictor.predict_numpy(img1, img2, max_side=max_side)
+
+
+PAIR_PATTERN = re.compile(r"^(?P<id>.+)_img1$")
+
+
+def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """Every `<id>_img1.*` with its `<id>_img2.*` (same suffix) in a folder, sorted by id."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    pairs = []
+    for first in sorted(folder.iterdir()):
+        match = PAIR_PATTERN.match(first.stem)
+        if match and first.suffix.lower() in IMAGE_SUFFIXES:
+            second = first.with_name(f"{match['id']}_img2{first.suffix}")
+            if second.is_file():
+                pairs.append((match["id"], first, second))
+    if not pairs:
+        raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found")
+    return pairs
+
+
+def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
+                   device: str = "cpu", dtype: str = "fp32", fmt: str = "flo",
+                   on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
+    from .inference import predict_many
+
+    if fmt not in ("flo", "png"):
+        raise DataError(f"unknown output format {fmt!r}: choose flo or png")
+    pairs = find_image_pairs(folder)
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise DataError(f"{out}: its parent folder does not exist")
+    out.mkdir(exist_ok=True)
+    predictor = load_predictor(weights, device=device, dtype=dtype)
+    start = time.perf_counter()
+    written = []
+
+    def save(index: int, flow: np.ndarray) -> None:
+        target = out / f"{pairs[index][0]}_flow.{fmt}"
+        write_flow(target, flow)
+        written.append(target)
+        if on_progress:
+            on_progress(len(written), len(pairs))
+
+    predict_many(predictor, [(a, b) for _, a, b in pairs], on_result=save)
+    seconds = time.perf_counter() - start
+    return {"pairs": len(written), "seconds": seconds, "pairs_per_s": len(written) / seconds,
+            "out_dir": str(out)}
+
+

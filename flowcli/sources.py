@@ -1,0 +1,87 @@
+"""Where training batches come from: a Flying Chairs folder, or the generator (the embedded default).
+
+Both hand the training loop (img1, img2, flow, valid) batches on the training device, and a fixed
+validation set. Every epoch's data order and randomness derive from (seed, epoch, rank) alone, so
+a resumed run sees exactly the data a straight run would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .config import TrainConfig
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 9_973 + rank * 101) % (2**62)
+
+
+class FolderSource:
+    """Batches from a Flying Chairs folder split into train/val(/test)."""
+
+    def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, run_dir: Path | None,
+                 rank: int = 0, world_size: int = 1):
+        from .data import FlowDataset, find_samples, make_loader, save_split, split_samples
+
+        samples, self.incomplete = find_samples(folder)
+        self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
+        if run_dir is not None and rank == 0:
+            save_split(run_dir / "split.json", self.split)
+        crop = None if config.augment else config.crop
+        self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed, cache=True)
+        self.val_set = FlowDataset(self.split["val"], cache=True)
+        self.loader = make_loader(self.train_set, batch_size=config.batch_size, shuffle=True,
+                                  seed=config.seed, num_workers=config.num_workers, drop_last=True,
+                                  distributed=world_size > 1)
+        self.device = device
+        self.steps_per_epoch = len(self.loader)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        if hasattr(self.loader, "generator") and self.loader.generator is not None:
+            self.loader.generator.manual_seed(epoch_seed(0, epoch))
+        for item in self.loader:
+            yield tuple(item[k].to(self.device, non_blocking=True) for k in ("img1", "img2", "flow", "valid"))
+
+    def validation(self) -> Iterator[Batch]:
+        for i in range(len(self.val_set)):
+            item = self.val_set[i]
+            yield tuple(item[k][None].to(self.device) for k in ("img1", "img2", "flow", "valid"))
+
+
+class SynthSource:
+    """Batches drawn on the fly from the generator, on the training device."""
+
+    def __init__(self, config: TrainConfig, *, device: torch.device, rank: int = 0):
+        from .synth import SceneGenerator, SynthConfig
+
+        self.config = config
+        self.rank = rank
+        height, width = config.synth_size
+        self.generator = SceneGenerator(SynthConfig(height=height, width=width),
+                                        seed=config.seed, device=device)
+        val = SceneGenerator(SynthConfig(height=height, width=width), seed=VAL_SEED, device=device)
+        self.val = [val.batch(1) for _ in range(config.val_count)]
+        self.steps_per_epoch = config.steps_per_epoch
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        self.generator.reseed(epoch_seed(self.config.seed, epoch, self.rank))
+        reuse = max(1, self.config.synth_reuse)
+        for step in range(self.steps_per_epoch):
+            if step % reuse == 0:
+                img1, img2, flow = self.generator.batch(self.config.batch_size)
+                valid = torch.ones_like(flow[:, 0], dtype=torch.bool)
+            yield img1, img2, flow, valid
+
+    def validation(self) -> Iterator[Batch]:
+        for img1, img2, flow in self.val:
+            yield img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)

@@ -1,0 +1,106 @@
+"""Flow to colour with the Middlebury colour wheel (Baker et al., IJCV 2011), and comparison panels.
+
+Hue encodes direction, saturation encodes magnitude relative to `max_flow` (or the field's own
+maximum); zero flow is white. numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Number of hue steps between the six primary/secondary colours of the Middlebury wheel.
+RY, YG, GC, CB, BM, MR = 15, 6, 4, 11, 13, 6
+
+
+def color_wheel() -> np.ndarray:
+    """(55, 3) float colours in [0, 255]: red -> yellow -> green -> cyan -> blue -> magenta."""
+    ramps = []
+    for steps, start, rising, channel_from, channel_to in (
+        (RY, (255, 0, 0), True, None, 1),
+        (YG, (255, 255, 0), False, 0, None),
+        (GC, (0, 255, 0), True, None, 2),
+        (CB, (0, 255, 255), False, 1, None),
+        (BM, (0, 0, 255), True, None, 0),
+        (MR, (255, 0, 255), False, 2, None),
+    ):
+        ramp = np.tile(np.array(start, dtype=np.float64), (steps, 1))
+        values = np.floor(255 * np.arange(steps) / steps)
+        if rising:
+            ramp[:, channel_to] = values
+        else:
+            ramp[:, channel_from] = 255 - values
+        ramps.append(ramp)
+    return np.concatenate(ramps)
+
+
+WHEEL = color_wheel()
+
+
+def flow_to_color(flow: np.ndarray, *, max_flow: float | None = None, valid: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 2) flow -> (H, W, 3) uint8 colour image; invalid pixels are black."""
+    flow = np.asarray(flow, dtype=np.float64)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"expected an HxWx2 flow, got shape {flow.shape}")
+    u, v = flow[..., 0], flow[..., 1]
+    finite = np.isfinite(u) & np.isfinite(v) & (np.abs(u) < 1e9) & (np.abs(v) < 1e9)
+    if valid is not None:
+        finite &= np.asarray(valid, dtype=bool)
+    u, v = np.where(finite, u, 0), np.where(finite, v, 0)
+    radius = np.sqrt(u**2 + v**2)
+    scale = max_flow if max_flow is not None else (radius.max() if finite.any() else 0.0)
+    if scale > 0:
+        u, v, radius = u / scale, v / scale, radius / scale
+    angle = np.arctan2(-v, -u) / np.pi  # in [-1, 1]; rightward flow lands at hue 0 (red)
+    position = (angle + 1) / 2 * (len(WHEEL) - 1)
+    k0 = np.floor(position).astype(int)
+    k1 = (k0 + 1) % len(WHEEL)
+    frac = (position - k0)[..., None]
+    col = (1 - frac) * WHEEL[k0] / 255 + frac * WHEEL[k1] / 255
+    inside = (radius <= 1)[..., None]
+    r = radius[..., None]
+    col = np.where(inside, 1 - r * (1 - col), col * 0.75)  # out of range: desaturated, darker
+    image = np.floor(255 * col).astype(np.uint8)
+    image[~finite] = 0
+    return image
+
+
+def error_to_color(error: np.ndarray, *, max_error: float | None = None) -> np.ndarray:
+    """Per-pixel EPE (H, W) -> dark-to-bright heat map (black = 0, yellow-white = max)."""
+    error = np.nan_to_num(np.asarray(error, dtype=np.float64))
+    top = max_error if max_error else max(float(error.max()), 1e-6)
+    t = np.clip(error / top, 0, 1)
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
+    return (rgb * 255).astype(np.uint8)
+
+
+def panel(
+    img1: np.ndarray,
+    img2: np.ndarray,
+    pred: np.ndarray,
+    gt: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    *,
+    gap: int = 4,
+) -> np.ndarray:
+    """image 1 | image 2 | ground truth | prediction | error map, side by side (one uint8 image).
+
+    Ground truth and prediction share one colour scale (the ground truth's maximum) so that
+    they can be compared by eye. Without ground truth: image 1 | image 2 | prediction.
+    """
+    if gt is not None:
+        valid = np.ones(gt.shape[:2], bool) if valid is None else valid
+        radius = np.linalg.norm(np.where(valid[..., None], gt, 0), axis=2)
+        max_flow = float(radius.max()) or None
+        error = np.where(valid, np.linalg.norm(gt - pred, axis=2), 0)
+        tiles = [img1, img2, flow_to_color(gt, max_flow=max_flow, valid=valid),
+                 flow_to_color(pred, max_flow=max_flow), error_to_color(error)]
+    else:
+        tiles = [img1, img2, flow_to_color(pred)]
+    height = tiles[0].shape[0]
+    spacer = np.full((height, gap, 3), 255, np.uint8)
+    row = []
+    for tile in tiles:
+        if tile.shape[:2] != (height, tiles[0].shape[1]):
+            raise ValueError(f"panel tiles differ in size: {tile.shape[:2]} vs {tiles[0].shape[:2]}")
+        row += [tile, spacer]
+    return np.concatenate(row[:-1], axis=1)
