@@ -40,6 +40,7 @@ class FolderSource:
                                   seed=config.seed, num_workers=config.num_workers, drop_last=True,
                                   distributed=world_size > 1)
         self.device = device
+        self.seed = config.seed
         self.steps_per_epoch = len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
@@ -48,7 +49,7 @@ class FolderSource:
             sampler.set_epoch(epoch)
         self.train_set.set_epoch(epoch)
         if hasattr(self.loader, "generator") and self.loader.generator is not None:
-            self.loader.generator.manual_seed(epoch_seed(0, epoch))
+            self.loader.generator.manual_seed(epoch_seed(self.seed, epoch))
         for item in self.loader:
             yield tuple(item[k].to(self.device, non_blocking=True) for k in ("img1", "img2", "flow", "valid"))
 
