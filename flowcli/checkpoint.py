@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import CheckpointError
@@ -43,7 +43,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: not a flowcli weights file (no architecture in metadata)")
@@ -106,7 +106,7 @@ def load_model(
     model = FlowNetS(file_config)
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError) as exc:
+    except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable weights ({exc})") from None
     load_state(model, state, path)
     return model.to(device).eval()

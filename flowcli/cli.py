@@ -13,6 +13,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -67,10 +68,10 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except FlowcliError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -90,6 +91,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def say(text: str, console: Console = out_console) -> None:
+    """Print plain text: paths with brackets must not be read as rich markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def write_json(path: Path | None, payload) -> None:
     if path is None:
         return
@@ -97,7 +103,7 @@ def write_json(path: Path | None, payload) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    err_console.print(f"wrote {path}")
+    say(f"wrote {path}", err_console)
 
 
 def progress_bar():
@@ -105,7 +111,7 @@ def progress_bar():
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=err_console, transient=False)
+                    console=err_console, transient=True)
 
 
 def table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -113,7 +119,7 @@ def table(title: str, rows: list[tuple[str, str]]) -> Table:
     result.add_column(style="bold")
     result.add_column(justify="right")
     for key, value in rows:
-        result.add_row(key, value)
+        result.add_row(escape(key), escape(value))
     return result
 
 
@@ -139,7 +145,7 @@ def predict(
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
                                         fmt=fmt, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
-            out_console.print(f"wrote {result['pairs']} flows to {result['out_dir']} "
+            say(f"wrote {result['pairs']} flows to {result['out_dir']} "
                               f"({result['pairs_per_s']:.1f} pairs/s end to end)")
             return
         if input2 is None:
@@ -154,7 +160,7 @@ def predict(
         flow = estimate_flow(input1, input2, weights=weights, device=device, dtype=dtype.value, max_side=max_side)
         write_flow(output, flow)
         magnitude = (flow**2).sum(-1) ** 0.5
-        out_console.print(f"wrote {output} ({flow.shape[1]}x{flow.shape[0]}, mean |flow| "
+        say(f"wrote {output} ({flow.shape[1]}x{flow.shape[0]}, mean |flow| "
                           f"{magnitude.mean():.2f} px, max {magnitude.max():.2f} px)")
 
 
@@ -184,14 +190,17 @@ def visualize(
 
             field, valid = read_flow(flow)
             write_image(output, flow_to_color(field, max_flow=max_flow, valid=valid))
-            out_console.print(f"wrote {output}")
+            say(f"wrote {output}")
             return
         from .predict import check_pair, estimate_flow
         from .viz import panel
 
         img1, img2 = read_image_pair(*pair)
-        check_pair(img1, img2, tuple(map(str, pair)))
-        pred = read_flow(flow)[0] if flow is not None else estimate_flow(img1, img2, weights=weights, device=device)
+        if flow is not None:
+            pred = read_flow(flow)[0]
+        else:
+            check_pair(img1, img2, tuple(map(str, pair)))
+            pred = estimate_flow(img1, img2, weights=weights, device=device)
         truth, valid = read_flow(gt) if gt is not None else (None, None)
         for name, field in (("prediction", pred), ("ground truth", truth)):
             if field is not None and field.shape[:2] != img1.shape[:2]:
@@ -201,9 +210,9 @@ def visualize(
         if truth is not None:
             from .metrics import flow_metrics_np
 
-            out_console.print(f"wrote {output} (EPE {flow_metrics_np(pred, truth, valid)['epe']:.3f} px)")
+            say(f"wrote {output} (EPE {flow_metrics_np(pred, truth, valid)['epe']:.3f} px)")
         else:
-            out_console.print(f"wrote {output}")
+            say(f"wrote {output}")
 
 
 @app.command()
@@ -246,8 +255,8 @@ def train(
             def on_event(kind: str, info: dict) -> None:
                 if kind == "start":
                     bar.update(task, total=(info["epochs"] - info["start_epoch"]) * info["steps_per_epoch"])
-                    bar.console.print(f"FlowNetS {info['params'] / 1e6:.2f}M params on {info['device']}, "
-                                      f"run folder {run_dir}")
+                    say(f"FlowNetS {info['params'] / 1e6:.2f}M params on {info['device']}, "
+                        f"run folder {run_dir}", bar.console)
                 elif kind == "step":
                     bar.update(task, advance=1, info=f"epoch {info['epoch']} loss {info['loss']:.3f} "
                                f"EPE {info['epe']:.2f} {info['images_per_s']:.1f} img/s")
@@ -256,13 +265,13 @@ def train(
                                       f"val EPE {info.get('val_epe', float('nan')):.3f}, "
                                       f"{info['images_per_s']:.1f} img/s, data {100 * info['data_share']:.0f}% of step time")
                 elif kind == "warning":
-                    bar.console.print(f"[yellow]warning:[/] {info['message']}")
+                    bar.console.print(f"[yellow]warning:[/] {escape(info['message'])}")
 
             try:
                 summary = run_training(config, out_dir=run_dir, data_dir=data_dir, resume=resume is not None,
                                        device=torch_device, on_event=on_event)
             except KeyboardInterrupt:
-                err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {run_dir}")
+                err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {escape(str(run_dir))}")
                 raise typer.Exit(130)
         out_console.print(table("training", [
             ("run folder", str(run_dir)), ("epochs", str(summary.get("epoch", "-"))),
@@ -296,7 +305,7 @@ def evaluate_command(
                               device=device, dtype=dtype.value, count=count,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result["incomplete_triplets"][:5]:
-            err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {line}")
+            err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {escape(line)}")
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
                 ("EPE", f"{result['epe']:.3f} px")]
         if metric == Metric.all:
@@ -342,7 +351,7 @@ def synth(
             ids = write_dataset(out_dir, count=count, seed=seed, config=SynthConfig(height=height, width=width),
                                 textures_dir=textures, overwrite=overwrite,
                                 on_progress=lambda done: bar.update(task, completed=done))
-        out_console.print(f"wrote {len(ids)} pairs ({width}x{height}) to {out_dir}")
+        say(f"wrote {len(ids)} pairs ({width}x{height}) to {out_dir}")
 
 
 @app.command()
@@ -396,7 +405,10 @@ def info(weights: WeightsOpt = None) -> None:
     """Show a weights file's architecture, parameter count and training metadata."""
     with cli_errors():
         from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
+        from .errors import FlowcliError
 
+        if weights == "random":
+            raise FlowcliError("info describes a weights file; 'random' has none")
         path = Path(weights) if weights else DEFAULT_WEIGHTS
         model = load_model(path)
         meta = metadata_json(path)

@@ -1,0 +1,82 @@
+"""Shared pytest fixtures for the flowcli test suite.
+
+Fixtures (all function-scoped unless noted):
+- `shared_fixtures`: Path of the real Flying Chairs sample (../shared/fixtures/flyingchairs next to the
+  repository); the test is skipped when it is absent.
+- `make_pair`: factory `make_pair(height=64, width=80, shift=(2, 3), seed=0, folder=None, name="a")`
+  writing `<folder>/<name>_img1.ppm` and `<folder>/<name>_img2.ppm` (frame 2 = frame 1 rolled by
+  `shift` = (dy, dx) px) and returning the two paths; `folder` defaults to `tmp_path`.
+- `tiny_pair`: `make_pair()` with the defaults: two structured 64x80 .ppm frames.
+- `run_cli`: `run_cli(*args)` invokes `flowcli.cli.app` in-process with typer's CliRunner and returns
+  the Result (`exit_code`, `stdout`, `stderr` kept separate, `output` = both, `exception`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "flyingchairs"
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    """The real Flying Chairs pair (00001_img1.ppm, 00001_img2.ppm, 00001_flow.flo); skip if absent."""
+    if not (SHARED_FIXTURES / "00001_flow.flo").is_file():
+        pytest.skip(f"shared Flying Chairs fixture not found at {SHARED_FIXTURES}")
+    return SHARED_FIXTURES
+
+
+def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic (H, W, 3) uint8 image with smooth gradients, stripes and random blocks."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack([
+        127 + 100 * np.sin(x / 7.0 + rng.uniform(0, 6)) * np.cos(y / 11.0),
+        255 * x / max(width - 1, 1),
+        255 * y / max(height - 1, 1),
+    ], axis=-1)
+    blocks = rng.integers(0, 256, size=(height // 8 + 1, width // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)
+    image = 0.6 * base + 0.4 * blocks[:height, :width]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_pair(tmp_path):
+    """Factory writing two frames, the second the first shifted by (dy, dx); returns their paths."""
+    from flowcli.io import write_image
+
+    def _make(height: int = 64, width: int = 80, shift: tuple[int, int] = (2, 3), seed: int = 0,
+              folder: Path | None = None, name: str = "a") -> tuple[Path, Path]:
+        folder = Path(folder) if folder is not None else tmp_path
+        img1 = structured_image(height, width, seed)
+        img2 = np.roll(img1, shift, axis=(0, 1))
+        path1, path2 = folder / f"{name}_img1.ppm", folder / f"{name}_img2.ppm"
+        write_image(path1, img1)
+        write_image(path2, img2)
+        return path1, path2
+
+    return _make
+
+
+@pytest.fixture
+def tiny_pair(make_pair) -> tuple[Path, Path]:
+    """Two structured 64x80 .ppm frames in tmp_path (the second moved by 2 px down, 3 px right)."""
+    return make_pair()
+
+
+@pytest.fixture
+def run_cli():
+    """`run_cli(*args)` -> typer.testing Result of `flowcli <args>` run in-process."""
+    from typer.testing import CliRunner
+
+    from flowcli.cli import app
+
+    runner = CliRunner()
+
+    def _run(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return _run

@@ -1,0 +1,173 @@
+"""flowcli.checkpoint: safetensors weights carrying their architecture; every failure a CheckpointError."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from flowcli.errors import CheckpointError
+from flowcli.model import FlowNetS, ModelConfig
+
+import flowcli.checkpoint as checkpoint
+from flowcli.checkpoint import FORMAT, load_model, metadata_json, read_config, save_weights
+
+SMALL = ModelConfig(width=0.25)
+
+
+@pytest.fixture(scope="module")
+def small_model() -> FlowNetS:
+    torch.manual_seed(1)
+    return FlowNetS(SMALL).eval()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(1, 3, 64, 128, generator=generator), torch.rand(1, 3, 64, 128, generator=generator)
+
+
+def test_round_trip_gives_identical_outputs(tmp_path, small_model, frames):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, small_model)
+    loaded = load_model(path)
+    assert loaded.config == SMALL
+    assert not loaded.training
+    for name, tensor in small_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with torch.no_grad():
+        assert torch.equal(loaded(*frames), small_model(*frames))
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left
+
+
+def test_round_trip_with_batch_norm_keeps_running_statistics(tmp_path, frames):
+    torch.manual_seed(2)
+    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True)).train()
+    with torch.no_grad():
+        model(*frames)  # one training-mode pass updates the running statistics
+    model.eval()
+    path = tmp_path / "bn.safetensors"
+    save_weights(path, model)
+    loaded = load_model(path)
+    assert torch.equal(loaded.conv1[1].running_mean, model.conv1[1].running_mean)
+    assert loaded.conv1[1].num_batches_tracked.item() == 1
+    with torch.no_grad():
+        assert torch.equal(loaded(*frames), model(*frames))
+
+
+def test_fp16_storage_is_half_the_size_and_outputs_close(tmp_path, small_model, frames):
+    full, half = tmp_path / "fp32.safetensors", tmp_path / "fp16.safetensors"
+    save_weights(full, small_model)
+    save_weights(half, small_model, dtype=torch.float16)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # upcast into the model
+    with torch.no_grad():
+        reference, got = small_model(*frames), loaded(*frames)
+    scale = reference.abs().max().item()
+    assert scale > 0
+    assert torch.allclose(got, reference, rtol=1e-2, atol=1e-2 * scale)
+    assert not torch.equal(got, reference)  # really went through fp16
+
+
+def test_metadata_holds_the_config_and_extra_fields(tmp_path, small_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, small_model, metadata={"epochs": "3", "note": "smoke test"})
+    assert read_config(path) == SMALL
+    meta = metadata_json(path)
+    assert meta["format"] == FORMAT
+    assert meta["config"] == asdict(SMALL)
+    assert meta["epochs"] == 3 and meta["note"] == "smoke test"
+
+
+def test_config_asked_for_must_match_the_file(tmp_path, small_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, small_model)
+    assert load_model(path, config=SMALL).config == SMALL
+    with pytest.raises(CheckpointError, match="was asked for"):
+        load_model(path, config=ModelConfig(width=0.5))
+
+
+def test_tensors_of_another_architecture_raise_a_one_line_error(tmp_path):
+    torch.manual_seed(0)
+    wider = FlowNetS(ModelConfig(width=0.5))
+    path = tmp_path / "lying.safetensors"
+    save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, str(path),
+              metadata={"format": FORMAT, "config": SMALL.to_json()})
+    with pytest.raises(CheckpointError, match="do not match") as info:
+        load_model(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    assert len(message) < 300 + len(str(path))
+    assert "of another shape" in message
+
+
+def test_missing_and_extra_tensors_are_reported(tmp_path, small_model):
+    state = {k: v.contiguous() for k, v in small_model.state_dict().items()}
+    state.pop("conv1.0.weight")
+    state["extra.weight"] = torch.zeros(3)
+    path = tmp_path / "partial.safetensors"
+    save_file(state, str(path), metadata={"format": FORMAT, "config": SMALL.to_json()})
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "1 missing (e.g. conv1.0.weight)" in message
+    assert "1 unexpected (e.g. extra.weight)" in message
+
+
+def test_non_safetensors_file_raises(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x00\x01 definitely not a safetensors header" * 10)
+    with pytest.raises(CheckpointError, match="not a safetensors file") as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_safetensors_without_flowcli_metadata_raises(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a flowcli weights file"):
+        load_model(path)
+
+
+def test_bad_architecture_metadata_raises(tmp_path):
+    path = tmp_path / "bad-config.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"format": FORMAT, "config": '{"depth": 3}'})
+    with pytest.raises(CheckpointError, match="bad architecture metadata"):
+        load_model(path)
+
+
+def test_missing_explicit_file_and_directory_raise(tmp_path):
+    with pytest.raises(CheckpointError, match="no such weights file"):
+        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="no such weights file"):
+        load_model(tmp_path)
+
+
+def test_missing_default_weights_says_none_are_shipped(tmp_path, monkeypatch):
+    missing = tmp_path / "weights" / "flownets.safetensors"
+    monkeypatch.setattr(checkpoint, "DEFAULT_WEIGHTS", missing)
+    with pytest.raises(CheckpointError) as info:
+        load_model()
+    message = str(info.value)
+    assert message.startswith("no trained weights shipped yet")
+    assert str(missing) in message and "--weights" in message
+    assert "\n" not in message
+
+
+def test_random_weights_are_seeded():
+    a = load_model("random", config=SMALL, seed=3)
+    b = load_model("random", config=SMALL, seed=3)
+    c = load_model("random", config=SMALL, seed=4)
+    assert not a.training
+    assert torch.equal(a.conv1[0].weight, b.conv1[0].weight)
+    assert not torch.equal(a.conv1[0].weight, c.conv1[0].weight)
+
+
+def test_save_into_missing_folder_raises_and_writes_nothing(tmp_path, small_model):
+    with pytest.raises(FileNotFoundError):
+        save_weights(tmp_path / "no" / "w.safetensors", small_model)
+    assert list(tmp_path.iterdir()) == []

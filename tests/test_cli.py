@@ -1,0 +1,307 @@
+"""The command line: help for every command, predict/visualize outputs, one-line errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+
+from flowcli.cli import app
+from flowcli.io import read_flo, read_image, write_flo, write_image
+from flowcli.metrics import flow_metrics_np
+from flowcli.viz import flow_to_color, panel
+
+COMMANDS = ("predict", "visualize", "train", "eval", "bench", "synth", "info")
+REPO = Path(__file__).resolve().parents[1]
+
+
+
+def flow_field(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 3, size=(height, width, 2)).astype(np.float32)
+
+
+def visible_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def assert_clean_failure(result, *words: str, before: set[str], folder: Path) -> None:
+    """Exit code 1 via SystemExit, exactly one 'error: ...' line on stderr, nothing new in `folder`."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught crash
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert visible_files(folder) == before  # no output, no temporary file left behind
+
+
+# -- help -------------------------------------------------------------------------------------------
+
+def test_help_lists_every_command(run_cli):
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert f" {name} " in result.stdout, name
+
+
+def test_every_command_and_parameter_has_help_text(run_cli):
+    group = typer.main.get_command(app)
+    assert sorted(group.commands) == sorted(COMMANDS)
+    for name, command in group.commands.items():
+        assert command.help and len(command.help.strip()) > 10, name
+        for param in command.params:
+            assert getattr(param, "help", None), f"{name} {param.name} has no help"
+        result = run_cli(name, "--help")
+        assert result.exit_code == 0, name
+        assert "Usage:" in result.stdout and name in result.stdout, name
+
+
+def test_python_m_flowcli_help_in_a_real_process():
+    result = subprocess.run([sys.executable, "-m", "flowcli", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    assert "Usage: flowcli" in result.stdout
+    for name in COMMANDS:
+        assert name in result.stdout, name
+    assert result.stderr == ""
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, flowcli.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_error_in_a_real_process_is_one_line_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "flowcli", "visualize", str(tmp_path / "missing.flo"),
+                             "-o", str(tmp_path / "out.png")], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.flo'}: no such file"
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- predict and visualize: outputs -----------------------------------------------------------------
+
+def test_predict_with_random_weights_writes_flo_and_png(run_cli, make_pair, tmp_path):
+    a, b = make_pair(128, 160, shift=(3, -2))
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.flo", "--weights", "random")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout and "160x128" in result.stdout
+    flow = read_flo(tmp_path / "out.flo")
+    assert flow.shape == (128, 160, 2) and np.isfinite(flow).all()
+
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.png", "--weights", "random")
+    assert result.exit_code == 0, result.output
+    image = read_image(tmp_path / "out.png")
+    assert image.shape == (128, 160, 3)
+    assert np.array_equal(image, flow_to_color(flow))  # same seeded model, same flow, same colours
+    assert visible_files(tmp_path) == {a.name, b.name, "out.flo", "out.png"}
+
+
+def test_visualize_flo_writes_a_png_of_its_size(run_cli, tmp_path):
+    flow = flow_field(48, 40)
+    write_flo(tmp_path / "f.flo", flow)
+    result = run_cli("visualize", tmp_path / "f.flo", "-o", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    image = read_image(tmp_path / "f.png")
+    assert image.shape == (48, 40, 3)
+    assert np.array_equal(image, flow_to_color(flow))
+
+    result = run_cli("visualize", tmp_path / "f.flo", "-o", tmp_path / "g.png", "--max-flow", "100")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(read_image(tmp_path / "g.png"), flow_to_color(flow, max_flow=100.0))
+
+
+def test_visualize_pair_with_gt_writes_the_five_tile_panel(run_cli, make_pair, tmp_path):
+    a, b = make_pair(64, 80)
+    gt = np.zeros((64, 80, 2), np.float32)
+    gt[..., 0], gt[..., 1] = 3.0, -2.0
+    pred = gt.copy()
+    pred[..., 0] += 0.6
+    pred[..., 1] += 0.8  # EPE exactly 1
+    write_flo(tmp_path / "gt.flo", gt)
+    write_flo(tmp_path / "pred.flo", pred)
+    result = run_cli("visualize", tmp_path / "pred.flo", "--pair", a, b, "--gt", tmp_path / "gt.flo",
+                     "-o", tmp_path / "panel.png")
+    assert result.exit_code == 0, result.output
+    assert "EPE 1.000 px" in result.stdout
+    image = read_image(tmp_path / "panel.png")
+    assert image.shape == (64, 5 * 80 + 4 * 4, 3)
+    assert np.array_equal(image, panel(read_image(a), read_image(b), pred, gt))
+
+    result = run_cli("visualize", tmp_path / "pred.flo", "--pair", a, b, "-o", tmp_path / "three.png")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "three.png").shape == (64, 3 * 80 + 2 * 4, 3)
+
+
+def test_visualize_the_real_flying_chairs_flow(run_cli, shared_fixtures, tmp_path):
+    result = run_cli("visualize", shared_fixtures / "00001_flow.flo", "-o", tmp_path / "chairs.png")
+    assert result.exit_code == 0, result.output
+    image = read_image(tmp_path / "chairs.png")
+    assert image.shape == (50, 50, 3)
+    assert np.array_equal(image, flow_to_color(read_flo(shared_fixtures / "00001_flow.flo")))
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # a real, varied field
+
+
+def test_visualize_pair_predicts_with_the_model(run_cli, make_pair, tmp_path):
+    a, b = make_pair(64, 80)
+    write_flo(tmp_path / "gt.flo", flow_field(64, 80))
+    result = run_cli("visualize", "--pair", a, b, "--gt", tmp_path / "gt.flo", "--weights", "random",
+                     "-o", tmp_path / "panel.png")
+    assert result.exit_code == 0, result.output
+    assert "EPE" in result.stdout
+    assert read_image(tmp_path / "panel.png").shape == (64, 5 * 80 + 16, 3)
+
+
+# -- bad input: exit 1, one line on stderr, no output -----------------------------------------------
+
+def _predict_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]]:
+    """(arguments, words the error line must contain) for one bad predict invocation."""
+    a, b = make_pair(64, 80)
+    out = tmp_path / "out.flo"
+    if case == "missing file":
+        return ["predict", a, tmp_path / "missing.ppm", "-o", out], ["missing.ppm", "no such file"]
+    if case == "directory as image":
+        (tmp_path / "frames").mkdir()
+        return ["predict", a, tmp_path / "frames", "-o", out], ["frames", "is a directory"]
+    if case == "not an image":
+        (tmp_path / "notes.ppm").write_text("hello\n")
+        return ["predict", tmp_path / "notes.ppm", b, "-o", out], ["notes.ppm", "not a readable image"]
+    if case == "different sizes":
+        c, _ = make_pair(64, 96, name="c")
+        return ["predict", a, c, "-o", out], ["80x64", "96x64", "same size"]
+    if case == "smaller than 64":
+        c, d = make_pair(50, 80, name="small")
+        return ["predict", c, d, "-o", out], ["80x50", "at least 64"]
+    if case == "output folder missing":
+        return ["predict", a, b, "-o", tmp_path / "nowhere" / "out.flo"], ["nowhere", "does not exist"]
+    if case == "output suffix":
+        return ["predict", a, b, "-o", tmp_path / "out.txt"], ["out.txt", ".flo or .png"]
+    if case == "no second image":
+        return ["predict", a, "-o", out], ["give a second image"]
+    if case == "empty folder":
+        (tmp_path / "empty").mkdir()
+        return ["predict", tmp_path / "empty", "-o", tmp_path / "flows"], ["empty", "no <id>_img1"]
+    raise AssertionError(case)
+
+
+PREDICT_CASES = ["missing file", "directory as image", "not an image", "different sizes", "smaller than 64",
+                 "output folder missing", "output suffix", "no second image",
+                 "empty folder"]
+
+
+@pytest.mark.parametrize("case", PREDICT_CASES)
+def test_predict_bad_input_fails_cleanly(run_cli, make_pair, tmp_path, case):
+    args, words = _predict_case(case, tmp_path, make_pair)
+    before = visible_files(tmp_path)
+    result = run_cli(*args, "--weights", "random")
+    assert_clean_failure(result, *words, before=before, folder=tmp_path)
+
+
+def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]]:
+    out = tmp_path / "out.png"
+    good = tmp_path / "good.flo"
+    write_flo(good, flow_field(64, 80))
+    if case == "wrong magic":
+        (tmp_path / "magic.flo").write_bytes(b"PIEX" + good.read_bytes()[4:])
+        return ["visualize", tmp_path / "magic.flo", "-o", out], ["magic.flo", "not a .flo file"]
+    if case == "truncated flo":
+        (tmp_path / "cut.flo").write_bytes(good.read_bytes()[:-5])
+        return ["visualize", tmp_path / "cut.flo", "-o", out], ["cut.flo", "truncated"]
+    if case == "missing flo":
+        return ["visualize", tmp_path / "gone.flo", "-o", out], ["gone.flo", "no such file"]
+    if case == "directory as flo":
+        (tmp_path / "dir.flo").mkdir()
+        return ["visualize", tmp_path / "dir.flo", "-o", out], ["dir.flo", "is a directory"]
+    if case == "output folder missing":
+        return ["visualize", good, "-o", tmp_path / "nowhere" / "out.png"], ["nowhere", "does not exist"]
+    if case == "output not png":
+        return ["visualize", good, "-o", tmp_path / "out.jpg"], ["out.jpg", ".png"]
+    if case == "nothing to draw":
+        return ["visualize", "-o", out], ["give a .flo file"]
+    a, b = make_pair(64, 80)
+    if case == "pair of different sizes":
+        c, _ = make_pair(72, 80, name="c")
+        return ["visualize", good, "--pair", a, c, "-o", out], ["80x64", "80x72"]
+    if case == "pair smaller than 64":
+        c, d = make_pair(40, 80, name="small")
+        return ["visualize", "--pair", c, d, "-o", out], ["80x40", "at least 64"]
+    if case == "gt of another size":
+        write_flo(tmp_path / "gt.flo", flow_field(64, 96))
+        return ["visualize", good, "--pair", a, b, "--gt", tmp_path / "gt.flo", "-o", out], \
+            ["ground truth is 96x64", "80x64"]
+    if case == "gt truncated":
+        (tmp_path / "gt.flo").write_bytes(good.read_bytes()[:100])
+        return ["visualize", good, "--pair", a, b, "--gt", tmp_path / "gt.flo", "-o", out], \
+            ["gt.flo", "truncated"]
+    raise AssertionError(case)
+
+
+VISUALIZE_CASES = ["wrong magic", "truncated flo", "missing flo", "directory as flo", "output folder missing",
+                   "output not png", "nothing to draw", "pair of different sizes", "pair smaller than 64",
+                   "gt of another size", "gt truncated"]
+
+
+@pytest.mark.parametrize("case", VISUALIZE_CASES)
+def test_visualize_bad_input_fails_cleanly(run_cli, make_pair, tmp_path, case):
+    args, words = _visualize_case(case, tmp_path, make_pair)
+    before = visible_files(tmp_path)
+    result = run_cli(*args)
+    assert_clean_failure(result, *words, before=before, folder=tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_device_cuda_without_cuda_fails_cleanly(run_cli, make_pair, tmp_path):
+    a, b = make_pair(64, 80)
+    before = visible_files(tmp_path)
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.flo", "--weights", "random", "--device", "cuda")
+    assert_clean_failure(result, "--device cuda", "CUDA is not available", before=before, folder=tmp_path)
+
+
+def test_predict_without_weights_says_none_are_shipped(run_cli, make_pair, tmp_path, monkeypatch):
+    missing = tmp_path / "weights" / "flownets.safetensors"
+    monkeypatch.setattr("flowcli.checkpoint.DEFAULT_WEIGHTS", missing)
+    a, b = make_pair(64, 80)
+    before = visible_files(tmp_path)
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.flo")
+    assert_clean_failure(result, "no trained weights shipped yet", str(missing), "--weights",
+                         before=before, folder=tmp_path)
+
+
+def test_predict_with_a_non_weights_file_fails_cleanly(run_cli, make_pair, tmp_path):
+    a, b = make_pair(64, 80)
+    (tmp_path / "w.safetensors").write_bytes(b"not safetensors at all" * 4)
+    before = visible_files(tmp_path)
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.flo", "--weights", tmp_path / "w.safetensors")
+    assert_clean_failure(result, "w.safetensors", "not a safetensors file", before=before, folder=tmp_path)
+
+
+def test_info_shows_the_architecture_and_parameter_count(run_cli, tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.model import FlowNetS, ModelConfig
+
+    save_weights(tmp_path / "w.safetensors", FlowNetS(ModelConfig(width=0.25)), metadata={"epochs": "2"})
+    result = run_cli("info", "--weights", tmp_path / "w.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "2,436,160" in result.stdout  # width 0.25: see test_model for the layer list
+    assert '"width": 0.25' in result.stdout and "epochs" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["scene[left].flo", "q[/x].flo"])
+def test_error_names_a_file_with_brackets_verbatim(run_cli, tmp_path, name):
+    missing = tmp_path / name  # "q[/x].flo" is the file "x].flo" in the (missing) folder "q["
+    result = run_cli("visualize", missing, "-o", tmp_path / "out.png")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.strip() == f"error: {missing}: no such file"

@@ -1,0 +1,101 @@
+"""flowcli.metrics: EPE and 1/3/5 px accuracies on hand-computed errors, masking, the reference formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowcli.metrics import epe_map, flow_metrics, flow_metrics_np
+
+# Error vectors (pred - gt) with hand-known lengths: 0, 0.5 (0.3, 0.4), 2 (1.2, 1.6), 4 (2.4, 3.2), 10 (6, 8).
+ERRORS = [(0.0, 0.0), (0.3, 0.4), (1.2, 1.6), (2.4, 3.2), (6.0, 8.0)]
+LENGTHS = [0.0, 0.5, 2.0, 4.0, 10.0]
+EXPECTED = {
+    "epe": sum(LENGTHS) / 5,  # 16.5 / 5 = 3.3
+    "1px": 2 / 5,  # 0 and 0.5
+    "3px": 3 / 5,  # + 2
+    "5px": 4 / 5,  # + 4
+    "valid_pixels": 5,
+}
+
+
+def hand_case(masked_error: float = 1e6):
+    """(pred, gt, valid) as (1, 2, 2, 3) tensors: 5 known errors + 1 masked pixel with a huge error."""
+    gt = torch.tensor([[[1.0, -2.0, 0.5], [3.0, 0.0, 7.0]],
+                       [[0.0, 4.0, -1.0], [2.0, 5.0, -3.0]]])[None]  # (1, 2, 2, 3)
+    offsets = torch.zeros(1, 2, 2, 3)
+    for index, (du, dv) in enumerate(ERRORS):
+        y, x = divmod(index, 3)
+        offsets[0, 0, y, x], offsets[0, 1, y, x] = du, dv
+    offsets[0, :, 1, 2] = masked_error
+    valid = torch.ones(1, 2, 3, dtype=torch.bool)
+    valid[0, 1, 2] = False
+    return gt + offsets, gt, valid
+
+
+def test_epe_map_gives_the_hand_lengths():
+    pred, gt, _ = hand_case(masked_error=0.0)
+    errors = epe_map(pred, gt)
+    assert errors.shape == (1, 2, 3)
+    assert errors.flatten()[:5].tolist() == pytest.approx(LENGTHS, abs=1e-6)
+    assert errors[0, 1, 2].item() == 0.0
+
+
+@pytest.mark.parametrize("masked_error", [0.0, 1e6, float("inf")])
+def test_masked_pixels_do_not_change_any_metric(masked_error):
+    pred, gt, valid = hand_case(masked_error)
+    result = flow_metrics(pred, gt, valid)
+    assert result["valid_pixels"] == 5
+    for key in ("epe", "1px", "3px", "5px"):
+        assert result[key] == pytest.approx(EXPECTED[key], abs=1e-6), key
+
+
+def test_unmasked_huge_error_does_change_the_metrics():
+    pred, gt, _ = hand_case(masked_error=100.0)  # error sqrt(2) * 100 at the sixth pixel, now counted
+    result = flow_metrics(pred, gt)
+    assert result["valid_pixels"] == 6
+    assert result["epe"] == pytest.approx((16.5 + 100 * 2**0.5) / 6, rel=1e-6)
+    assert result["5px"] == pytest.approx(4 / 6)
+
+
+def test_thresholds_are_strictly_less_than():
+    gt = torch.zeros(1, 2, 1, 3)
+    pred = torch.tensor([[[[1.0, 3.0, 0.0]], [[0.0, 0.0, 5.0]]]])  # errors exactly 1, 3, 5
+    result = flow_metrics(pred, gt)
+    assert result["epe"] == pytest.approx(3.0)
+    assert (result["1px"], result["3px"], result["5px"]) == (0.0, pytest.approx(1 / 3), pytest.approx(2 / 3))
+
+
+def test_all_valid_equals_the_reference_formula():
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 2, 17, 23, generator=generator) * 4
+    gt = torch.randn(3, 2, 17, 23, generator=generator) * 4
+    reference = torch.norm(gt - pred, p=2, dim=1).mean().item()
+    assert flow_metrics(pred, gt)["epe"] == pytest.approx(reference, rel=1e-6)
+    all_valid = torch.ones(3, 17, 23, dtype=torch.bool)
+    assert flow_metrics(pred, gt, all_valid)["epe"] == pytest.approx(reference, rel=1e-6)
+
+
+def test_nothing_valid_gives_nan_and_zero_pixels():
+    pred, gt, _ = hand_case()
+    result = flow_metrics(pred, gt, torch.zeros(1, 2, 3, dtype=torch.bool))
+    assert result["valid_pixels"] == 0
+    assert all(np.isnan(result[k]) for k in ("epe", "1px", "3px", "5px"))
+
+
+def test_mismatched_or_wrong_shapes_are_refused():
+    with pytest.raises(ValueError, match=r"\(1, 2, 4, 4\) and \(1, 2, 4, 5\)"):
+        epe_map(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
+    with pytest.raises(ValueError, match=r"\(1, 3, 4, 4\)"):
+        flow_metrics(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+
+
+def test_numpy_wrapper_agrees_with_torch():
+    pred, gt, valid = hand_case()
+    to_np = lambda t: t[0].permute(1, 2, 0).numpy()  # (1, 2, H, W) -> (H, W, 2)
+    result = flow_metrics_np(to_np(pred), to_np(gt), valid[0].numpy())
+    assert result == pytest.approx(flow_metrics(pred, gt, valid))
+    assert result["epe"] == pytest.approx(3.3, abs=1e-6)
+    unmasked = flow_metrics_np(to_np(pred).astype(np.float64), to_np(gt))
+    assert unmasked["valid_pixels"] == 6 and unmasked["epe"] > 1e5
