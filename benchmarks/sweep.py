@@ -1,0 +1,129 @@
+"""Sweep batch sizes x input sizes with flowcli.bench and write a markdown table.
+
+    python benchmarks/sweep.py --device cuda --dtype fp16 --out results.md
+    python benchmarks/sweep.py --device cpu --batch-sizes 1,2 --sizes 384x512 --weights random
+
+The file starts with the exact command and the hardware, so a table can be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            height, width = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"sizes are HxW separated by commas, got {part!r}") from None
+        sizes.append((height, width))
+    return sizes
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--batch-sizes", type=parse_ints, default=None,
+                        help="e.g. 1,2,4 (default: 1..256 on CUDA, 1,2,4 on CPU)")
+    parser.add_argument("--sizes", type=parse_sizes, default=None,
+                        help="HxW list, e.g. 384x512,768x1024 (default: + 1080x1920 on CUDA)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--weights", default=None, help="weights file or 'random' (default: shipped)")
+    parser.add_argument("--model-width", type=float, default=0.5, help="width of a random model")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="plain eager calls on CUDA")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--min-seconds", type=float, default=0.0, help="time each point at least this long")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("results.md"))
+    return parser
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware_lines(device: str) -> list[str]:
+    import torch
+
+    from flowcli.device import describe, resolve_device
+
+    torch_device = resolve_device(device)
+    lines = [f"- device: {describe(torch_device)} ({torch_device})",
+             f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
+    if torch_device.type == "cuda":
+        props = torch.cuda.get_device_properties(torch_device)
+        lines.append(f"- GPU memory {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}, "
+                     f"cuDNN {torch.backends.cudnn.version()}")
+    else:
+        lines.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from flowcli.bench import markdown_table, run_sweep
+    from flowcli.errors import FlowcliError
+
+    script = Path(__file__).resolve()
+    try:
+        script = script.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    given = sys.argv[1:] if argv is None else argv
+    command = "python " + " ".join(shlex.quote(str(a)) for a in [script, *given])
+    try:
+        hardware = hardware_lines(args.device)
+        print(command)
+        print("\n".join(hardware))
+
+        def show(row: dict) -> None:
+            size = f"{row['height']}x{row['width']} batch {row['batch_size']}"
+            if "skipped" in row:
+                print(f"{size}: skipped ({row['skipped']})", flush=True)
+            else:
+                print(f"{size}: {row['median_ms_per_image']:.3f} ms/img, {row['images_per_s']:.1f} img/s",
+                      flush=True)
+
+        rows = run_sweep(device=args.device, batch_sizes=args.batch_sizes, sizes=args.sizes, dtype=args.dtype,
+                         compile=args.compile, weights=args.weights, model_width=args.model_width,
+                         warmup=args.warmup, runs=args.runs, min_seconds=args.min_seconds,
+                         threads=args.threads, cuda_graphs=not args.no_cuda_graphs, on_result=show)
+    except FlowcliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    first = next((r for r in rows if "skipped" not in r), {})
+    header = [f"# flowcli bench sweep ({time.strftime('%Y-%m-%d %H:%M')})", "", "```", command, "```", "",
+              *hardware, f"- weights: {first.get('weights', args.weights)}, dtype {args.dtype}, "
+              f"compile {args.compile}, params {first.get('params', 0) / 1e6:.2f}M",
+              "- times: median/p90 per image over timed runs, warm-up excluded", ""]
+    args.out.write_text("\n".join(header) + "\n" + markdown_table(rows))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The benchmark API: time the shared inference path (flowcli.inference.Predictor) on random frames.
+
+Timing follows nanoGPT's bench: warm-up runs are excluded (they include CUDA graph capture and
+cuDNN autotuning), every timed run ends with torch.cuda.synchronize on CUDA, and the time per
+image is the batch time divided by the batch size. FLOPs are counted analytically from the conv
+and transposed-conv layers for the padded input (2 x multiply-adds); the final bilinear upsampling
+and elementwise work are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
+from .device import DTYPES, describe, resolve_device, resolve_dtype
+from .errors import DeviceError
+from .inference import Predictor
+from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
+
+REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+DEFAULT_SIZES = ((384, 512), (768, 1024), (1080, 1920))
+CPU_BATCH_SIZES = (1, 2, 4)  # run_sweep's defaults on CPU: the CUDA grid would take hours there
+CPU_SIZES = ((384, 512), (768, 1024))
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
+              dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
+              model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
+              threads: int | None = None, cuda_graphs: bool = True) -> dict:
+    """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
+
+    weights: None = the shipped default (or, when no file is shipped, a random model of width
+    `model_width`, said so in the "weights" field); "random" = a random model of `model_width`.
+    Timed runs: at least `runs`, and more until `min_seconds` have passed.
+    Raises DeviceError for an unavailable device/dtype, a size below 64 or a batch that does not fit.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    _check_args(size, batch_size, warmup, runs, threads)
+    model, label = _load(weights, model_width)
+    with _threads(threads):
+        return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
+                        batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
+                        min_seconds=min_seconds, cuda_graphs=cuda_graphs)
+
+
+def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
+              sizes: Sequence[tuple[int, int]] | None = None, dtype: str = "fp32", compile: bool = False,
+              weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
+              runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
+              cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
+    CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
+    recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
+    of that size after it. `on_result` sees each row as it is made.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    on_cpu = torch_device.type == "cpu"
+    batch_sizes = sorted(batch_sizes or (CPU_BATCH_SIZES if on_cpu else DEFAULT_BATCH_SIZES))
+    sizes = list(sizes or (CPU_SIZES if on_cpu else DEFAULT_SIZES))
+    for size in sizes:
+        _check_args(size, batch_sizes[0], warmup, runs, threads)
+    model, label = _load(weights, model_width)
+    rows = []
+    with _threads(threads):
+        for height, width in sizes:
+            failed_at = None
+            for batch in batch_sizes:
+                if failed_at is not None:
+                    row = _skipped(torch_device, batch, height, width, f"batch {failed_at} already did not fit")
+                else:
+                    try:
+                        row = _measure(model, label, device=torch_device, dtype=torch_dtype,
+                                       size=(height, width), batch_size=batch, compile=compile,
+                                       warmup=warmup, runs=runs, min_seconds=min_seconds,
+                                       cuda_graphs=cuda_graphs)
+                    except DeviceError as exc:  # device and dtype were checked above: this is memory
+                        failed_at = batch
+                        row = _skipped(torch_device, batch, height, width, str(exc))
+                rows.append(row)
+                if on_result:
+                    on_result(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Results of run_bench/run_sweep as a markdown table (skipped rows keep their reason)."""
+    head = ("| size (HxW) | batch | median ms/img | p90 ms/img | img/s | GFLOP/img | TFLOP/s | peak MB "
+            "| x reference | note |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        size = f"{r['height']}x{r['width']}"
+        if "skipped" in r:
+            lines.append(f"| {size} | {r['batch_size']} | - | - | - | - | - | - | - | skipped: {r['skipped']} |")
+            continue
+        lines.append(
+            f"| {size} | {r['batch_size']} | {r['median_ms_per_image']:.3f} | {r['p90_ms_per_image']:.3f} "
+            f"| {r['images_per_s']:.1f} | {r['gflops_per_image']:.2f} | {r['tflops_achieved']:.3f} "
+            f"| {r['peak_memory_mb']:.0f} "
+            f"| {r['speedup_vs_reference']:.2f} | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def conv_gflops(config: ModelConfig, height: int, width: int) -> float:
+    """GFLOP (2 x multiply-adds) of every conv and transposed conv for one image of H x W,
+    padded up to a multiple of 64 as the model does. Runs on the meta device: costs nothing."""
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        kernel = module.weight.shape[2] * module.weight.shape[3]
+        if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters into out_ch x k x k
+            macs += inputs[0].numel() * module.out_channels * kernel // module.groups
+        else:
+            macs += output.numel() * (module.in_channels // module.groups) * kernel
+
+    with torch.device("meta"):
+        model = FlowNetS(config)
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    padded = (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)
+    model.pyramid(torch.empty(1, 6, *padded, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return 2 * macs / 1e9
+
+
+def _check_args(size, batch_size: int, warmup: int, runs: int, threads: int | None) -> None:
+    height, width = size
+    if min(height, width) < MIN_SIDE:
+        raise DeviceError(f"size {height}x{width}: height and width must be at least {MIN_SIDE}")
+    if batch_size < 1 or runs < 1 or warmup < 0:
+        raise DeviceError(f"batch size and runs must be >= 1 and warm-up >= 0, got {batch_size}, {runs}, {warmup}")
+    if threads is not None and threads < 1:
+        raise DeviceError(f"--threads {threads}: must be at least 1")
+
+
+def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
+    """The model to time and how to name it in the result."""
+    if weights is not None and str(weights) == RANDOM:
+        return load_model(RANDOM, config=ModelConfig(width=model_width)), RANDOM
+    if weights is None and not DEFAULT_WEIGHTS.is_file():
+        note = f"random (width {model_width}; no shipped weights at {DEFAULT_WEIGHTS})"
+        return load_model(RANDOM, config=ModelConfig(width=model_width)), note
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    return load_model(path), str(path)
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _skipped(device: torch.device, batch: int, height: int, width: int, reason: str) -> dict:
+    return {"device": str(device), "batch_size": batch, "height": height, "width": width, "skipped": reason}
+
+
+def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
+             compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool) -> dict:
+    height, width = size
+    on_cuda = device.type == "cuda"
+    gflops = conv_gflops(model.config, height, width)
+    if not on_cuda:
+        _check_cpu_memory(model.config, height, width, batch_size)
+    if on_cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = _max_rss_mb()
+    predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
+    try:
+        generator = torch.Generator(device).manual_seed(0)
+        shape = (batch_size, 3, height, width)  # made on the device, in the model's dtype: no copies
+        img1 = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+        img2 = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    except torch.cuda.OutOfMemoryError:
+        img1 = img2 = None
+    if img1 is None:
+        raise predictor._does_not_fit(batch_size, height, width)
+    try:
+        for _ in range(warmup):
+            predictor(img1, img2)
+        _sync(device)
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < runs or time.perf_counter() - start < min_seconds:
+            t0 = time.perf_counter()
+            predictor(img1, img2)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if on_cuda else _max_rss_mb()
+    finally:
+        predictor.release()
+    per_image_ms = sorted(1000 * t / batch_size for t in times)
+    median = statistics.median(per_image_ms)
+    p90 = per_image_ms[min(len(per_image_ms) - 1, int(round(0.9 * (len(per_image_ms) - 1))))]
+    images_per_s = 1000 / median
+    return {
+        "device": str(device), "device_name": describe(device), "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(), "dtype": DTYPE_NAMES.get(dtype, str(dtype)),
+        "batch_size": batch_size, "height": height, "width": width,
+        "params": count_parameters(model), "gflops_per_image": gflops,
+        "median_ms_per_image": median, "p90_ms_per_image": p90, "images_per_s": images_per_s,
+        "tflops_achieved": gflops * images_per_s / 1000, "peak_memory_mb": peak_mb,
+        "peak_memory_note": "torch.cuda.max_memory_allocated" if on_cuda
+        else f"process max RSS (was {rss_before:.0f} MB before the model was moved)",
+        "reference_s_per_image": REFERENCE_S_PER_IMAGE,
+        "speedup_vs_reference": REFERENCE_S_PER_IMAGE / (median / 1000),
+        "weights": label, "compile": compile, "cuda_graphs": cuda_graphs and on_cuda,
+        "runs": len(times), "warmup": warmup,
+    }
+
+
+def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) -> None:
+    """Refuse, instead of being killed by the OS, when activations clearly exceed free memory."""
+    available = _available_memory_bytes()
+    if available is None:
+        return
+    padded = (-(-height // STRIDE) * STRIDE) * (-(-width // STRIDE) * STRIDE)
+    # Peak RSS growth of one forward, measured at 1080x1920 batch 2: 28.4 fp32 values per padded
+    # pixel at width 0.5, 46.2 at width 1.0 (21 at width 0.25, 768x1024); ~10 % headroom on top.
+    estimate = 4 * batch * padded * (12 + 40 * config.width)
+    if estimate > available:
+        raise DeviceError(
+            f"input {height}x{width} does not fit in memory at batch {batch} (needs about "
+            f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try a smaller --batch-size"
+        )
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _max_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,207 @@
+"""The shared inference path: BN folding, Predictor equivalence, --max-side, predict_many, errors."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from flowcli.errors import DeviceError, ImageError
+from flowcli.inference import (
+    Predictor, fold_batchnorm, iterate_predictions, predict_many, resize_flow, resize_for_max_side,
+)
+from flowcli.io import read_image_pair, write_image
+from flowcli.model import FlowNetS, ModelConfig
+
+
+def bn_model(seed: int = 0) -> FlowNetS:
+    """Width 0.25 with BatchNorm whose running statistics and affine terms are far from identity."""
+    torch.manual_seed(seed)
+    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.3, 3.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    # larger flow heads than the near-zero init, so differences would show
+    for head in (model.predict_flow2, model.predict_flow3):
+        nn.init.normal_(head.weight, std=0.05)
+    return model.eval()
+
+
+def frames(batch: int, height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, height, width, generator=generator),
+            torch.rand(batch, 3, height, width, generator=generator))
+
+
+def test_fold_batchnorm_keeps_outputs_and_leaves_the_original():
+    model = bn_model()
+    img1, img2 = frames(2, 70, 100)
+    with torch.no_grad():
+        expected = model(img1, img2)
+        rng = torch.get_rng_state()
+        folded = fold_batchnorm(model)
+        assert torch.equal(rng, torch.get_rng_state())  # no hidden random init
+        got = folded(img1, img2)
+    assert expected.abs().max() > 0.1  # not a trivially zero comparison
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert folded.config.batch_norm is False and not folded.training
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert folded.conv1[0].bias is not None
+    # the original still has its BatchNorm, and the folded weights load into a plain model
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    FlowNetS(folded.config).load_state_dict(folded.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_predictor_matches_the_plain_model_on_cpu(channels_last):
+    model = bn_model()
+    img1, img2 = frames(2, 70, 100)
+    with torch.no_grad():
+        expected = model(img1, img2)
+    predictor = Predictor(model, device=torch.device("cpu"), channels_last=channels_last)
+    got = predictor(img1.double(), img2.double())  # other dtypes are converted
+    assert got.shape == (2, 2, 70, 100) and got.dtype == torch.float32 and got.device.type == "cpu"
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert model.training is False and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_predictor_rejects_bad_frames():
+    predictor = Predictor(bn_model(), device="cpu")
+    with pytest.raises(ValueError, match="at least 64"):
+        predictor(*frames(1, 32, 80))
+    with pytest.raises(ValueError, match=r"\(1, 4, 64, 64\)"):
+        predictor(torch.rand(1, 4, 64, 64), torch.rand(1, 4, 64, 64))
+
+
+def test_out_of_memory_becomes_a_device_error(monkeypatch):
+    predictor = Predictor(bn_model(), device="cpu")
+
+    def fail(*_):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(predictor, "_forward", fail)
+    with pytest.raises(DeviceError, match=r"input 64x96 does not fit in memory at batch 3; try --max-side"):
+        predictor(*frames(3, 64, 96))
+
+
+def test_compile_without_a_toolchain_is_a_device_error(monkeypatch):
+    monkeypatch.setattr("flowcli.inference.shutil.which", lambda _: None)
+    with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
+        Predictor(bn_model(), device="cpu", compile=True)
+
+
+def test_predict_numpy_and_max_side():
+    predictor = Predictor(bn_model(), device="cpu")
+    rng = np.random.default_rng(0)
+    img1 = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
+    img2 = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
+    flow = predictor.predict_numpy(img1, img2)
+    assert flow.shape == (80, 150, 2) and flow.dtype == np.float32 and flow.flags.c_contiguous
+    with torch.no_grad():
+        expected = bn_model()(*(torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255 for i in (img1, img2)))
+    np.testing.assert_allclose(flow, expected[0].permute(1, 2, 0).numpy(), atol=1e-4, rtol=1e-4)
+    small = predictor.predict_numpy(img1, img2, max_side=100)
+    assert small.shape == (80, 150, 2)
+    with pytest.raises(ImageError, match="differ in size"):
+        predictor.predict_numpy(img1, img2[:70])
+
+
+def test_resize_for_max_side_and_back():
+    img = np.zeros((100, 300, 3), np.uint8)
+    a, b, scale = resize_for_max_side(img, img, 150)
+    assert a.shape == b.shape == (64, 150, 3) and scale == pytest.approx(0.5)  # 50 -> clamped to 64
+    same, _, one = resize_for_max_side(img, img, 300)
+    assert same is img and one == 1.0
+    with pytest.raises(ValueError, match="at least 64"):
+        resize_for_max_side(img, img, 32)
+    flow = np.stack([np.full((32, 32), 1.0), np.full((32, 32), 2.0)], axis=-1).astype(np.float32)
+    up = resize_flow(flow, 64, 128)  # u scaled by 128/32, v by 64/32
+    assert up.shape == (64, 128, 2)
+    np.testing.assert_allclose(up[..., 0], 4.0)
+    np.testing.assert_allclose(up[..., 1], 4.0)
+
+
+def test_predict_many_returns_every_pair_in_order(tmp_path):
+    rng = np.random.default_rng(3)
+    pairs = []
+    for index, (height, width) in enumerate([(64, 80), (64, 80), (72, 64)]):  # the size changes mid-batch
+        paths = (tmp_path / f"{index}_img1.png", tmp_path / f"{index}_img2.ppm")
+        for path in paths:
+            write_image(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        pairs.append(paths)
+    predictor = Predictor(bn_model(), device="cpu")
+    results: list[tuple[int, np.ndarray]] = []
+    done = predict_many(predictor, pairs, batch_size=2, on_result=lambda i, f: results.append((i, f)))
+    assert done == 3 and [i for i, _ in results] == [0, 1, 2]
+    for (index, flow), (path1, path2) in zip(results, pairs):
+        expected = predictor.predict_numpy(*read_image_pair(path1, path2))
+        np.testing.assert_allclose(flow, expected, atol=1e-4, rtol=1e-4)
+    # with --max-side the flow comes back at the input size
+    assert [f.shape for _, f in iterate_predictions(predictor, pairs, max_side=64)] == [
+        (64, 80, 2), (64, 80, 2), (72, 64, 2)]
+
+
+def test_predict_many_raises_for_a_missing_image(tmp_path):
+    path = tmp_path / "a.ppm"
+    write_image(path, np.zeros((64, 64, 3), np.uint8))
+    predictor = Predictor(bn_model(), device="cpu")
+    seen = []
+    with pytest.raises(ImageError, match="no such file"):
+        predict_many(predictor, [(path, path), (path, tmp_path / "missing.ppm")],
+                     on_result=lambda i, f: seen.append(i))
+    assert seen == [0]
+
+
+def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch):
+    """The capture/replay logic (static buffers, one graph per shape, output copies) on CPU: the
+    torch.cuda calls are replaced by stand-ins whose replay recomputes from the static inputs."""
+    predictor = Predictor(bn_model(), device="cpu")
+    predictor.cuda_graphs = True
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+
+    class FakeGraph:
+        def replay(self):
+            entry = next(e for e in predictor._graphs.values() if e.graph is self)
+            entry.out.copy_(predictor._forward(entry.in1, entry.in2))
+
+    for name, value in {"CUDAGraph": FakeGraph, "graph": lambda *a, **k: nullcontext(),
+                        "Stream": lambda *a: stream, "current_stream": lambda *a: stream,
+                        "stream": lambda s: nullcontext(), "synchronize": lambda *a: None,
+                        "empty_cache": lambda: None, "graph_pool_handle": lambda: object()}.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    first, second = frames(2, 70, 100, seed=1), frames(2, 70, 100, seed=2)
+    with torch.no_grad():
+        want_first, want_second = bn_model()(*first), bn_model()(*second)
+    got_first = predictor(*first)
+    got_second = predictor(*second)  # replays the same graph with new inputs
+    torch.testing.assert_close(got_first, want_first, atol=1e-4, rtol=1e-4)  # not overwritten
+    torch.testing.assert_close(got_second, want_second, atol=1e-4, rtol=1e-4)
+    predictor(*frames(1, 64, 64))
+    assert sorted(predictor._graphs) == [(1, 64, 64), (2, 70, 100)]
+    predictor.release()
+    assert not predictor._graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_graphs_match_eager(dtype):
+    model = bn_model()
+    img1, img2 = frames(2, 70, 100)
+    with torch.no_grad():
+        expected = model(img1, img2)
+    predictor = Predictor(model, device="cuda", dtype=dtype)
+    tolerance = 1e-3 if dtype == torch.float32 else 3e-2
+    for scale in (1.0, 0.5):  # a second replay must see the new inputs
+        got = predictor(img1 * scale, img2 * scale)
+        with torch.no_grad():
+            want = expected if scale == 1.0 else model(img1 * scale, img2 * scale)
+        assert got.dtype == torch.float32 and got.device.type == "cuda"
+        torch.testing.assert_close(got.cpu(), want, atol=tolerance, rtol=tolerance)
+    assert len(predictor._graphs) == 1
