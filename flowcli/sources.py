@@ -68,9 +68,10 @@ class SynthSource:
         self.config = config
         self.rank = rank
         height, width = config.synth_size
-        self.generator = SceneGenerator(SynthConfig(height=height, width=width),
-                                        seed=config.seed, device=device)
-        val = SceneGenerator(SynthConfig(height=height, width=width), seed=VAL_SEED, device=device)
+        # Scenes smaller than Flying Chairs keep its pixel statistics (motions, object sizes).
+        scenes = SynthConfig(height=height, width=width, chairs_pixels=True)
+        self.generator = SceneGenerator(scenes, seed=config.seed, device=device)
+        val = SceneGenerator(scenes, seed=VAL_SEED, device=device)
         self.val = [val.batch(1) for _ in range(config.val_count)]
         self.steps_per_epoch = config.steps_per_epoch
 

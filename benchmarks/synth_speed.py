@@ -1,0 +1,48 @@
+"""How many Flying-Chairs-style pairs per second the generator makes (it bounds training speed).
+
+    python benchmarks/synth_speed.py --device cpu --batch-size 16 --size 384x512 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import torch
+
+from flowcli.synth import measure_speed
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'384x512' -> (384, 512): height first, as in (B, C, H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x512, got {text!r}") from None
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=parse_size, default=(384, 512), help="HEIGHTxWIDTH")
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed duration after warm-up")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    height, width = args.size
+    r = measure_speed(device=args.device, batch_size=args.batch_size, height=height, width=width,
+                      seconds=args.seconds)
+    print("| device | threads | batch | size | pairs | seconds | pairs/s | bank build s |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {r['device']} | {torch.get_num_threads()} | {r['batch_size']} | {width}x{height} "
+          f"| {r['pairs']} | {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {r['init_s']:.2f} |")
+    print(f"\ncommand: python {shlex.join(sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()

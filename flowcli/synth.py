@@ -1,0 +1,482 @@
+"""Flying-Chairs-style training pairs, generated in batches on the CPU or a GPU with the same code.
+
+A scene is a textured background plus several textured foreground objects (polygons, ellipses,
+blobs with holes, thin bars, chair-like composites). Each layer lives in a canonical frame with a
+texture and a mask drawn once into banks (`textures.py`); frame t maps canonical coordinates to
+pixels with an affine A_t, and A_2 = D A_1 where D is the layer's motion. Rendering inverts A_t
+per pixel and samples the banks; the front-most layer wins. The flow of image 1 is therefore
+analytic and exact: flow(p) = D(p) - p for the layer in front at p, so img2(p + flow(p)) ==
+img1(p) wherever p stays visible.
+
+Speed is the point (the generator bounds training speed): all random draws are a few small
+tensors on the CPU (reproducible on every device); the device then runs two vectorised passes over
+both frames of the whole batch: masks tested inside each object's bounding box decide the front
+layer (a scatter max), then one bilinear texture lookup per pixel colours it. On the CPU the passes
+run in cache-sized chunks; on a GPU in a few large launches.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .device import describe, resolve_device
+from .errors import DataError
+from .io import write_flo, write_image
+from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
+
+REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
+TAIL_SIGMAS = 2.5  # a heavy-tailed draw reaches its limit at this many standard deviations
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What scenes look like. Pixel quantities are for 512x384 and scale with sqrt(image area)."""
+
+    height: int = 384
+    width: int = 512
+    objects: tuple[int, int] = (8, 16)  # foreground objects per scene at 512x384
+    count_follows_area: bool = True  # fewer objects on smaller images (object sizes scale anyway)
+    chairs_pixels: bool = False  # True: sizes and motions in 512x384 pixels at any size (a window of a full scene)
+    object_radius: tuple[float, float] = (20.0, 80.0)  # px, times a size factor N(0.8, 0.8)
+    object_size_clip: tuple[float, float] = (0.2, 2.5)  # bounds of that size factor
+    bg_translate: float = 40.0  # px, heavy-tailed: sign(n) |n|^power, n ~ N(0, 1), clipped
+    bg_translate_power: float = 4.0
+    bg_rotate_deg: float = 10.0
+    bg_rotate_prob: float = 0.3
+    bg_scale: tuple[float, float] = (0.93, 1.07)
+    bg_scale_prob: float = 0.6
+    obj_translate: float = 120.0
+    obj_translate_power: float = 3.0
+    obj_rotate_deg: float = 30.0
+    obj_rotate_prob: float = 0.7
+    obj_scale: tuple[float, float] = (0.8, 1.2)
+    obj_scale_prob: float = 0.7
+    texture_count: int = 48  # procedural textures in the bank
+    texture_size: int = 256
+    texture_zoom: tuple[float, float] = (0.5, 1.25)  # texels per pixel; above ~1.5 bilinear aliases
+    photo_background_prob: float = 0.5  # with textures_dir: how often the background is a photograph
+    shape_count: int = 256
+    shape_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"image size must be at least 8x8, got {self.width}x{self.height}")
+        if not 1 <= self.objects[0] <= self.objects[1]:
+            raise ValueError(f"objects must be a range (min, max) with 1 <= min <= max, got {self.objects}")
+        for name in ("texture_count", "texture_size", "shape_count", "shape_size"):
+            if getattr(self, name) < 4:
+                raise ValueError(f"{name} must be at least 4, got {getattr(self, name)}")
+        if self.texture_size & (self.texture_size - 1):
+            raise ValueError(f"texture_size must be a power of two, got {self.texture_size}")
+
+    @property
+    def scale(self) -> float:
+        """Length scale relative to 512x384: motions and object sizes are multiplied by it.
+
+        With `chairs_pixels` it is 1: a small training image then shows Flying Chairs' own motion
+        statistics, as a crop of a full-size scene would, at a fraction of the rendering cost."""
+        return 1.0 if self.chairs_pixels else math.sqrt(self.area_ratio)
+
+    @property
+    def area_ratio(self) -> float:
+        return self.height * self.width / (REF_HEIGHT * REF_WIDTH)
+
+    def object_count_range(self) -> tuple[int, int]:
+        """Objects per scene at this size: as many per pixel as at 512x384 (at least 3-5), or,
+        without `count_follows_area`, the same count at every size (same coverage, smaller objects)."""
+        if not self.count_follows_area:
+            return self.objects
+        area = self.area_ratio
+        lo = max(min(3, self.objects[0]), round(self.objects[0] * area))
+        return lo, max(min(lo + 2, self.objects[1]), round(self.objects[1] * area))
+
+
+@dataclass
+class SceneBatch:
+    """One rendered batch; layers are front-most layer ids per pixel (0 = background)."""
+
+    img1: Tensor  # (B, 3, H, W) in [0, 1]
+    img2: Tensor  # (B, 3, H, W)
+    flow: Tensor  # (B, 2, H, W) px, img2(p + flow(p)) == img1(p) where visible
+    layers1: Tensor  # (B, H, W) int32
+    layers2: Tensor  # (B, H, W) int32
+
+
+# ----------------------------------------------------------------------------- scene parameters
+def _matrix(lin: Tensor, shift: Tensor) -> Tensor:
+    """(..., 2, 2) linear part and (..., 2) translation -> (..., 3, 3) homogeneous affine."""
+    m = torch.zeros(*lin.shape[:-2], 3, 3, dtype=lin.dtype)
+    m[..., :2, :2] = lin
+    m[..., :2, 2] = shift
+    m[..., 2, 2] = 1
+    return m
+
+
+def _rot_scale(angle: Tensor, sx: Tensor, sy: Tensor) -> Tensor:
+    """(..., 2, 2) rotation after an axis-aligned scaling."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c * sx, -s * sy], -1), torch.stack([s * sx, c * sy], -1)], -2)
+
+
+class _Draw:
+    """Random draws from one CPU generator, in float64 (exact and device-independent)."""
+
+    def __init__(self, g: torch.Generator):
+        self.g = g
+
+    def uniform(self, lo: float, hi: float, shape: tuple[int, ...]) -> Tensor:
+        return lo + (hi - lo) * torch.rand(shape, generator=self.g, dtype=torch.float64)
+
+    def log_uniform(self, lo: float, hi: float, shape: tuple[int, ...]) -> Tensor:
+        return torch.exp(self.uniform(math.log(lo), math.log(hi), shape))
+
+    def normal(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.randn(shape, generator=self.g, dtype=torch.float64)
+
+    def heavy(self, limit: float, power: float, shape: tuple[int, ...]) -> Tensor:
+        """Mostly small, occasionally up to +-limit: sign(n) |n|^power, scaled, clipped."""
+        n = self.normal(shape)
+        v = torch.sign(n) * n.abs() ** power / TAIL_SIGMAS**power
+        return limit * v.clamp(-1, 1)
+
+    def sometimes(self, prob: float, values: Tensor, default: float) -> Tensor:
+        keep = torch.rand(values.shape, generator=self.g, dtype=torch.float64) < prob
+        return torch.where(keep, values, torch.full_like(values, default))
+
+
+def _motion(d: _Draw, centre: Tensor, *, translate: float, power: float, rotate_deg: float,
+            rotate_prob: float, scale: tuple[float, float], scale_prob: float) -> Tensor:
+    """(..., 3, 3) motion D: rotate and scale about `centre` (..., 2), then translate."""
+    shape = centre.shape[:-1]
+    angle = d.sometimes(rotate_prob, d.uniform(-1, 1, shape) * math.radians(rotate_deg), 0.0)
+    zoom = d.sometimes(scale_prob, d.uniform(scale[0], scale[1], shape), 1.0)
+    lin = _rot_scale(angle, zoom, zoom)
+    shift = torch.stack([d.heavy(translate, power, shape), d.heavy(translate, power, shape)], -1)
+    return _matrix(lin, centre + shift - (lin @ centre[..., None])[..., 0])
+
+
+@dataclass
+class _Scenes:
+    """Per-layer parameters of n scenes with L = 1 + K layers (layer 0 is the background)."""
+
+    a1: Tensor  # (n, L, 3, 3) canonical -> frame-1 pixels
+    motion: Tensor  # (n, L, 3, 3) frame-1 pixels -> frame-2 pixels
+    tex: Tensor  # (n, L, 3, 3) canonical -> texels
+    tex_index: Tensor  # (n, L)
+    mask_index: Tensor  # (n, K)
+    active: Tensor  # (n, K) bool
+    colour: Tensor  # (n, L, 9): per-channel gain, bias, shading (s0, s1, s2) in texel coordinates
+
+
+def _sample_scenes(cfg: SynthConfig, d: _Draw, n: int, n_tex: int, n_photos: int,
+                   mask_radius: Tensor) -> _Scenes:
+    """Draw n scenes; `mask_radius` (M,) is each mask's half extent, so radii mean the drawn shape's."""
+    s, (h, w) = cfg.scale, (cfg.height, cfg.width)
+    k_lo, k_hi = cfg.object_count_range()
+    counts = torch.randint(k_lo, k_hi + 1, (n, 1), generator=d.g)
+    active = torch.arange(k_hi)[None] < counts
+    k, L = k_hi, k_hi + 1
+    one = torch.ones((n, 1), dtype=torch.float64)
+    # Background: canonical = pixel offset from the image centre; it has no mask, so it is infinite.
+    centre_bg = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64).expand(n, 1, 2)
+    a1_bg = _matrix(_rot_scale(0 * one, one, one), centre_bg)
+    motion_bg = _motion(d, centre_bg, translate=cfg.bg_translate * s, power=cfg.bg_translate_power,
+                        rotate_deg=cfg.bg_rotate_deg, rotate_prob=cfg.bg_rotate_prob,
+                        scale=cfg.bg_scale, scale_prob=cfg.bg_scale_prob)
+    # Objects: placed anywhere in the frame, sized like the public generator's.
+    centre = torch.stack([d.uniform(0, w, (n, k)), d.uniform(0, h, (n, k))], -1)
+    size = (0.8 + 0.8 * d.normal((n, k))).clamp(*cfg.object_size_clip)
+    radius = d.uniform(*cfg.object_radius, (n, k)) * size * s
+    aspect = d.log_uniform(0.7, 1.4, (n, k))
+    mask_index = torch.randint(0, len(mask_radius), (n, k), generator=d.g)
+    stretch = radius / mask_radius[mask_index]
+    angle = d.uniform(0, 2 * math.pi, (n, k))
+    a1_obj = _matrix(_rot_scale(angle, stretch * aspect, stretch / aspect), centre)
+    motion_obj = _motion(d, centre, translate=cfg.obj_translate * s, power=cfg.obj_translate_power,
+                         rotate_deg=cfg.obj_rotate_deg, rotate_prob=cfg.obj_rotate_prob,
+                         scale=cfg.obj_scale, scale_prob=cfg.obj_scale_prob)
+    a1 = torch.cat([a1_bg, a1_obj], 1)
+    # Texture: texel = offset + zoom * R * (frame-1 pixel offset of the layer), moving with the layer.
+    zoom = d.log_uniform(*cfg.texture_zoom, (n, L))
+    tex_lin = _rot_scale(d.uniform(0, 2 * math.pi, (n, L)), zoom, zoom) @ a1[..., :2, :2]
+    offset = d.uniform(0, 2 * cfg.texture_size, (n, L, 2))
+    tex = _matrix(tex_lin, offset)
+    tex_index = torch.randint(0, n_tex, (n, L), generator=d.g)
+    if n_photos:  # photographs sit at the end of the bank
+        photo = n_tex - n_photos + torch.randint(0, n_photos, (n,), generator=d.g)
+        use = torch.rand(n, generator=d.g) < cfg.photo_background_prob
+        tex_index[:, 0] = torch.where(use, photo, tex_index[:, 0])
+    # Colour: per-layer gain and bias, and a brightness ramp across the layer (light direction).
+    gain = torch.exp(0.25 * d.normal((n, L, 3)))
+    bias = 0.05 * d.normal((n, L, 3))
+    reach = torch.cat([zoom[:, :1] * math.hypot(h, w) / 2, zoom[:, 1:] * radius], 1)  # texels
+    ang, amount = d.uniform(0, 2 * math.pi, (n, L)), d.uniform(0, 0.35, (n, L))
+    s1, s2 = amount * torch.cos(ang) / reach, amount * torch.sin(ang) / reach
+    s0 = 1 - s1 * offset[..., 0] - s2 * offset[..., 1]
+    colour = torch.cat([gain, bias, torch.stack([s0, s1, s2], -1)], -1)
+    return _Scenes(a1, torch.cat([motion_bg, motion_obj], 1), tex, tex_index, mask_index, active, colour)
+
+
+# ----------------------------------------------------------------------------- rendering
+@functools.lru_cache(maxsize=4)
+def _banks(seed: int, texture_count: int, texture_size: int, shape_count: int,
+           shape_size: int) -> tuple[Tensor, Tensor]:
+    """CPU texture and shape banks, cached: a second generator with the same seed starts at once."""
+    g = torch.Generator().manual_seed(seed)
+    textures = build_texture_bank(count=texture_count, size=texture_size, generator=g)
+    return textures, build_shape_bank(count=shape_count, size=shape_size, generator=g)
+
+
+class SceneGenerator:
+    """Draws batches of (img1, img2, flow); reproducible: the same seed gives the same sequence."""
+
+    def __init__(self, config: SynthConfig = SynthConfig(), *, seed: int = 0,
+                 device: str | torch.device = "cpu", textures_dir: Path | None = None):
+        self.config = config
+        self.device = resolve_device(device)
+        textures, masks = _banks(seed, config.texture_count, config.texture_size, config.shape_count,
+                                 config.shape_size)
+        self.n_photos = 0
+        if textures_dir is not None:
+            photos = load_photo_textures(Path(textures_dir), size=config.texture_size)
+            self.n_photos = len(photos)
+            textures = torch.cat([textures, photos])
+        self.n_textures = len(textures)
+        self._mask_boxes = mask_boxes(masks)
+        # Flat banks, channel planes first: every gather and blend runs on contiguous rows.
+        self._textures = textures.permute(1, 0, 2, 3).reshape(3, -1).contiguous().to(self.device)
+        self._masks = masks.reshape(-1).contiguous().to(self.device)
+        self.reseed(seed)
+        # CPU: chunks that stay in cache (4x faster element-wise); GPU: few, large launches.
+        self._chunk = 1 << 16 if self.device.type == "cpu" else 1 << 23
+        self._layers = config.object_count_range()[1] + 1
+        self._pixels = self._pixel_blocks()
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sequence of scenes from `seed`, keeping the banks: reproducible epochs."""
+        self._draw = _Draw(torch.Generator().manual_seed((seed * 0x9E3779B1 + 0x7F4A7C15) % 2**63))
+
+    def batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(img1, img2, flow): (n, 3, H, W) images in [0, 1] and (n, 2, H, W) flow in pixels."""
+        scene = self.render(n)
+        return scene.img1, scene.img2, scene.flow
+
+    def render(self, n: int) -> SceneBatch:
+        """Like `batch`, plus the front-most layer id of every pixel in both frames (occlusions)."""
+        if n < 1:
+            raise ValueError(f"batch size must be at least 1, got {n}")
+        cfg = self.config
+        sc = _sample_scenes(cfg, self._draw, n, self.n_textures, self.n_photos,
+                            self._mask_boxes[:, 2:].amax(-1))
+        # 2n views: frame 1 of every scene, then frame 2; A_2 = D A_1.
+        a = torch.cat([sc.a1, sc.motion @ sc.a1])
+        inv = torch.linalg.inv(a)
+        ids = self._front_layers(a[:, 1:], inv[:, 1:], sc.active.repeat(2, 1), sc.mask_index.repeat(2, 1))
+        table = torch.cat([(sc.tex.repeat(2, 1, 1, 1) @ inv)[..., :2, :].flatten(-2),
+                           sc.colour.repeat(2, 1, 1), sc.tex_index.repeat(2, 1)[..., None].double()], -1)
+        displacement = sc.motion - torch.eye(3, dtype=sc.motion.dtype)  # flow = (D - I) p
+        displacement = displacement[..., :2, :].flatten(-2)
+        img, flow = self._shade(ids, self._columns(table), self._columns(displacement))
+        h, w = cfg.height, cfg.width
+        img = img.view(3, 2, n, h, w).permute(1, 2, 0, 3, 4).contiguous()
+        flow = flow.view(2, n, h, w).transpose(0, 1).contiguous()
+        ids = ids.view(2, n, h, w)
+        return SceneBatch(img[0], img[1], flow, ids[0], ids[1])
+
+    def _columns(self, t: Tensor) -> Tensor:
+        """(views, layers, k) float64 -> (k, views * layers) float32 on the device: contiguous gathers."""
+        return t.reshape(-1, t.shape[-1]).T.to(self.device, torch.float32).contiguous()
+
+    def _pixel_blocks(self) -> tuple[Tensor, Tensor, Tensor]:
+        """x, y and layer-table offset of the pixels of one block: a chunk of a view, or whole views."""
+        h, w = self.config.height, self.config.width
+        views = max(1, self._chunk // (h * w))
+        y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        offset = torch.arange(views).repeat_interleave(h * w) * self._layers
+        x, y = (c.flatten().repeat(views).float().to(self.device) for c in (x, y))
+        return x, y, offset.int().to(self.device)
+
+    def _blocks(self, views: int):
+        """(start, end, x, y, table offset) over all pixels of `views` views, in chunks."""
+        hw = self.config.height * self.config.width
+        xs, ys, offset = self._pixels
+        if hw >= self._chunk:
+            for v in range(views):
+                for a in range(0, hw, self._chunk):
+                    b = min(hw, a + self._chunk)
+                    yield v * hw + a, v * hw + b, xs[a:b], ys[a:b], v * self._layers
+        else:
+            per = len(xs) // hw
+            for v in range(0, views, per):
+                m = (min(views, v + per) - v) * hw
+                yield v * hw, v * hw + m, xs[:m], ys[:m], offset[:m] + v * self._layers
+
+    def _front_layers(self, a: Tensor, inv: Tensor, active: Tensor, mask_index: Tensor) -> Tensor:
+        """(views*H*W,) front-most layer id: mask tests only inside each object's bounding box."""
+        cfg, (views, k) = self.config, active.shape
+        h, w, size = cfg.height, cfg.width, cfg.shape_size
+        # The shape's own box in canonical coordinates, mapped into the view and clipped to it.
+        box = self._mask_boxes[mask_index]  # (views, k, 4): centre u, v and half extents
+        centre = (a[..., :2, :2] @ box[..., :2, None])[..., 0] + a[..., :2, 2]
+        half = (a[..., :2, :2].abs() @ box[..., 2:, None])[..., 0]
+        lo = torch.ceil(centre - half).clamp_min(0).long()
+        hi = torch.minimum(torch.floor(centre + half).long(), torch.tensor([w - 1, h - 1]))
+        ext = (hi - lo + 1).clamp_min(0) * active[..., None]
+        counts = (ext[..., 0] * ext[..., 1]).reshape(-1)
+        ids = torch.zeros(views * h * w, dtype=torch.int32, device=self.device)
+        total = int(counts.sum())
+        if total == 0:
+            return ids
+        # Per object, exact in float32: first pixel x, y, 1 / box width, box width; inverse affine.
+        start = (counts.cumsum(0) - counts).to(self.device)  # element where each object starts
+        box_w = ext[..., 0].flatten()
+        ftable = torch.stack([lo[..., 0].flatten(), lo[..., 1].flatten(), 1 / box_w.clamp_min(1), box_w])
+        ftable = torch.cat([ftable, inv[..., :2, :].reshape(-1, 6).T], 0).to(self.device, torch.float32)
+        itable = torch.stack([torch.arange(views).repeat_interleave(k) * (h * w),
+                              mask_index.flatten() * size * size,
+                              torch.arange(1, k + 1).repeat(views)]).to(self.device, torch.int32)
+        obj_all = torch.repeat_interleave(torch.arange(views * k, device=self.device, dtype=torch.int32),
+                                          counts.to(self.device), output_size=total)
+        m = self._masks
+        for s, e in self._chunks(total):
+            obj = obj_all[s:e]
+            p, info = ftable.index_select(1, obj), itable.index_select(1, obj)
+            # Offsets from the chunk start fit float32 exactly (they are within one box).
+            first = (start - s).float().index_select(0, obj)
+            local = torch.arange(e - s, device=self.device, dtype=torch.float32) - first
+            row = torch.floor((local + 0.5) * p[2])
+            col = local - row * p[3]
+            fx, fy = col + p[0], row + p[1]
+            # Canonical [-1, 1] -> mask texel coordinates (pixel centres), bilinear, then threshold.
+            mx = (p[4] * fx + p[5] * fy + p[6] + 1) * (size / 2) - 0.5
+            my = (p[7] * fx + p[8] * fy + p[9] + 1) * (size / 2) - 0.5
+            x0, y0 = mx.floor(), my.floor()
+            ax, ay = mx - x0, my - y0
+            x1, y1 = (x0 + 1).clamp_(0, size - 1).int(), (y0 + 1).clamp_(0, size - 1).int()
+            x0, y0 = x0.clamp_(0, size - 1).int(), y0.clamp_(0, size - 1).int()
+            y0, y1 = y0 * size + info[1], y1 * size + info[1]
+            top = torch.lerp(m.index_select(0, y0 + x0), m.index_select(0, y0 + x1), ax)
+            bottom = torch.lerp(m.index_select(0, y1 + x0), m.index_select(0, y1 + x1), ax)
+            key = torch.where(torch.lerp(top, bottom, ay) > 0.5, info[2], 0)
+            pix = (fy * w + fx).int() + info[0]
+            ids.scatter_reduce_(0, pix.long(), key, reduce="amax")
+        return ids
+
+    def _chunks(self, total: int):
+        for start in range(0, total, self._chunk):
+            yield start, min(total, start + self._chunk)
+
+    def _shade(self, ids: Tensor, table: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
+        """Colours (3, views*H*W) by one bilinear, mirror-repeated texture lookup per pixel, and
+        the exact flow (n*H*W,) of the frame-1 views: (D - I) p for the front layer's motion D."""
+        size = self.config.texture_size
+        total = ids.numel()
+        n_flow = total // 2
+        colour = torch.empty(3, total, device=self.device)
+        flow = torch.empty(2, n_flow, device=self.device)
+        t = self._textures
+        for s, e, x, y, offset in self._blocks(total // (self.config.height * self.config.width)):
+            rows = ids[s:e] + offset
+            p = table.index_select(1, rows)
+            tx = p[0] * x + p[1] * y + p[2] - 0.5
+            ty = p[3] * x + p[4] * y + p[5] - 0.5
+            x0, y0 = tx.floor(), ty.floor()
+            ax, ay = tx - x0, ty - y0
+            x0, y0 = x0.int(), y0.int()
+            x0, x1 = mirror(x0, size), mirror(x0 + 1, size)
+            base = p[15].int() * (size * size)
+            r0, r1 = base + mirror(y0, size) * size, base + mirror(y0 + 1, size) * size
+            top = torch.lerp(t.index_select(1, r0 + x0), t.index_select(1, r0 + x1), ax)
+            bottom = torch.lerp(t.index_select(1, r1 + x0), t.index_select(1, r1 + x1), ax)
+            c = torch.lerp(top, bottom, ay)  # (3, chunk)
+            shade = (p[12] + p[13] * tx + p[14] * ty).clamp_(0.3, 1.7)
+            torch.clamp((c * p[6:9] + p[9:12]) * shade, 0, 1, out=colour[:, s:e])
+            if s < n_flow:
+                f = min(e, n_flow) - s
+                d = displacement.index_select(1, rows[:f])
+                flow[0, s:s + f] = d[0] * x[:f] + d[1] * y[:f] + d[2]
+                flow[1, s:s + f] = d[3] * x[:f] + d[4] * y[:f] + d[5]
+        return colour, flow
+
+
+# ----------------------------------------------------------------------------- datasets and speed
+DATASET_FILES = ("*_img1.ppm", "*_img2.ppm", "*_flow.flo")
+
+
+def _to_uint8(img: Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8 on the CPU."""
+    return img.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConfig = SynthConfig(),
+                  textures_dir: Path | None = None, batch_size: int = 16,
+                  on_progress: Callable[[int], None] | None = None, overwrite: bool = False,
+                  device: str | torch.device = "cpu") -> list[str]:
+    """Write `count` pairs as Flying Chairs does (<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo).
+
+    Ids are 1-based and zero-padded (00001, ...). The same seed, config and batch_size give the same
+    files. A folder that already holds a dataset is refused unless `overwrite`, which first removes
+    that dataset's files: two datasets are never silently mixed. `on_progress` gets the number of
+    pairs written so far after each batch.
+    """
+    if count < 0 or batch_size < 1:
+        raise ValueError(f"need count >= 0 and batch_size >= 1, got {count=}, {batch_size=}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted(out_dir.glob("*_flow.flo"))
+    if existing and not overwrite:
+        raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} flow files); "
+                        "use an empty folder or overwrite")
+    generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir)
+    if overwrite:
+        for pattern in DATASET_FILES:
+            for path in out_dir.glob(pattern):
+                path.unlink()
+    digits, ids = max(5, len(str(count))), []
+    while len(ids) < count:
+        img1, img2, flow = generator.batch(min(batch_size, count - len(ids)))
+        flows = flow.permute(0, 2, 3, 1).cpu().numpy()
+        for a, b, f in zip(_to_uint8(img1), _to_uint8(img2), flows):
+            name = f"{len(ids) + 1:0{digits}d}"
+            write_image(out_dir / f"{name}_img1.ppm", a)
+            write_image(out_dir / f"{name}_img2.ppm", b)
+            write_flo(out_dir / f"{name}_flow.flo", f)
+            ids.append(name)
+        if on_progress is not None:
+            on_progress(len(ids))
+    return ids
+
+
+def measure_speed(*, device: str | torch.device, batch_size: int, height: int, width: int,
+                  seconds: float, config: SynthConfig | None = None, seed: int = 0) -> dict:
+    """Generated pairs per second after one warm-up batch; bank building is timed separately."""
+    cfg = replace(config or SynthConfig(), height=height, width=width)
+    dev = resolve_device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    generator = SceneGenerator(cfg, seed=seed, device=dev)
+    sync()
+    init_s = time.perf_counter() - start
+    generator.batch(batch_size)
+    sync()
+    pairs, start = 0, time.perf_counter()
+    while True:
+        generator.batch(batch_size)
+        sync()
+        pairs += batch_size
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+    return {"device": describe(dev), "batch_size": batch_size, "height": height, "width": width,
+            "pairs": pairs, "seconds": elapsed, "pairs_per_s": pairs / elapsed, "init_s": init_s}

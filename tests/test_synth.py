@@ -1,0 +1,210 @@
+"""The scene generator: exact flow (warping check), determinism, dataset files, flow statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flowcli.errors import DataError
+from flowcli.io import read_flo, read_image, write_image
+from flowcli.synth import SceneGenerator, SynthConfig, measure_speed, write_dataset
+
+# Small banks keep start-up around 0.1 s; sizes follow the project's (H, W) order.
+SMALL = SynthConfig(height=64, width=96, texture_count=12, texture_size=64, shape_count=32, shape_size=64)
+MEDIUM = SynthConfig(height=128, width=160, texture_count=12, texture_size=128, shape_count=48,
+                     shape_size=64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test machine's cores are shared: one thread is faster and steadier here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def warp_error(img1, img2, flow, layers1, layers2) -> tuple[float, float]:
+    """Mean |img2(p + flow(p)) - img1(p)| over pixels still visible, and their fraction.
+
+    Visible: p + flow(p) lies in the frame and all four pixels that bilinear sampling reads there
+    belong to the same layer as p in image 1 (so occlusions and layer boundaries are excluded).
+    """
+    b, _, h, w = img1.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    tx, ty = xs + flow[:, 0], ys + flow[:, 1]
+    grid = torch.stack([tx / (w - 1) * 2 - 1, ty / (h - 1) * 2 - 1], -1)
+    warped = F.grid_sample(img2, grid, mode="bilinear", align_corners=True)
+    visible = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    x0, y0 = tx.floor().clamp(0, w - 1).long(), ty.floor().clamp(0, h - 1).long()
+    flat = layers2.reshape(b, -1)
+    for yy in (y0, (y0 + 1).clamp(max=h - 1)):
+        for xx in (x0, (x0 + 1).clamp(max=w - 1)):
+            visible &= flat.gather(1, (yy * w + xx).reshape(b, -1)).view(b, h, w) == layers1
+    error = (warped - img1).abs().mean(1)
+    return error[visible].mean().item(), visible.float().mean().item()
+
+
+def test_batch_shapes_types_and_ranges():
+    img1, img2, flow = SceneGenerator(SMALL, seed=3).batch(2)
+    assert img1.shape == img2.shape == (2, 3, 64, 96)
+    assert flow.shape == (2, 2, 64, 96)
+    assert img1.dtype == img2.dtype == flow.dtype == torch.float32
+    assert 0 <= img1.min() and img1.max() <= 1 and 0 <= img2.min() and img2.max() <= 1
+    assert torch.isfinite(flow).all()
+    assert img1.std() > 0.02  # textured, not flat
+
+
+def test_ground_truth_flow_warps_image2_onto_image1():
+    scene = SceneGenerator(MEDIUM, seed=1).render(6)
+    layers = (scene.layers1, scene.layers2)
+    error, visible = warp_error(scene.img1, scene.img2, scene.flow, *layers)
+    # Measured 0.005 (bilinear resampling of textures); a wrong flow gives 0.05-0.07.
+    assert visible > 0.6
+    assert error < 0.015
+    shifted, _ = warp_error(scene.img1, scene.img2, scene.flow + 3, *layers)
+    zero, _ = warp_error(scene.img1, scene.img2, torch.zeros_like(scene.flow), *layers)
+    assert shifted > 4 * error and shifted > 0.03
+    assert zero > 4 * error and zero > 0.03
+
+
+def test_scenes_have_foreground_objects_and_occlusions():
+    scene = SceneGenerator(MEDIUM, seed=2).render(4)
+    foreground = (scene.layers1 > 0).float().mean().item()
+    assert 0.05 < foreground < 0.8
+    assert (scene.layers1 != scene.layers2).any()  # something moved over something else
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+    a, b = SceneGenerator(SMALL, seed=7), SceneGenerator(SMALL, seed=7)
+    first_a, first_b = a.batch(3), b.batch(3)
+    second_a, second_b = a.batch(2), b.batch(2)
+    for x, y in zip(first_a + second_a, first_b + second_b):
+        assert torch.equal(x, y)
+    assert not torch.equal(first_a[0][:2], second_a[0])  # each call draws fresh scenes
+    a.reseed(7)  # restarts the scene sequence, banks unchanged
+    for x, y in zip(a.batch(3), first_b):
+        assert torch.equal(x, y)
+    other = SceneGenerator(SMALL, seed=8).batch(3)
+    assert not torch.equal(other[0], first_a[0])
+    assert not torch.equal(other[2], first_a[2])
+
+
+def test_results_do_not_depend_on_chunking():
+    """The CPU renders in cache-sized chunks, a GPU in huge ones: both must give the same pixels."""
+    small, huge = SceneGenerator(SMALL, seed=6), SceneGenerator(SMALL, seed=6)
+    small._chunk, huge._chunk = 1000, 1 << 23
+    small._pixels, huge._pixels = small._pixel_blocks(), huge._pixel_blocks()
+    for x, y in zip(small.batch(3), huge.batch(3)):
+        assert torch.equal(x, y)
+
+
+def test_motions_scale_with_image_size():
+    img1, _, flow = SceneGenerator(SMALL, seed=0).batch(8)
+    mean = flow.norm(dim=1).mean().item()
+    assert 0.3 < mean < 6  # 512x384 gives ~13 px; 96x64 is ~6x smaller
+    assert SMALL.object_count_range() == (3, 5)
+    assert SynthConfig(height=64, width=96, count_follows_area=False).object_count_range() == (8, 16)
+    assert SynthConfig().object_count_range() == (8, 16)
+
+
+def test_flow_statistics_at_full_size():
+    cfg = SynthConfig(texture_count=8, texture_size=64, shape_count=64)  # banks do not change motion
+    flow = SceneGenerator(cfg, seed=0).batch(12)[2]
+    magnitude = flow.norm(dim=1)
+    mean, median = magnitude.mean().item(), magnitude.median().item()
+    # Measured mean 13-14 px, median ~8 px: Sintel/Chairs-like, heavy-tailed.
+    assert 8 < mean < 20
+    assert median < mean
+    assert magnitude.max() > 40
+
+
+def test_write_dataset_files_match_the_generator(tmp_path):
+    progress = []
+    out = tmp_path / "new" / "chairs"
+    ids = write_dataset(out, count=3, seed=5, config=SMALL, batch_size=2, on_progress=progress.append)
+    assert ids == ["00001", "00002", "00003"]
+    assert progress == [2, 3]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{i}_{kind}" for i in ids for kind in ("img1.ppm", "img2.ppm", "flow.flo"))
+    generator = SceneGenerator(SMALL, seed=5)
+    expected = [generator.batch(2), generator.batch(1)]
+    img1 = torch.cat([e[0] for e in expected])
+    flow = torch.cat([e[2] for e in expected])
+    for k, i in enumerate(ids):
+        image = read_image(out / f"{i}_img1.ppm")
+        assert image.shape == (64, 96, 3) and read_image(out / f"{i}_img2.ppm").shape == (64, 96, 3)
+        quantised = (img1[k] * 255).round().byte().permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(image, quantised)
+        np.testing.assert_array_equal(read_flo(out / f"{i}_flow.flo"), flow[k].permute(1, 2, 0).numpy())
+
+
+def test_write_dataset_refuses_an_existing_dataset_unless_overwrite(tmp_path):
+    write_dataset(tmp_path, count=3, config=SMALL)
+    with pytest.raises(DataError, match="already holds a dataset"):
+        write_dataset(tmp_path, count=2, config=SMALL)
+    assert write_dataset(tmp_path, count=2, config=SMALL, seed=1, overwrite=True) == ["00001", "00002"]
+    assert len(list(tmp_path.glob("*_flow.flo"))) == 2  # no stale pair left from the first dataset
+    assert len(list(tmp_path.glob("*.ppm"))) == 4
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imageio's plugins, while probing the bad file
+def test_textures_dir_without_images_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"not a png either")
+    with pytest.raises(DataError, match="no readable image"):
+        SceneGenerator(SMALL, textures_dir=tmp_path)
+
+
+def test_textures_dir_with_one_photo_joins_the_bank(tmp_path):
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "photo.png", rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    cfg = SynthConfig(**{**SMALL.__dict__, "photo_background_prob": 1.0})
+    generator = SceneGenerator(cfg, textures_dir=tmp_path)
+    assert generator.n_textures == SMALL.texture_count + 1 and generator.n_photos == 1
+    img1, _, _ = generator.batch(2)
+    assert img1.shape == (2, 3, 64, 96)
+    ids = write_dataset(tmp_path / "out", count=1, config=SMALL, textures_dir=tmp_path)
+    assert ids == ["00001"]
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="power of two"):
+        SynthConfig(texture_size=100)
+    with pytest.raises(ValueError, match="objects"):
+        SynthConfig(objects=(5, 2))
+
+
+def test_measure_speed_reports_pairs_per_second():
+    result = measure_speed(device="cpu", batch_size=2, height=32, width=48, seconds=0.05,
+                           config=SMALL)
+    assert result["pairs"] >= 2 and result["pairs_per_s"] > 0
+    assert (result["height"], result["width"], result["batch_size"]) == (32, 48, 2)
+
+
+def test_front_layers_match_a_brute_force_render():
+    """The bounding-box mask pass equals testing every object's mask at every pixel."""
+    from flowcli.synth import _sample_scenes
+
+    n, h, w, size = 3, SMALL.height, SMALL.width, SMALL.shape_size
+    shadow = SceneGenerator(SMALL, seed=4)  # same seed: its first draws are the scenes rendered below
+    scene = SceneGenerator(SMALL, seed=4).render(n)
+    params = _sample_scenes(SMALL, shadow._draw, n, shadow.n_textures, shadow.n_photos,
+                            shadow._mask_boxes[:, 2:].amax(-1))
+    masks = shadow._masks.view(-1, 1, size, size)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                            indexing="ij")
+    pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (H, W, 3)
+    for a, layers in ((params.a1, scene.layers1), (params.motion @ params.a1, scene.layers2)):
+        inv = torch.linalg.inv(a)[:, 1:]  # objects only: (n, K, 3, 3)
+        canonical = torch.einsum("nkij,hwj->nkhwi", inv, pixels)[..., :2].float()  # (n, K, H, W, 2)
+        picked = masks[params.mask_index.flatten()]
+        value = F.grid_sample(picked, canonical.flatten(0, 1), align_corners=False).view(n, -1, h, w)
+        inside = (value > 0.5) & params.active[:, :, None, None]
+        depth = torch.arange(1, inside.shape[1] + 1).view(1, -1, 1, 1)
+        expected = (inside * depth).amax(1)
+        agree = (expected == layers).float().mean().item()
+        assert agree > 0.999  # rounding can flip a pixel that sits exactly on a contour
