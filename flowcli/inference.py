@@ -20,7 +20,7 @@ coarse flow (0.27 ms instead of 1.09 ms from channels_last), scaling by flow_sca
 resolution. Dropped: jit.freeze (<= 1 ms, costs 0.8 s of tracing plus profiling runs per shape),
 oneDNN graph fusion (no gain), changing the thread count (torch's default is the physical cores).
 bf16 weights would give 20 ms on this AMX CPU, but differ by ~1 % (not allclose) and
-device.resolve_dtype refuses them on CPU.
+device.resolve_dtype allows them on such CPUs as an opt-in (--dtype bf16), never by default.
 Whole Predictor call (run_bench, 384x512, batch 1, random weights, machine otherwise idle):
 width 0.5: 39-41 ms median (model.forward in NCHW: 45-49 ms); width 1.0: 149-152 ms (153-161 ms).
 That is ~0.2 TFLOP/s, a large share of what two AVX-512 cores do in fp32. When other processes

@@ -179,7 +179,9 @@ def train(
     if config.augment:
         from .augment import AugmentConfig, augment
 
-        aug_config = AugmentConfig(crop=config.crop)
+        # Generated scenes are already random affine layers: resampling them again only blurs.
+        geometric = config.geometric if config.geometric is not None else data_dir is not None
+        aug_config = AugmentConfig(crop=config.crop, geometric=geometric)
         augmenter = lambda batch, gen: augment(*batch, config=aug_config, generator=gen)
 
     net = model

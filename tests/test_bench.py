@@ -88,5 +88,5 @@ def test_sweep_script_writes_a_markdown_table(tmp_path, capsys):
     text = out.read_text()
     assert "benchmarks/sweep.py --device cpu" in text and "| 64x64 | 1 |" in text
     assert "sweep.py" in capsys.readouterr().out
-    assert module.main(["--device", "cpu", "--dtype", "bf16", "--out", str(out)]) == 1
+    assert module.main(["--device", "cpu", "--dtype", "fp16", "--out", str(out)]) == 1
     assert "needs --device cuda" in capsys.readouterr().err

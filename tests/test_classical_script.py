@@ -1,0 +1,72 @@
+"""benchmarks/classical.py (FlowNetS vs OpenCV): a tiny run; skipped where OpenCV is not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "classical.py"
+METHODS = ("FlowNetS", "DIS (medium)", "Farneback", "zero flow")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("flowcli_benchmark_classical", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_classical_script_small_run(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
+    import torch
+
+    import flowcli.evaluate
+
+    magnitudes = []  # mean ground-truth flow magnitude of each pair the script is given
+    original = flowcli.evaluate.generated_batches
+
+    def recording(count, size, device):
+        for item in original(count, size, device):
+            magnitudes.append(item[3].norm(dim=1).mean().item())
+            yield item
+
+    monkeypatch.setattr(flowcli.evaluate, "generated_batches", recording)
+    threads = torch.get_num_threads()
+    script = load_script()
+    out_md, out_json = tmp_path / "results.md", tmp_path / "results.json"
+    try:
+        code = script.main(["--count", "2", "--size", "128x160", "--weights", "random", "--threads", "1",
+                            "--out", str(out_md), "--json", str(out_json)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    for key in ("command", "date", "cpu", "threads", "torch", "opencv", "weights", "farneback", "sources"):
+        assert key in report
+    assert report["threads"] == 1 and report["weights"] == "random"
+    [source] = report["sources"]
+    assert source["pairs"] == 2 and source["sizes"] == ["128x160"]
+    assert list(source["methods"]) == list(METHODS)
+    for name, r in source["methods"].items():
+        assert r["valid_pixels"] == 2 * 128 * 160
+        assert math.isfinite(r["epe"]) and r["epe"] >= 0
+        assert 0 <= r["1px"] <= r["3px"] <= r["5px"] <= 1
+        if name == "zero flow":
+            assert r["ms_per_image"] is None
+        else:
+            assert r["ms_per_image"] > 0
+    # the pairs came from flowcli eval's generator, and zero flow's EPE is their mean flow magnitude
+    assert len(magnitudes) == 2
+    assert source["methods"]["zero flow"]["epe"] == pytest.approx(sum(magnitudes) / 2, rel=1e-5)
+
+    text = out_md.read_text()
+    assert text in capsys.readouterr().out  # the same markdown went to stdout
+    assert "| method | EPE | <1px | <3px | <5px | ms/img |" in text
+    for name in METHODS:
+        assert f"| {name} |" in text
+    for fragment in ("classical.py --count 2", "threads 1", f"OpenCV {report['opencv']}", "torch ", "CPU: "):
+        assert fragment in text
