@@ -22,7 +22,7 @@ class TrainConfig:
     width: float = 0.5
     batch_norm: bool = False
     seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (else fp32)
     augment: bool = True
     geometric: bool | None = None  # resampling augmentation; None: on for folder data, off for generated
     split: str = "auto"  # folder data: auto | official | reference | seeded
@@ -59,6 +59,6 @@ PRESETS: dict[str, TrainConfig] = {
     # The shipped weights (see weights/README.md): generated scenes in Flying Chairs pixel units,
     # small crops so 2 CPU cores see many images; the schedule is fitted to the time budget.
     "ship": TrainConfig(epochs=10_000, batch_size=8, crop=(192, 256), synth_size=(224, 288), width=0.5,
-                        batch_norm=True, steps_per_epoch=100, synth_reuse=2, lr=4e-4, val_count=32,
+                        batch_norm=True, steps_per_epoch=100, synth_reuse=3, lr=4e-4, val_count=32,
                         minutes=70.0),
 }

@@ -129,7 +129,7 @@ class Predictor:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.model = net.requires_grad_(False)
-        self._mean = net.rgb_mean.to(dtype)  # (1, 6, 1, 1)
+        self._mean = net.rgb_mean.to(dtype).view(1, 6, 1, 1)
         self._compiled = None
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self._pool = None

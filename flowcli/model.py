@@ -119,9 +119,8 @@ class FlowNetS(nn.Module):
         self.upsampled_flow5_to_4 = upsample_flow()
         self.upsampled_flow4_to_3 = upsample_flow()
         self.upsampled_flow3_to_2 = upsample_flow()
-        self.register_buffer(
-            "rgb_mean", torch.tensor(RGB_MEAN * 2).view(1, 6, 1, 1), persistent=False
-        )
+        # (6,), not (1, 6, 1, 1): a 4-D buffer turned channels-last aliases itself, which DDP rejects.
+        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN * 2), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -159,7 +158,7 @@ class FlowNetS(nn.Module):
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor):
         check_input(img1, img2)
-        x = torch.cat((img1, img2), 1) - self.rgb_mean.to(img1.dtype)
+        x = torch.cat((img1, img2), 1) - self.rgb_mean.to(img1.dtype).view(1, 6, 1, 1)
         height, width = x.shape[-2:]
         if self.training:
             if height % STRIDE or width % STRIDE:

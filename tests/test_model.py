@@ -49,7 +49,7 @@ def test_training_outputs_are_scaled_by_flow_scale():
     model = FlowNetS(ModelConfig(width=0.25, flow_scale=20.0)).train()
     img1, img2 = frames(64, 64)
     with torch.no_grad():
-        x = torch.cat((img1, img2), 1) - model.rgb_mean
+        x = torch.cat((img1, img2), 1) - model.rgb_mean.view(1, 6, 1, 1)
         raw = model.pyramid(x)
         scaled = model(img1, img2)
     for r, s in zip(raw, scaled):
