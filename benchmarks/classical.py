@@ -49,6 +49,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+from flowcli.config import parse_size as parse_hw
 from typing import Callable, Iterator
 
 INSTALL_HINT = "OpenCV is not installed: pip install opencv-python-headless (needed by this benchmark only)"
@@ -60,9 +62,9 @@ METHODS = ("FlowNetS", "DIS (medium)", "Farneback", "zero flow")
 def parse_size(text: str) -> tuple[int, int]:
     """'384x512' -> (384, 512): height first."""
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x512, got {text!r}") from None
+        height, width = parse_hw(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if height < 64 or width < 64:
         raise argparse.ArgumentTypeError(f"the generated set needs at least 64x64 (FlowNetS), got {text!r}")
     return height, width
@@ -84,17 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers as JSON here")
     return parser
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---- the pairs --------------------------------------------------------------------------------
@@ -279,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import torch
 
-    from flowcli.device import resolve_device
+    from flowcli.device import cpu_model, resolve_device
     from flowcli.errors import FlowcliError
     from flowcli.evaluate import TEST_SEED
     from flowcli.predict import load_predictor

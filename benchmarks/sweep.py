@@ -16,16 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from flowcli.config import parse_size as parse_hw
+
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    sizes = []
-    for part in text.split(","):
-        try:
-            height, width = (int(v) for v in part.lower().split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"sizes are HxW separated by commas, got {part!r}") from None
-        sizes.append((height, width))
-    return sizes
+    try:
+        return [parse_hw(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_ints(text: str) -> list[int]:
@@ -55,21 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def hardware_lines(device: str) -> list[str]:
     import torch
 
-    from flowcli.device import describe, resolve_device
+    from flowcli.device import cpu_model, describe, resolve_device
 
     torch_device = resolve_device(device)
     lines = [f"- device: {describe(torch_device)} ({torch_device})",

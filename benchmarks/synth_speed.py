@@ -11,16 +11,15 @@ import sys
 
 import torch
 
+from flowcli.config import parse_size as parse_hw
 from flowcli.synth import measure_speed
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'384x512' -> (384, 512): height first, as in (B, C, H, W)."""
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x512, got {text!r}") from None
-    return height, width
+        return parse_hw(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,15 +80,13 @@ def cli_errors() -> Iterator[None]:
 
 def parse_size(text: str) -> tuple[int, int]:
     """'384x512' -> (384, 512), i.e. HEIGHTxWIDTH."""
+    from .config import parse_size as parse
     from .errors import FlowcliError
 
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise FlowcliError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 384x512") from None
-    if height < 1 or width < 1:
-        raise FlowcliError(f"size {text!r}: sides must be positive")
-    return height, width
+        return parse(text)
+    except ValueError as exc:
+        raise FlowcliError(str(exc)) from None
 
 
 def say(text: str, console: Console = out_console) -> None:

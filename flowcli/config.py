@@ -64,3 +64,14 @@ PRESETS: dict[str, TrainConfig] = {
                         batch_norm=True, steps_per_epoch=100, synth_reuse=3, lr=4e-4, val_count=32,
                         minutes=75.0),
 }
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'384x512' -> (384, 512): HEIGHTxWIDTH, height first as in (B, C, H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 384x512") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size {text!r}: sides must be positive")
+    return height, width

@@ -51,6 +51,18 @@ def cpu_has_bf16() -> bool:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, for benchmark headers."""
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
