@@ -30,6 +30,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", "-w", help="Weights .safetensors (default: the shipped weights/flownets.safetensors; "
     "'random' = untrained, for smoke tests).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse a folder with incomplete triplets (default: warn and skip them).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")]
 
 
@@ -109,7 +110,7 @@ def progress_bar():
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=err_console, transient=True)
+                    console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 def table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -230,6 +231,7 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
     device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Train FlowNetS on a Flying Chairs folder, or on generated look-alike data by default."""
@@ -267,7 +269,7 @@ def train(
 
             try:
                 summary = run_training(config, out_dir=run_dir, data_dir=data_dir, resume=resume is not None,
-                                       device=torch_device, on_event=on_event)
+                                       device=torch_device, on_event=on_event, strict=strict)
             except KeyboardInterrupt:
                 err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {escape(str(run_dir))}")
                 raise typer.Exit(130)
@@ -289,6 +291,7 @@ def evaluate_command(
     dtype: DtypeOpt = Dtype.fp32,
     count: Annotated[int, typer.Option(help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
+    strict: StrictOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Report EPE (the reference's mean_epe), accuracy and model time per image."""
@@ -300,7 +303,7 @@ def evaluate_command(
         with progress_bar() as bar:
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir=data_dir, part=split, scheme=scheme.value, seed=seed, weights=weights,
-                              device=device, dtype=dtype.value, count=count,
+                              device=device, dtype=dtype.value, count=count, strict=strict,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result["incomplete_triplets"][:5]:
             err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {escape(line)}")

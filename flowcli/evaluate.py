@@ -21,11 +21,12 @@ TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation 
 PARTS = ("test", "val", "train", "all")
 
 
-def folder_pairs(data_dir: Path, *, part: str, scheme: str, seed: int, weights: str | None):
+def folder_pairs(data_dir: Path, *, part: str, scheme: str, seed: int, weights: str | None,
+                 strict: bool = False):
     """The samples of one part of a folder split, reusing a run folder's split.json when present."""
     from .data import find_samples, load_split, split_samples
 
-    samples, incomplete = find_samples(data_dir)
+    samples, incomplete = find_samples(data_dir, strict=strict)
     if part == "all":
         return samples, incomplete
     run_split = Path(weights).parent / "split.json" if weights not in (None, "random") else None
@@ -69,6 +70,7 @@ def evaluate(
     size: tuple[int, int] = (384, 512),
     warmup: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
+    strict: bool = False,
 ) -> dict:
     """Evaluate weights; returns {'epe', '1px', '3px', '5px', 'ms_per_image', 'samples': [...], ...}."""
     from .checkpoint import load_model
@@ -83,7 +85,7 @@ def evaluate(
     incomplete: list[str] = []
     if data_dir is not None:
         samples, incomplete = folder_pairs(Path(data_dir), part=part, scheme=scheme, seed=seed,
-                                           weights=None if weights is None else str(weights))
+                                           weights=None if weights is None else str(weights), strict=strict)
         total, batches = len(samples), folder_batches(samples)
         source = f"{data_dir} ({scheme} split, {part})"
     else:

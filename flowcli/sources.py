@@ -26,10 +26,10 @@ class FolderSource:
     """Batches from a Flying Chairs folder split into train/val(/test)."""
 
     def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, run_dir: Path | None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, strict: bool = False):
         from .data import FlowDataset, find_samples, make_loader, save_split, split_samples
 
-        samples, self.incomplete = find_samples(folder)
+        samples, self.incomplete = find_samples(folder, strict=strict)
         self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
         if run_dir is not None and rank == 0:
             save_split(run_dir / "split.json", self.split)

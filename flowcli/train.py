@@ -150,9 +150,11 @@ def train(
     resume: bool = False,
     device: str | torch.device = "cpu",
     on_event: Event | None = None,
+    strict: bool = False,
 ) -> dict:
     """Train FlowNetS; returns a summary dict. Data: a folder, or generated scenes when None.
 
+    strict=True refuses a folder with incomplete triplets instead of warning about them.
     With resume=True, config and data come from out_dir/config.json and training continues at the
     saved epoch with the saved optimizer state and schedule position.
     """
@@ -184,7 +186,8 @@ def train(
                                        "data_dir": str(data_dir) if data_dir else None}, indent=2))
 
     if data_dir is not None:
-        source = FolderSource(Path(data_dir), config, device=device, run_dir=out, rank=rank, world_size=world)
+        source = FolderSource(Path(data_dir), config, device=device, run_dir=out, rank=rank, world_size=world,
+                              strict=strict)
         if source.incomplete:
             emit("warning", {"message": f"{len(source.incomplete)} incomplete triplet(s) skipped: "
                              + "; ".join(source.incomplete[:5])})

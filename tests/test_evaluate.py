@@ -1,0 +1,69 @@
+"""Evaluation: EPE equals a hand computation on saved predictions; unknown flow and bad folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowcli.errors import DataError
+from flowcli.evaluate import evaluate
+from flowcli.io import read_flo, write_flo
+from flowcli.predict import estimate_flow, load_predictor
+from flowcli.synth import SynthConfig, write_dataset
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    write_dataset(tmp_path / "chairs", count=4, seed=2, config=SynthConfig(height=64, width=96))
+    return tmp_path / "chairs"
+
+
+def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path):
+    gt = read_flo(folder / "00002_flow.flo")
+    gt[:5, :7] = 1e10  # unknown flow: must be masked and counted, never averaged
+    write_flo(folder / "00002_flow.flo", gt)
+    result = evaluate(data_dir=folder, part="all", weights="random")
+
+    predictor = load_predictor("random")
+    errors, hits = [], 0
+    for i in range(1, 5):
+        pred = estimate_flow(folder / f"{i:05d}_img1.ppm", folder / f"{i:05d}_img2.ppm", predictor=predictor)
+        write_flo(tmp_path / f"{i}.flo", pred)  # saved, then read back: what a user would compare
+        truth = read_flo(folder / f"{i:05d}_flow.flo").astype(np.float64)
+        saved = read_flo(tmp_path / f"{i}.flo").astype(np.float64)
+        valid = np.all(np.abs(truth) < 1e9, axis=2)
+        err = np.sqrt(((truth - saved) ** 2).sum(axis=2))[valid]
+        errors.append(err)
+        hits += int((err < 3).sum())
+    errors = np.concatenate(errors)
+    assert result["pairs"] == 4 and result["invalid_pixels"] == 35
+    assert result["epe"] == pytest.approx(errors.mean(), rel=1e-5)
+    assert result["3px"] == pytest.approx(hits / errors.size, rel=1e-6)
+    assert [s["id"] for s in result["samples"]] == ["00001", "00002", "00003", "00004"]
+    assert result["samples"][1]["valid_pixels"] == 64 * 96 - 35
+    assert result["ms_per_image"] > 0
+
+
+def test_generated_test_set_is_fixed(tmp_path):
+    a = evaluate(count=2, size=(64, 96), weights="random")
+    b = evaluate(count=2, size=(64, 96), weights="random")
+    assert a["pairs"] == 2 and a["epe"] == b["epe"] > 0
+    assert "generated test set" in a["source"]
+
+
+def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli):
+    (folder / "00003_flow.flo").unlink()
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--metric", "epe")
+    assert result.exit_code == 0, result.output
+    assert "00003: missing 00003_flow.flo" in result.stderr
+    assert "EPE" in result.stdout and "< 3px" not in result.stdout
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--strict")
+    assert result.exit_code == 1 and "00003" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_flo_of_another_size_is_one_clear_error(folder, run_cli):
+    write_flo(folder / "00001_flow.flo", np.zeros((32, 32, 2), np.float32))
+    with pytest.raises(DataError, match="00001_flow.flo"):
+        evaluate(data_dir=folder, part="all", weights="random")
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "00001_flow.flo" in result.stderr
