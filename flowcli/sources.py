@@ -68,8 +68,8 @@ class SynthSource:
         self.config = config
         self.rank = rank
         height, width = config.synth_size
-        # Scenes smaller than Flying Chairs keep its pixel statistics (motions, object sizes).
-        scenes = SynthConfig(height=height, width=width, chairs_pixels=True)
+        # By default scenes smaller than Flying Chairs keep its pixel statistics (motions, sizes).
+        scenes = SynthConfig(height=height, width=width, chairs_pixels=config.synth_chairs_pixels)
         self.generator = SceneGenerator(scenes, seed=config.seed, device=device)
         val = SceneGenerator(scenes, seed=VAL_SEED, device=device)
         self.val = [val.batch(1) for _ in range(config.val_count)]
