@@ -40,7 +40,7 @@ class Dtype(str, Enum):
     bf16 = "bf16"
 
 
-DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Weights/compute precision (fp16/bf16: CUDA only).")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Weights/compute precision (fp16: CUDA only; bf16: CUDA or CPUs with native bf16).")]
 
 
 class Metric(str, Enum):
@@ -68,10 +68,7 @@ def cli_errors() -> Iterator[None]:
 
     try:
         yield
-    except FlowcliError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+    except (FlowcliError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     except KeyboardInterrupt:
@@ -130,7 +127,7 @@ def predict(
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
-    max_side: Annotated[Optional[int], typer.Option(help="Downsize inputs whose longer side exceeds this.")] = None,
+    max_side: Annotated[Optional[int], typer.Option(min=64, help="Downsize inputs whose longer side exceeds this.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Folder mode: write flo or png files.")] = "flo",
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
@@ -289,7 +286,7 @@ def evaluate_command(
     metric: Annotated[Metric, typer.Option(help="epe: EPE and time only; all: also 1/3/5 px accuracy.")] = Metric.all,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
-    count: Annotated[int, typer.Option(help="Generated test set: number of pairs.")] = 64,
+    count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
     strict: StrictOpt = False,
     json_out: JsonOpt = None,
@@ -322,7 +319,7 @@ def evaluate_command(
 @app.command()
 def synth(
     out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo.")] = None,
-    count: Annotated[int, typer.Option(help="Number of pairs.")] = 200,
+    count: Annotated[int, typer.Option(min=1, help="Number of pairs.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same pairs.")] = 0,
     size: Annotated[str, typer.Option(help="Image size HxW.")] = "384x512",
     textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures.")] = None,
@@ -337,6 +334,10 @@ def synth(
         from .synth import SynthConfig, measure_speed, write_dataset
 
         height, width = parse_size(size)
+        try:
+            scenes = SynthConfig(height=height, width=width)
+        except ValueError as exc:
+            raise FlowcliError(str(exc)) from None
         torch_device = resolve_device(device)
         if bench:
             result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0)
@@ -345,11 +346,9 @@ def synth(
             return
         if out_dir is None:
             raise FlowcliError("give an output folder (or --bench)")
-        if count < 1:
-            raise FlowcliError("--count must be at least 1")
         with progress_bar() as bar:
             task = bar.add_task("synth", total=count, info="")
-            ids = write_dataset(out_dir, count=count, seed=seed, config=SynthConfig(height=height, width=width),
+            ids = write_dataset(out_dir, count=count, seed=seed, config=scenes,
                                 textures_dir=textures, overwrite=overwrite,
                                 on_progress=lambda done: bar.update(task, completed=done))
         say(f"wrote {len(ids)} pairs ({width}x{height}) to {out_dir}")
@@ -359,11 +358,11 @@ def synth(
 def bench(
     device: DeviceOpt = "cpu",
     size: Annotated[str, typer.Option(help="Input size HxW.")] = "384x512",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
     dtype: DtypeOpt = Dtype.fp32,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     weights: WeightsOpt = None,
-    runs: Annotated[int, typer.Option(help="Timed runs (after warm-up).")] = 30,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs (after warm-up).")] = 30,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: torch's choice).")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Batch sizes 1..256 x sizes 384x512, 768x1024, 1080x1920.")] = False,
     json_out: JsonOpt = None,
