@@ -237,21 +237,14 @@ def train(
                 progress = max(progress, (time.perf_counter() - clock) / budget_s)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(config, progress)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                pyramid = net(img1, img2)
-            loss, metrics = multiscale_epe([p.float() for p in pyramid], flow, valid)
-            if not torch.isfinite(loss):
+            loss_value, epe_value = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
+                                                  clip=config.clip, amp_dtype=amp_dtype)
+            if not math.isfinite(loss_value):
                 raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped"
+                    f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; training stopped"
                     + (f", last good checkpoint kept in {out / 'last.safetensors'}"
                        if (out / "last.safetensors").exists() else " before any checkpoint")
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
-            loss_value, epe_value = metrics["loss"].item(), metrics["epe"].item()  # syncs CUDA
             t2 = time.perf_counter()
             n = img1.shape[0]
             sums["loss"] += loss_value * n
@@ -273,6 +266,23 @@ def train(
         torch.distributed.barrier()
     emit("end", summary)
     return summary
+
+
+def optimize_step(net, model, optimizer, batch, *, clip: float, amp_dtype) -> tuple[float, float]:
+    """One forward/backward/update; returns (loss, EPE). A non-finite loss updates nothing."""
+    img1, img2, flow, valid = batch
+    with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        pyramid = net(img1, img2)
+    loss, metrics = multiscale_epe([p.float() for p in pyramid], flow, valid)
+    loss_value = loss.item()  # syncs CUDA
+    if not math.isfinite(loss_value):
+        return loss_value, float("nan")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss_value, metrics["epe"].item()
 
 
 def epoch_end(model, optimizer, source, config, out, epoch, sums, best, clock, rank, world, amp_dtype) -> dict:
