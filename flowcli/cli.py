@@ -307,7 +307,7 @@ def evaluate_command(
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
                 ("EPE", f"{result['epe']:.3f} px")]
         if metric == Metric.all:
-            rows += [(f"< {t} px", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
+            rows += [(f"< {t}", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
         rows += [("time per image", f"{result['ms_per_image']:.2f} ms (median {result['median_ms_per_image']:.2f})"),
                  ("device", f"{result['device']} {result['dtype']}")]
         if result["invalid_pixels"]:
