@@ -11,7 +11,7 @@ Every method runs in ONE process on the same pairs:
 - optionally a folder holding the real 50x50 Flying Chairs pair (`--real-pair DIR`).
 
 Methods:
-- FlowNetS: `flowcli.predict.load_predictor(weights, device=...)` (BN folded, channels-last, CUDA
+- FlowNetS: `flowcli.inference.load_predictor(weights, device=...)` (BN folded, channels-last, CUDA
   graphs on CUDA), called as `predictor(img1, img2)` on (1, 3, H, W) float tensors in [0, 1]. On the
   generated set it gets exactly the float tensors `flowcli eval` feeds it (so at the default size its
   EPE and accuracies reproduce `flowcli eval --count N`); on folders, the decoded uint8 images / 255.
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowcli.device import cpu_model, resolve_device
     from flowcli.errors import FlowcliError
     from flowcli.evaluate import TEST_SEED
-    from flowcli.predict import load_predictor
+    from flowcli.inference import load_predictor
 
     if args.count < 0 or args.threads < 1 or args.farneback_levels < 1:
         print("error: --count must be >= 0, --threads and --farneback-levels >= 1", file=sys.stderr)

@@ -73,15 +73,12 @@ def evaluate(
     strict: bool = False,
 ) -> dict:
     """Evaluate weights; returns {'epe', '1px', '3px', '5px', 'ms_per_image', 'samples': [...], ...}."""
-    from .checkpoint import load_model
-    from .device import resolve_device, resolve_dtype
-    from .inference import Predictor
+    from .inference import load_predictor
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    torch_device = resolve_device(device)
-    predictor = Predictor(load_model(weights, device=torch_device), device=torch_device,
-                          dtype=resolve_dtype(dtype, torch_device))
+    predictor = load_predictor(weights, device=device, dtype=dtype)
+    torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
         samples, incomplete = folder_pairs(Path(data_dir), part=part, scheme=scheme, seed=seed,

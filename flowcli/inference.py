@@ -300,6 +300,16 @@ def _check_compile_toolchain(device: torch.device) -> None:
         raise DeviceError("--compile on CPU needs a C++ compiler (g++ or clang++); run without --compile")
 
 
+def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32") -> "Predictor":
+    """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
+    from .checkpoint import load_model
+    from .device import resolve_device, resolve_dtype
+
+    torch_device = resolve_device(device)
+    return Predictor(load_model(weights, device=torch_device), device=torch_device,
+                     dtype=resolve_dtype(dtype, torch_device))
+
+
 # -- --max-side ----------------------------------------------------------------------------------
 def resize_for_max_side(img1: np.ndarray, img2: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Shrink two (H, W, 3) uint8 frames so that the longer side is at most `max_side`.

@@ -12,20 +12,10 @@ import numpy as np
 
 from .errors import DataError, ImageError
 from .io import IMAGE_SUFFIXES, read_image, write_flow
+from .inference import load_predictor
 from .model import MIN_SIDE
 
 ImageLike = np.ndarray | str | os.PathLike
-
-
-def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32"):
-    """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
-    from .checkpoint import load_model
-    from .device import resolve_device, resolve_dtype
-    from .inference import Predictor
-
-    torch_device = resolve_device(device)
-    return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device))
 
 
 def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2")) -> None:

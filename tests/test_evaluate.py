@@ -8,7 +8,8 @@ import pytest
 from flowcli.errors import DataError
 from flowcli.evaluate import evaluate
 from flowcli.io import read_flo, write_flo
-from flowcli.predict import estimate_flow, load_predictor
+from flowcli.inference import load_predictor
+from flowcli.predict import estimate_flow
 from flowcli.synth import SynthConfig, write_dataset
 
 
