@@ -104,12 +104,15 @@ def load_model(
     if config is not None and config != file_config:
         raise CheckpointError(f"{path}: holds {file_config}, but {config} was asked for")
     model = FlowNetS(file_config)
+    load_state(model, read_state(path), path)
+    return model.to(device).eval()
+
+
+def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable weights ({exc})") from None
-    load_state(model, state, path)
-    return model.to(device).eval()
 
 
 def metadata_json(path: str | os.PathLike) -> dict:

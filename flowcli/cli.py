@@ -227,6 +227,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     json_out: JsonOpt = None,
@@ -235,6 +236,7 @@ def train(
     with cli_errors():
         import time
 
+        from .checkpoint import read_config
         from .config import PRESETS, TrainConfig
         from .device import resolve_device
         from .train import train as run_training
@@ -244,6 +246,10 @@ def train(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             crop=parse_size(crop) if crop else None, split=split.value if split else None,
             steps_per_epoch=steps_per_epoch, augment=False if no_augment else None)
+        if init is not None:
+            file_config = read_config(init)
+            config = config.with_overrides(init=str(init), width=width or file_config.width,
+                                           batch_norm=file_config.batch_norm)
         run_dir = resume or out or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         torch_device = resolve_device(device)
         with progress_bar() as bar:

@@ -33,6 +33,7 @@ class TrainConfig:
     val_count: int = 64  # generated data only: size of the fixed validation set
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
+    init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import load_state, save_weights
+from .checkpoint import load_state, read_config, read_state, save_weights
 from .config import TrainConfig
 from .device import cpu_has_bf16
 from .errors import CheckpointError, DataError, TrainingError
@@ -142,6 +142,15 @@ def check_config(config: TrainConfig) -> None:
         raise DataError("batch size and epochs must be at least 1")
 
 
+def init_weights(model: FlowNetS, path: Path) -> None:
+    """Start from trained weights (fine-tuning); the file must hold this very architecture."""
+    file_config = read_config(path)
+    if file_config != model.config:
+        raise CheckpointError(f"{path}: holds {file_config}, but training asks for {model.config} "
+                              "(leave --width out to take the file's)")
+    load_state(model, read_state(path), path)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -174,6 +183,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = FlowNetS(ModelConfig(width=config.width, batch_norm=config.batch_norm))
+    if config.init and not resume:
+        init_weights(model, Path(config.init))
     model = model.to(device, memory_format=torch.channels_last)  # 1.4-2x faster convs on CPU and GPU
     optimizer = make_optimizer(model, config)
     start_epoch, best, elapsed_before = 0, float("inf"), 0.0

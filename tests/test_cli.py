@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -305,3 +306,22 @@ def test_error_names_a_file_with_brackets_verbatim(run_cli, tmp_path, name):
     result = run_cli("visualize", missing, "-o", tmp_path / "out.png")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.stderr.strip() == f"error: {missing}: no such file"
+
+
+def test_train_init_takes_the_architecture_of_the_weights_file(run_cli, tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.model import FlowNetS, ModelConfig
+
+    save_weights(tmp_path / "wide.safetensors", FlowNetS(ModelConfig(width=0.5, batch_norm=False)))
+    result = run_cli("train", "--init", tmp_path / "wide.safetensors", "--out", tmp_path / "run",
+                     "--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--crop", "64x64")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (saved["width"], saved["batch_norm"]) == (0.5, False)  # the quick preset says 0.25 with BN
+    assert saved["init"] == str(tmp_path / "wide.safetensors")
+
+
+def test_train_init_with_a_missing_file_fails_cleanly(run_cli, tmp_path):
+    before = visible_files(tmp_path)
+    result = run_cli("train", "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "run")
+    assert_clean_failure(result, "no such weights file", "nope.safetensors", before=before, folder=tmp_path)

@@ -112,6 +112,35 @@ def test_generated_data_training_runs(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] is None
 
 
+def test_init_starts_from_the_given_weights(tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.model import FlowNetS, ModelConfig
+
+    torch.manual_seed(11)
+    start = FlowNetS(ModelConfig(width=0.25))
+    save_weights(tmp_path / "start.safetensors", start)
+    config = TrainConfig(epochs=1, batch_size=2, crop=(64, 64), width=0.25, steps_per_epoch=1, lr=0.0,
+                         schedule="constant", synth_size=(64, 96), val_count=1, init=str(tmp_path / "start.safetensors"))
+    train(config, out_dir=tmp_path / "run")
+    after = load_file(str(tmp_path / "run" / "last.safetensors"))
+    assert all(torch.equal(after[k], v) for k, v in start.state_dict().items())  # lr 0: nothing moved
+    fresh = TrainConfig(**{**config.__dict__, "init": None})
+    train(fresh, out_dir=tmp_path / "fresh")
+    other = load_file(str(tmp_path / "fresh" / "last.safetensors"))
+    assert not torch.equal(other["conv1.0.weight"], after["conv1.0.weight"])
+
+
+def test_init_with_another_architecture_is_refused(tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.model import FlowNetS, ModelConfig
+
+    save_weights(tmp_path / "narrow.safetensors", FlowNetS(ModelConfig(width=0.25)))
+    config = TrainConfig(epochs=1, batch_size=2, crop=(64, 64), width=0.5, steps_per_epoch=1,
+                         synth_size=(64, 96), val_count=1, init=str(tmp_path / "narrow.safetensors"))
+    with pytest.raises(CheckpointError, match="holds ModelConfig.width=0.25.*asks for ModelConfig.width=0.5"):
+        train(config, out_dir=tmp_path / "run")
+
+
 def test_ddp_with_two_gloo_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
