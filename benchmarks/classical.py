@@ -45,12 +45,12 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from flowcli.config import parse_size as parse_hw
+from report import command_line
 from typing import Callable, Iterator
 
 INSTALL_HINT = "OpenCV is not installed: pip install opencv-python-headless (needed by this benchmark only)"
@@ -261,12 +261,20 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def import_opencv():
+    """cv2, or None after one line on stderr saying how to install it."""
     try:
         import cv2
     except ImportError:
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
+        return None
+    return cv2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cv2 = import_opencv()
+    if cv2 is None:
         return 1
     import torch
 
@@ -280,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    script = Path(__file__).resolve()
-    try:
-        script = script.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    given = sys.argv[1:] if argv is None else argv
-    command = "python " + " ".join(shlex.quote(str(a)) for a in [script, *given])
+    command = command_line(__file__, argv)
     try:
         device = resolve_device(args.device)
         predictor = load_predictor(args.weights, device=str(device))

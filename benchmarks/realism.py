@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-from classical import INSTALL_HINT, _gray, folder_source
+from classical import _gray, folder_source, import_opencv
+from report import command_line
 
 PUBLIC_MOTIONS = {"bg_translate": 40.0, "obj_translate": 120.0, "obj_rotate_deg": 30.0, "obj_scale": (0.8, 1.2)}
 ROWS = {
@@ -103,16 +102,14 @@ def markdown(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        import cv2
-    except ImportError:
-        print(f"error: {INSTALL_HINT}", file=sys.stderr)
+    cv2 = import_opencv()
+    if cv2 is None:
         return 1
     cv2.setNumThreads(1)
     results = {name: measure_generated(cv2, over, args.count, args.seed) for name, over in ROWS.items()}
     if args.data is not None:
         results[f"real: {args.data}"] = measure_folder(cv2, args.data)
-    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/realism.py", *(argv or sys.argv[1:])])
+    command = command_line(__file__, argv)
     print(f"{command}\n{platform.processor() or platform.machine()}, OpenCV {cv2.__version__}\n")
     print(markdown(results))
     if args.json is not None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from flowcli.config import parse_size as parse_hw
+from report import command_line
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -75,13 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowcli.bench import markdown_table, run_sweep
     from flowcli.errors import FlowcliError
 
-    script = Path(__file__).resolve()
-    try:
-        script = script.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    given = sys.argv[1:] if argv is None else argv
-    command = "python " + " ".join(shlex.quote(str(a)) for a in [script, *given])
+    command = command_line(__file__, argv)
     try:
         hardware = hardware_lines(args.device)
         print(command)

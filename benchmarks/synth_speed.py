@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 import torch
 
 from flowcli.config import parse_size as parse_hw
 from flowcli.synth import measure_speed
+from report import command_line
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {r['device']} | {torch.get_num_threads()} | {r['batch_size']} | {width}x{height} "
           f"| {r['pairs']} | {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {r['init_s']:.2f} |")
-    print(f"\ncommand: python {shlex.join(sys.argv)}")
+    print(f"\ncommand: {command_line(__file__, argv)}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ Fixtures (all function-scoped unless noted):
 - `tiny_pair`: `make_pair()` with the defaults: two structured 64x80 .ppm frames.
 - `run_cli`: `run_cli(*args)` invokes `flowcli.cli.app` in-process with typer's CliRunner and returns
   the Result (`exit_code`, `stdout`, `stderr` kept separate, `output` = both, `exception`).
+- `load_benchmark`: `load_benchmark("sweep")` imports benchmarks/sweep.py as a module, with benchmarks/
+  on sys.path (as when it runs as a script) so its sibling imports work.
 """
 
 from __future__ import annotations
@@ -19,6 +21,22 @@ import numpy as np
 import pytest
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "flyingchairs"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def _load(name: str):
+        spec = importlib.util.spec_from_file_location(f"flowcli_benchmark_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return _load
 
 
 @pytest.fixture

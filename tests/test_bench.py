@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -76,11 +75,8 @@ def test_sweep_skips_what_does_not_fit(monkeypatch):
     assert table.count("\n| 64x64 |") == 3 and "skipped: input 64x64" in table
 
 
-def test_sweep_script_writes_a_markdown_table(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep.py"
-    spec = importlib.util.spec_from_file_location("sweep_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_sweep_script_writes_a_markdown_table(tmp_path, capsys, load_benchmark):
+    module = load_benchmark("sweep")
     out = tmp_path / "results.md"
     code = module.main(["--device", "cpu", "--batch-sizes", "1", "--sizes", "64x64", "--weights", "random",
                         "--model-width", "0.25", "--warmup", "1", "--runs", "2", "--out", str(out)])

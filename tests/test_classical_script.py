@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "classical.py"
 METHODS = ("FlowNetS", "DIS (medium)", "Farneback", "zero flow")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("flowcli_benchmark_classical", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_classical_script_small_run(tmp_path, capsys, monkeypatch):
+def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmark):
     pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
     import torch
 
@@ -36,7 +27,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(flowcli.evaluate, "generated_batches", recording)
     threads = torch.get_num_threads()
-    script = load_script()
+    script = load_benchmark("classical")
     out_md, out_json = tmp_path / "results.md", tmp_path / "results.json"
     try:
         code = script.main(["--count", "2", "--size", "128x160", "--weights", "random", "--threads", "1",
