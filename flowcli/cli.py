@@ -228,6 +228,7 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Data workers: loader processes for a folder; for generated data, any value > 0 generates the next batch in a background thread.")] = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     json_out: JsonOpt = None,
@@ -245,7 +246,7 @@ def train(
         config = (PRESETS[name] if name else TrainConfig()).with_overrides(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             crop=parse_size(crop) if crop else None, split=split.value if split else None,
-            steps_per_epoch=steps_per_epoch, augment=False if no_augment else None)
+            steps_per_epoch=steps_per_epoch, augment=False if no_augment else None, num_workers=workers)
         if init is not None:
             file_config = read_config(init)
             config = config.with_overrides(init=str(init), width=width or file_config.width,

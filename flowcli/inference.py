@@ -32,8 +32,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -45,6 +43,7 @@ from torch import nn
 from .errors import DeviceError, ImageError
 from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
+from .prefetch import prefetch
 
 WARMUP_BEFORE_CAPTURE = 3  # eager runs on a side stream before a CUDA graph is captured
 MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dropped and recaptured
@@ -367,7 +366,8 @@ def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]]
         return index, img1, img2, size
 
     batch: list[tuple] = []
-    for future in _prefetch(load, len(pairs), depth=2 * batch_size + workers, workers=workers):
+    for future in prefetch(load, len(pairs), depth=2 * batch_size + workers, workers=workers,
+                           name="flowcli-decode"):
         item = future.result()
         if batch and item[1].shape != batch[0][1].shape:
             yield from _run_batch(predictor, batch)
@@ -378,21 +378,6 @@ def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]]
             batch = []
     if batch:
         yield from _run_batch(predictor, batch)
-
-
-def _prefetch(load: Callable[[int], tuple], count: int, *, depth: int, workers: int) -> Iterator[Future]:
-    """Futures of load(0) .. load(count - 1) in order, keeping up to `depth` submitted ahead."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowcli-decode")
-    ahead: deque[Future] = deque()
-    try:
-        submitted = 0
-        while submitted < count or ahead:
-            while submitted < count and len(ahead) < depth:
-                ahead.append(pool.submit(load, submitted))
-                submitted += 1
-            yield ahead.popleft()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_batch(predictor: Predictor, batch: list[tuple]) -> Iterator[tuple[int, np.ndarray]]:

@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from .config import TrainConfig
+from .prefetch import prefetch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
@@ -76,13 +77,23 @@ class SynthSource:
         self.steps_per_epoch = config.steps_per_epoch
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        """With num_workers > 0 the next batch is generated in a background thread while the current
+        one trains (the same batches, in the same order, as without)."""
         self.generator.reseed(epoch_seed(self.config.seed, epoch, self.rank))
         reuse = max(1, self.config.synth_reuse)
-        for step in range(self.steps_per_epoch):
-            if step % reuse == 0:
-                img1, img2, flow = self.generator.batch(self.config.batch_size)
-                valid = torch.ones_like(flow[:, 0], dtype=torch.bool)
-            yield img1, img2, flow, valid
+        count = -(-self.steps_per_epoch // reuse)
+
+        def draw(_: int) -> Batch:
+            img1, img2, flow = self.generator.batch(self.config.batch_size)
+            return img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
+
+        if self.config.num_workers > 0:
+            batches = (f.result() for f in prefetch(draw, count, depth=2, workers=1, name="flowcli-synth"))
+        else:
+            batches = (draw(i) for i in range(count))
+        for batch in batches:
+            for _ in range(reuse):
+                yield batch
 
     def validation(self) -> Iterator[Batch]:
         for img1, img2, flow in self.val:
