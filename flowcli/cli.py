@@ -59,6 +59,7 @@ class Preset(str, Enum):
     quick = "quick"
     reference = "reference"
     ship = "ship"
+    gpu = "gpu"
 
 
 @contextmanager
@@ -228,7 +229,7 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=0, help="Data workers: loader processes for a folder; for generated data, any value > 0 generates the next batch in a background thread.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Data workers: loader processes for a folder; for generated data, any value > 0 generates the next batch in a background thread (for GPUs; on a 2-core CPU it is slower).")] = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     json_out: JsonOpt = None,

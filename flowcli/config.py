@@ -66,6 +66,11 @@ PRESETS: dict[str, TrainConfig] = {
     "ship": TrainConfig(epochs=10_000, batch_size=8, crop=(192, 256), synth_size=(224, 288), width=0.25,
                         batch_norm=True, steps_per_epoch=100, synth_reuse=3, lr=4e-4, val_count=32,
                         minutes=75.0),
+    # A GPU fine-tune of the shipped weights (use with --init): full 384x512 Flying Chairs-size scenes,
+    # paper-size crops and bigger batches, which only a GPU generates and trains fast enough.
+    "gpu": TrainConfig(epochs=10_000, batch_size=32, crop=(320, 448), synth_size=(384, 512), width=0.25,
+                       batch_norm=True, steps_per_epoch=50, synth_reuse=2, lr=2e-4, val_count=64,
+                       num_workers=1, minutes=5.5),
 }
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowcli.config import TrainConfig
+from flowcli.cli import Preset
+from flowcli.config import PRESETS, TrainConfig
 from flowcli.errors import CheckpointError, DataError, TrainingError
 from flowcli.synth import SynthConfig, write_dataset
 from flowcli.train import train
@@ -25,6 +26,13 @@ def tiny_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("chairs")
     write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))
     return folder
+
+
+def test_every_preset_is_offered_by_the_cli_and_its_crop_fits_its_scenes():
+    assert {p.value for p in Preset} == set(PRESETS)
+    for name, config in PRESETS.items():
+        assert all(side % 64 == 0 for side in config.crop), name
+        assert config.crop[0] <= config.synth_size[0] and config.crop[1] <= config.synth_size[1], name
 
 
 def test_training_lowers_the_loss(tmp_path):
