@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
-from .device import DTYPES, describe, resolve_device, resolve_dtype
+from .device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from .errors import DeviceError
 from .inference import Predictor
 from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
@@ -48,7 +47,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     torch_dtype = resolve_dtype(dtype, torch_device)
     _check_args(size, batch_size, warmup, runs, threads)
     model, label = _load(weights, model_width)
-    with _threads(threads):
+    with torch_threads(threads):
         return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
                         batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
                         min_seconds=min_seconds, cuda_graphs=cuda_graphs)
@@ -73,7 +72,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
         _check_args(size, batch_sizes[0], warmup, runs, threads)
     model, label = _load(weights, model_width)
     rows = []
-    with _threads(threads):
+    with torch_threads(threads):
         for height, width in sizes:
             failed_at = None
             for batch in batch_sizes:
@@ -156,17 +155,6 @@ def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
         return load_model(RANDOM, config=ModelConfig(width=model_width)), note
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     return load_model(path), str(path)
-
-
-@contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _skipped(device: torch.device, batch: int, height: int, width: int, reason: str) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 from .errors import DeviceError
@@ -39,6 +42,18 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         if name == "bf16" and not cpu_has_bf16():
             raise DeviceError("--dtype bf16 needs --device cuda or a CPU with native bf16; use fp32")
     return DTYPES[name]
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with this many intra-op CPU threads (None: unchanged), then restore the count."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_has_bf16() -> bool:

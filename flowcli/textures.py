@@ -158,6 +158,9 @@ def _gradient_textures(g: torch.Generator, n: int, size: int) -> Tensor:
     return _mix(pal[:, 0], pal[:, 1], t) + 0.05 * noise
 
 
+_LEAVES_CHUNK = 64  # shapes tested at once: temporaries of 64 x 256 x 256, 16 MiB as floats
+
+
 def _dead_leaves_textures(g: torch.Generator, n: int, size: int) -> Tensor:
     """Overlapping flat shapes (disks and boxes) with power-law sizes, small ones on top of large
     ones: sharp edges at every scale, the statistics of photographs of cluttered scenes (the
@@ -175,17 +178,24 @@ def _dead_leaves_textures(g: torch.Generator, n: int, size: int) -> Tensor:
         boxy = torch.rand(k, generator=g) < _uniform(g, 0.0, 1.0, 1)  # some textures mostly boxes (towns)
         aspect = torch.exp(_uniform(g, -0.7, 0.7, k))
         cols = _colours(g, 1, k)[0] * _uniform(g, 0.4, 1.3, k, 1)
-        img = cols[0].view(3, 1, 1).expand(3, size, size).clone()
-        for i in range(k):
-            dy = (y - centre[i, 0]).abs()
-            dx = (x - centre[i, 1]).abs()
+        # Each pixel takes the colour of the last shape covering it (shape 0's colour if none):
+        # shapes are tested in chunks, a few large tensor ops instead of one small op per shape.
+        top = torch.zeros(size, size, dtype=torch.int16)
+        for start in range(0, k, _LEAVES_CHUNK):
+            i = torch.arange(start, min(k, start + _LEAVES_CHUNK))
+            dy = (y - centre[i, 0, None, None]).abs()
+            dx = (x - centre[i, 1, None, None]).abs()
             dy, dx = torch.minimum(dy, 1 - dy), torch.minimum(dx, 1 - dx)
-            rx, ry = radius[i] * aspect[i], radius[i] / aspect[i]
-            if boxy[i]:
-                inside = (dx < rx) & (dy < ry)
-            else:
-                inside = (dx / rx) ** 2 + (dy / ry) ** 2 < 1
-            img = torch.where(inside, cols[i].view(3, 1, 1), img)
+            rx = (radius[i] * aspect[i]).view(-1, 1, 1)
+            ry = (radius[i] / aspect[i]).view(-1, 1, 1)
+            box = boxy[i]
+            for boxes, part in ((True, box), (False, ~box)):
+                if part.any():
+                    px, py, prx, pry = dx[part], dy[part], rx[part], ry[part]
+                    inside = (px < prx) & (py < pry) if boxes else (px / prx) ** 2 + (py / pry) ** 2 < 1
+                    order = i[part].to(torch.int16).view(-1, 1, 1)
+                    top = torch.maximum(top, (inside * order).amax(0))
+        img = cols[top.long()].permute(2, 0, 1)
         out.append(img.clamp(0, 1))
     return torch.stack(out)
 

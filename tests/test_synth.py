@@ -230,3 +230,18 @@ def test_dead_leaves_textures_have_sharp_edges_and_tile_seamlessly():
     assert flat > 0.5 and edges > 0.02  # flat patches separated by hard edges, not noise
     wrap = (tex[..., 0] - tex[..., -1]).abs().amax(1)  # across the tiling seam
     assert (wrap > 0.05).float().mean() < 3 * edges + 0.05  # no more edges at the seam than inside
+
+
+def test_banks_are_built_on_one_thread_and_the_callers_thread_count_comes_back(monkeypatch):
+    """Several training processes starting at once on a many-core host took minutes to build their
+    banks with a full thread pool each; one thread each takes seconds."""
+    import flowcli.synth as synth
+
+    seen = []
+    real = synth.build_texture_bank
+    monkeypatch.setattr(synth, "build_texture_bank",
+                        lambda **kw: seen.append(torch.get_num_threads()) or real(**kw))
+    torch.set_num_threads(2)
+    textures, backdrop, masks = synth._banks.__wrapped__(5, 6, 32, 4, 32)  # uncached
+    assert seen == [1] and torch.get_num_threads() == 2
+    assert textures.shape == (6, 3, 32, 32) and backdrop.shape == (6,) and masks.shape == (4, 32, 32)
