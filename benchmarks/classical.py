@@ -3,6 +3,7 @@
     pip install opencv-python-headless        # OpenCV is needed by this script only, not by flowcli
     python benchmarks/classical.py --count 64 --weights weights/flownets.safetensors --out results.md
     python benchmarks/classical.py --count 4 --weights random --real-pair ../shared/fixtures/flyingchairs
+    python benchmarks/classical.py --count 64 --tta hflip --tta hvflip --real-pair ../shared/fixtures/flyingchairs
 
 Every method runs in ONE process on the same pairs:
 - the seeded generated test set of `flowcli eval` (flowcli.evaluate.generated_batches, TEST_SEED),
@@ -19,6 +20,8 @@ Methods:
   integer factor k that reaches 64 px (k = 2 for 50x50 -> 100x100, bilinear, align_corners=False),
   predicted, and the flow is resized back (bilinear; for k = 2 that is the mean of each 2x2 block)
   and divided by k. The two resizes are part of the timed call. Classical methods run at native size.
+  `--tta hflip` / `--tta hvflip` (repeatable) add rows for FlowNetS with that test-time augmentation
+  (`flowcli eval --tta`): the mirrored pair(s) predicted in the same batch, flows averaged.
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
   winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)` (the OpenCV tutorial's values).
@@ -56,7 +59,6 @@ from typing import Callable, Iterator
 INSTALL_HINT = "OpenCV is not installed: pip install opencv-python-headless (needed by this benchmark only)"
 FARNEBACK = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2,
              "flags": 0}
-METHODS = ("FlowNetS", "DIS (medium)", "Farneback", "zero flow")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="FlowNetS weights .safetensors or 'random' (default: weights/flownets.safetensors)")
     parser.add_argument("--device", default="cpu", help="device of FlowNetS: cpu (default), cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV CPU threads (default 2)")
+    parser.add_argument("--tta", action="append", choices=("hflip", "hvflip"), default=[],
+                        help="also run FlowNetS with this test-time augmentation (flowcli --tta); repeatable")
     parser.add_argument("--data", type=Path, default=None, help="a Flying Chairs folder: every complete triplet")
     parser.add_argument("--real-pair", type=Path, default=None,
                         help="folder with the real 50x50 Flying Chairs pair (e.g. ../shared/fixtures/flyingchairs)")
@@ -202,22 +206,25 @@ class Tally:
                 "median_ms_per_image": 1000 * times[len(times) // 2] if times else None}
 
 
-def run_source(items: Iterator[tuple], flownets: Callable, classical: dict[str, Callable], cv2,
+def run_source(items: Iterator[tuple], networks: dict[str, Callable], classical: dict[str, Callable], cv2,
                on_pair: Callable[[int], None] | None = None) -> dict:
+    """networks: FlowNetS variants (name -> flownets_method) fed float tensors; classical: OpenCV on grey."""
     import torch
 
-    tallies = {name: Tally() for name in METHODS}
+    tallies = {name: Tally() for name in [*networks, *classical]}
     pairs, shapes = 0, set()
     for index, (_, img1, img2, gt, valid) in enumerate(items):
         gray1, gray2 = _gray(img1, cv2), _gray(img2, cv2)
         shapes.add(tuple(gt.shape[-2:]))
         if index == 0:  # warm-up: allocations, lazy init, oneDNN primitive creation
-            flownets(img1, img2)
+            for fn in networks.values():
+                fn(img1, img2)
             for fn in classical.values():
                 fn(gray1, gray2)
-        start = time.perf_counter()
-        pred = flownets(img1, img2)
-        tallies["FlowNetS"].add(pred, gt, valid, time.perf_counter() - start)
+        for name, fn in networks.items():
+            start = time.perf_counter()
+            pred = fn(img1, img2)
+            tallies[name].add(pred, gt, valid, time.perf_counter() - start)
         for name, fn in classical.items():
             start = time.perf_counter()
             flow = fn(gray1, gray2)
@@ -291,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(__file__, argv)
     try:
         device = resolve_device(args.device)
-        predictor = load_predictor(args.weights, device=str(device))
-        flownets = flownets_method(predictor)
+        networks = {"FlowNetS": flownets_method(load_predictor(args.weights, device=str(device)))}
+        for tta in args.tta:
+            predictor = load_predictor(args.weights, device=str(device), tta=tta)
+            networks[f"FlowNetS, --tta {tta}"] = flownets_method(predictor)
         classical = opencv_methods(cv2, args.farneback_levels)
         sources = []
         if args.count:
@@ -310,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             def progress(done: int, name=name, total=total) -> None:
                 print(f"\r{name}: {done}/{total}", end="", file=sys.stderr, flush=True)
 
-            result = run_source(items, flownets, classical, cv2, on_pair=progress)
+            result = run_source(items, networks, classical, cv2, on_pair=progress)
             print(file=sys.stderr)
             results.append({"name": name, **result})
     except FlowcliError as exc:

@@ -21,7 +21,7 @@ from torch import nn
 from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
 from .device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from .errors import DeviceError
-from .inference import Predictor
+from .inference import TTA_FLIPS, Predictor
 from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
@@ -35,7 +35,7 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
-              threads: int | None = None, cuda_graphs: bool = True) -> dict:
+              threads: int | None = None, cuda_graphs: bool = True, tta: str = "none") -> dict:
     """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
@@ -50,14 +50,15 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     with torch_threads(threads):
         return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
                         batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
-                        min_seconds=min_seconds, cuda_graphs=cuda_graphs)
+                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta)
 
 
 def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               sizes: Sequence[tuple[int, int]] | None = None, dtype: str = "fp32", compile: bool = False,
               weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
-              cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None) -> list[dict]:
+              cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None,
+              tta: str = "none") -> list[dict]:
     """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
     CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
     recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
@@ -83,7 +84,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
                         row = _measure(model, label, device=torch_device, dtype=torch_dtype,
                                        size=(height, width), batch_size=batch, compile=compile,
                                        warmup=warmup, runs=runs, min_seconds=min_seconds,
-                                       cuda_graphs=cuda_graphs)
+                                       cuda_graphs=cuda_graphs, tta=tta)
                     except DeviceError as exc:  # device and dtype were checked above: this is memory
                         failed_at = batch
                         row = _skipped(torch_device, batch, height, width, str(exc))
@@ -162,17 +163,19 @@ def _skipped(device: torch.device, batch: int, height: int, width: int, reason: 
 
 
 def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
-             compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool) -> dict:
+             compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool,
+             tta: str = "none") -> dict:
     height, width = size
     on_cuda = device.type == "cuda"
-    gflops = conv_gflops(model.config, height, width)
+    views = 1 + len(TTA_FLIPS[tta]) if tta in TTA_FLIPS else 1  # an unknown tta fails in Predictor
+    gflops = conv_gflops(model.config, height, width) * views
     if not on_cuda:
-        _check_cpu_memory(model.config, height, width, batch_size)
+        _check_cpu_memory(model.config, height, width, batch_size * views)
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _max_rss_mb()
-    predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
+    predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs, tta=tta)
     try:
         generator = torch.Generator(device).manual_seed(0)
         shape = (batch_size, 3, height, width)  # made on the device, in the model's dtype: no copies
@@ -211,7 +214,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
         else f"process max RSS (was {rss_before:.0f} MB before the model was moved)",
         "reference_s_per_image": REFERENCE_S_PER_IMAGE,
         "speedup_vs_reference": REFERENCE_S_PER_IMAGE / (median / 1000),
-        "weights": label, "compile": compile, "cuda_graphs": cuda_graphs and on_cuda,
+        "weights": label, "tta": tta, "compile": compile, "cuda_graphs": cuda_graphs and on_cuda,
         "runs": len(times), "warmup": warmup,
     }
 

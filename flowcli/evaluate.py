@@ -66,6 +66,7 @@ def evaluate(
     weights: str | os.PathLike | None = None,
     device: str = "cpu",
     dtype: str = "fp32",
+    tta: str = "none",
     count: int = 64,
     size: tuple[int, int] = (384, 512),
     warmup: int = 2,
@@ -77,7 +78,7 @@ def evaluate(
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta)
     torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
@@ -122,6 +123,7 @@ def evaluate(
         "weights": str(weights) if weights is not None else "default",
         "device": str(torch_device),
         "dtype": dtype,
+        "tta": tta,
         "pairs": len(per_sample),
         "epe": err_sum / valid_sum,
         **{f"{t:g}px": hits[t] / valid_sum for t in THRESHOLDS},

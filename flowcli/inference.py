@@ -40,13 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DeviceError, ImageError
+from .errors import DeviceError, FlowcliError, ImageError
 from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .prefetch import prefetch
 
 WARMUP_BEFORE_CAPTURE = 3  # eager runs on a side stream before a CUDA graph is captured
 MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dropped and recaptured
+# Test-time augmentation: the pair is also predicted mirrored along these image axes (-1: left-right,
+# -2: up-down), all views in one batch, and the un-mirrored flows are averaged. Measured on the
+# generated test set with the shipped weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
+TTA_FLIPS = {"none": (), "hflip": (-1,), "hvflip": (-1, -2)}
 
 
 def fold_batchnorm(model: FlowNetS) -> FlowNetS:
@@ -109,13 +113,19 @@ class Predictor:
     On CUDA with cuda_graphs, the first call of each (B, H, W) warms up and captures a graph; later
     calls copy into its static inputs and replay it. compile=True applies torch.compile to the
     network body at the first call; a missing compiler toolchain raises DeviceError.
+    tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_FLIPS): more
+    accurate, at 2x or 3x the work.
     """
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
-                 channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True):
+                 channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
+                 tta: str = "none"):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
+        if tta not in TTA_FLIPS:
+            raise FlowcliError(f"--tta {tta}: choose one of {', '.join(TTA_FLIPS)}")
+        self.tta = tta
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -152,6 +162,20 @@ class Predictor:
 
     def _forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) on the predictor's device and dtype -> (B, 2, H, W) float32 flow in pixels."""
+        flips = TTA_FLIPS[self.tta]
+        if not flips:
+            return self._flow(img1, img2)
+        flows = self._flow(torch.cat([img1] + [img1.flip(d) for d in flips]),
+                           torch.cat([img2] + [img2.flip(d) for d in flips])).chunk(1 + len(flips))
+        total = flows[0].clone()
+        for d, flow in zip(flips, flows[1:]):
+            flow = flow.flip(d)
+            component = 0 if d == -1 else 1  # mirroring along x negates u; along y, v
+            flow[:, component].neg_()
+            total += flow
+        return total / len(flows)
+
+    def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         height, width = img1.shape[-2:]
         x = pad_to_stride(torch.cat((img1, img2), 1).sub_(self._mean))  # (B, 6, H64, W64)
         if self.channels_last:
@@ -299,14 +323,14 @@ def _check_compile_toolchain(device: torch.device) -> None:
         raise DeviceError("--compile on CPU needs a C++ compiler (g++ or clang++); run without --compile")
 
 
-def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32") -> "Predictor":
+def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none") -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device))
+                     dtype=resolve_dtype(dtype, torch_device), tta=tta)
 
 
 # -- --max-side ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-METHODS = ("FlowNetS", "DIS (medium)", "Farneback", "zero flow")
+METHODS = ("FlowNetS", "FlowNetS, --tta hflip", "DIS (medium)", "Farneback", "zero flow")
 
 
 def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmark):
@@ -31,7 +31,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     out_md, out_json = tmp_path / "results.md", tmp_path / "results.json"
     try:
         code = script.main(["--count", "2", "--size", "128x160", "--weights", "random", "--threads", "1",
-                            "--out", str(out_md), "--json", str(out_json)])
+                            "--tta", "hflip", "--out", str(out_md), "--json", str(out_json)])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -42,6 +42,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     [source] = report["sources"]
     assert source["pairs"] == 2 and source["sizes"] == ["128x160"]
     assert list(source["methods"]) == list(METHODS)
+    assert source["methods"]["FlowNetS, --tta hflip"]["epe"] != source["methods"]["FlowNetS"]["epe"]
     for name, r in source["methods"].items():
         assert r["valid_pixels"] == 2 * 128 * 160
         assert math.isfinite(r["epe"]) and r["epe"] >= 0

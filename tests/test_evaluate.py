@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,15 @@ def test_eval_flo_of_another_size_is_one_clear_error(folder, run_cli):
         evaluate(data_dir=folder, part="all", weights="random")
     result = run_cli("eval", folder, "--split", "all", "--weights", "random")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "00001_flow.flo" in result.stderr
+
+
+def test_eval_cli_tta_is_reported_and_changes_the_prediction(folder, run_cli, tmp_path):
+    plain = evaluate(data_dir=folder, part="all", weights="random")
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--tta", "hflip",
+                     "--json", tmp_path / "tta.json")
+    assert result.exit_code == 0, result.output
+    assert "tta hflip" in result.stdout
+    saved = json.loads((tmp_path / "tta.json").read_text())
+    assert saved["tta"] == "hflip" and plain["tta"] == "none"
+    assert saved["epe"] != pytest.approx(plain["epe"], rel=1e-4)
+    assert run_cli("eval", folder, "--weights", "random", "--tta", "sideways").exit_code == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from flowcli.errors import DeviceError, ImageError
+from flowcli.errors import DeviceError, FlowcliError, ImageError
 from flowcli.inference import (
     Predictor, fold_batchnorm, iterate_predictions, predict_many, resize_flow, resize_for_max_side,
 )
@@ -70,6 +70,33 @@ def test_predictor_matches_the_plain_model_on_cpu(channels_last):
     assert got.shape == (2, 2, 70, 100) and got.dtype == torch.float32 and got.device.type == "cpu"
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert model.training is False and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def mirrored(flow: torch.Tensor, dim: int) -> torch.Tensor:
+    """The flow of the mirrored pair: mirror the field, negate the component along the mirror axis."""
+    out = flow.flip(dim)
+    out[:, 0 if dim == -1 else 1] *= -1
+    return out
+
+
+@pytest.mark.parametrize("tta, flips", [("hflip", (-1,)), ("hvflip", (-1, -2))])
+def test_tta_averages_the_unmirrored_flows_of_the_mirrored_pairs(tta, flips):
+    img1, img2 = frames(2, 70, 100)
+    plain = Predictor(bn_model(), device="cpu")
+    views = [plain(img1, img2)] + [mirrored(plain(img1.flip(d), img2.flip(d)), d) for d in flips]
+    got = Predictor(bn_model(), device="cpu", tta=tta)(img1, img2)
+    assert got.shape == (2, 2, 70, 100)
+    assert (views[1] - views[0]).abs().mean() > 0.01  # an untrained net is not mirror-symmetric
+    torch.testing.assert_close(got, sum(views) / len(views), atol=1e-4, rtol=1e-4)
+
+
+def test_tta_hflip_makes_the_prediction_mirror_equivariant():
+    img1, img2 = frames(1, 64, 128)
+    predictor = Predictor(bn_model(), device="cpu", tta="hflip")
+    flow = predictor(img1, img2)
+    torch.testing.assert_close(mirrored(predictor(img1.flip(-1), img2.flip(-1)), -1), flow, atol=1e-4, rtol=1e-4)
+    with pytest.raises(FlowcliError, match="--tta sideways: choose one of none, hflip, hvflip"):
+        Predictor(bn_model(), device="cpu", tta="sideways")
 
 
 def test_predictor_rejects_bad_frames():
