@@ -16,10 +16,11 @@ Methods:
   graphs on CUDA), called as `predictor(img1, img2)` on (1, 3, H, W) float tensors in [0, 1]. On the
   generated set it gets exactly the float tensors `flowcli eval` feeds it (so at the default size its
   EPE and accuracies reproduce `flowcli eval --count N`); on folders, the decoded uint8 images / 255.
-  FlowNetS needs >= 64 px per side: a smaller pair (the 50x50 real one) is upsampled by the smallest
-  integer factor k that reaches 64 px (k = 2 for 50x50 -> 100x100, bilinear, align_corners=False),
-  predicted, and the flow is resized back (bilinear; for k = 2 that is the mean of each 2x2 block)
-  and divided by k. The two resizes are part of the timed call. Classical methods run at native size.
+  FlowNetS needs >= 64 px per side: the Predictor itself upsamples a smaller pair (the 50x50 real
+  one) by the smallest integer factor k that reaches 64 px (k = 2 for 50x50 -> 100x100, bilinear,
+  align_corners=False), predicts, resizes the flow back (bilinear; for k = 2 the mean of each 2x2
+  block) and divides it by k, as `flowcli predict`/`eval` do. The two resizes are part of the timed
+  call. Classical methods run at native size.
   `--tta hflip` / `--tta hvflip` (repeatable) add rows for FlowNetS with that test-time augmentation
   (`flowcli eval --tta`): the mirrored pair(s) predicted in the same batch, flows averaged.
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
@@ -137,21 +138,10 @@ def folder_source(folder: Path) -> tuple[int, Iterator[tuple]]:
 
 
 def flownets_method(predictor) -> Callable:
-    """(img1, img2) host tensors -> (1, 2, H, W) host flow; pairs under 64 px go through an upscale."""
-    import torch.nn.functional as F
-
-    from flowcli.model import MIN_SIDE
+    """(img1, img2) host tensors -> (1, 2, H, W) host flow; the Predictor upscales pairs under 64 px."""
 
     def run(img1, img2):
-        height, width = img1.shape[-2:]
-        factor = max(1, math.ceil(MIN_SIDE / min(height, width)))
-        if factor > 1:
-            img1 = F.interpolate(img1, scale_factor=factor, mode="bilinear", align_corners=False)
-            img2 = F.interpolate(img2, scale_factor=factor, mode="bilinear", align_corners=False)
-        flow = predictor(img1, img2)
-        if factor > 1:
-            flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) / factor
-        return flow.float().cpu()  # a blocking copy on CUDA: the timed call includes the whole GPU work
+        return predictor(img1, img2).float().cpu()  # a blocking copy on CUDA: the timed call includes the GPU work
 
     return run
 

@@ -30,6 +30,7 @@ share the two cores, both threads stall at every OpenMP barrier and a call can t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 from pathlib import Path
@@ -107,7 +108,7 @@ class _Graph:
 class Predictor:
     """Fast eval-only FlowNetS.
 
-    `predictor(img1, img2)`: (B, 3, H, W) floats in [0, 1] on any device (H, W >= 64) ->
+    `predictor(img1, img2)`: (B, 3, H, W) floats in [0, 1] on any device (under 64 px: upscaled) ->
     (B, 2, H, W) float32 flow in pixels on `device`. Works on a BN-folded copy; the given model is
     left as it was. channels_last=None means on (it measured faster on CPU as well as on CUDA).
     On CUDA with cuda_graphs, the first call of each (B, H, W) warms up and captures a graph; later
@@ -186,6 +187,8 @@ class Predictor:
         return flow[:, :, :height, :width]
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        if img1.ndim == 4 and img1.shape == img2.shape and 0 < min(img1.shape[-2:]) < MIN_SIDE:
+            return self._upscaled(img1, img2)
         check_input(img1, img2)
         batch, height, width = img1.shape[0], *img1.shape[-2:]
         try:
@@ -200,6 +203,17 @@ class Predictor:
                 raise
         # out of memory: outside the except block the traceback's tensors are gone and can be freed
         raise self._does_not_fit(batch, height, width)
+
+    def _upscaled(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """Frames under the network's 64 px: upsample by the smallest integer factor that reaches it
+        (bilinear), predict, resize the flow back (for a factor of 2, the mean of each 2x2 block) and
+        divide it by the factor. The real 50x50 Flying Chairs pair goes through here."""
+        height, width = img1.shape[-2:]
+        factor = math.ceil(MIN_SIDE / min(height, width))
+        big1, big2 = (F.interpolate(x.float(), scale_factor=factor, mode="bilinear", align_corners=False)
+                      for x in (img1, img2))
+        flow = self(big1, big2)
+        return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) / factor
 
     def _does_not_fit(self, batch: int, height: int, width: int) -> DeviceError:
         self.release()

@@ -13,7 +13,6 @@ import numpy as np
 from .errors import DataError, ImageError
 from .io import IMAGE_SUFFIXES, read_image, write_flow
 from .inference import load_predictor
-from .model import MIN_SIDE
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -22,9 +21,6 @@ def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2"))
     if img1.shape != img2.shape:
         raise ImageError(f"{names[0]} is {img1.shape[1]}x{img1.shape[0]} but {names[1]} is "
                          f"{img2.shape[1]}x{img2.shape[0]}: the two images must have the same size")
-    if min(img1.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"{names[0]} is {img1.shape[1]}x{img1.shape[0]}: FlowNetS needs at least "
-                         f"{MIN_SIDE} px on each side")
 
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",

@@ -183,9 +183,6 @@ def _predict_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]
     if case == "different sizes":
         c, _ = make_pair(64, 96, name="c")
         return ["predict", a, c, "-o", out], ["80x64", "96x64", "same size"]
-    if case == "smaller than 64":
-        c, d = make_pair(50, 80, name="small")
-        return ["predict", c, d, "-o", out], ["80x50", "at least 64"]
     if case == "output folder missing":
         return ["predict", a, b, "-o", tmp_path / "nowhere" / "out.flo"], ["nowhere", "does not exist"]
     if case == "output suffix":
@@ -198,7 +195,7 @@ def _predict_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]
     raise AssertionError(case)
 
 
-PREDICT_CASES = ["missing file", "directory as image", "not an image", "different sizes", "smaller than 64",
+PREDICT_CASES = ["missing file", "directory as image", "not an image", "different sizes",
                  "output folder missing", "output suffix", "no second image",
                  "empty folder"]
 
@@ -236,9 +233,6 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
     if case == "pair of different sizes":
         c, _ = make_pair(72, 80, name="c")
         return ["visualize", good, "--pair", a, c, "-o", out], ["80x64", "80x72"]
-    if case == "pair smaller than 64":
-        c, d = make_pair(40, 80, name="small")
-        return ["visualize", "--pair", c, d, "-o", out], ["80x40", "at least 64"]
     if case == "gt of another size":
         write_flo(tmp_path / "gt.flo", flow_field(64, 96))
         return ["visualize", good, "--pair", a, b, "--gt", tmp_path / "gt.flo", "-o", out], \
@@ -251,7 +245,7 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
 
 
 VISUALIZE_CASES = ["wrong magic", "truncated flo", "missing flo", "directory as flo", "output folder missing",
-                   "output not png", "nothing to draw", "pair of different sizes", "pair smaller than 64",
+                   "output not png", "nothing to draw", "pair of different sizes",
                    "gt of another size", "gt truncated"]
 
 

@@ -101,10 +101,22 @@ def test_tta_hflip_makes_the_prediction_mirror_equivariant():
 
 def test_predictor_rejects_bad_frames():
     predictor = Predictor(bn_model(), device="cpu")
-    with pytest.raises(ValueError, match="at least 64"):
-        predictor(*frames(1, 32, 80))
+    with pytest.raises(ValueError, match="at least 64x64, got 80x0"):
+        predictor(*frames(1, 0, 80))
     with pytest.raises(ValueError, match=r"\(1, 4, 64, 64\)"):
         predictor(torch.rand(1, 4, 64, 64), torch.rand(1, 4, 64, 64))
+
+
+def test_frames_under_64_px_are_upscaled_by_an_integer_factor_and_the_flow_scaled_back():
+    predictor = Predictor(bn_model(), device="cpu")
+    img1, img2 = frames(2, 25, 70)  # factor ceil(64 / 25) = 3 -> 75x210
+    big = [torch.nn.functional.interpolate(x, scale_factor=3, mode="bilinear", align_corners=False)
+           for x in (img1, img2)]
+    expected = torch.nn.functional.interpolate(predictor(*big), size=(25, 70), mode="bilinear",
+                                               align_corners=False) / 3
+    got = predictor(img1, img2)
+    assert got.shape == (2, 2, 25, 70) and expected.abs().max() > 0.01
+    torch.testing.assert_close(got, expected)
 
 
 def test_out_of_memory_becomes_a_device_error(monkeypatch):
