@@ -3,7 +3,7 @@
     pip install opencv-python-headless        # OpenCV is needed by this script only, not by flowcli
     python benchmarks/classical.py --count 64 --weights weights/flownets.safetensors --out results.md
     python benchmarks/classical.py --count 4 --weights random --real-pair ../shared/fixtures/flyingchairs
-    python benchmarks/classical.py --count 64 --tta hflip --tta hvflip --real-pair ../shared/fixtures/flyingchairs
+    python benchmarks/classical.py --count 64 --also "--tta hflip" --also "--refine 2" --real-pair ../shared/fixtures/flyingchairs
 
 Every method runs in ONE process on the same pairs:
 - the seeded generated test set of `flowcli eval` (flowcli.evaluate.generated_batches, TEST_SEED),
@@ -21,8 +21,9 @@ Methods:
   align_corners=False), predicts, resizes the flow back (bilinear; for k = 2 the mean of each 2x2
   block) and divides it by k, as `flowcli predict`/`eval` do. The two resizes are part of the timed
   call. Classical methods run at native size.
-  `--tta hflip` / `--tta hvflip` (repeatable) add rows for FlowNetS with that test-time augmentation
-  (`flowcli eval --tta`): the mirrored pair(s) predicted in the same batch, flows averaged.
+  `--also "--tta hflip --refine 2"` (repeatable) adds a FlowNetS row run with those flowcli options
+  (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--refine N`: N full-resolution
+  Lucas-Kanade steps after the network; both timed as part of the call).
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
   winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)` (the OpenCV tutorial's values).
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="FlowNetS weights .safetensors or 'random' (default: weights/flownets.safetensors)")
     parser.add_argument("--device", default="cpu", help="device of FlowNetS: cpu (default), cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV CPU threads (default 2)")
-    parser.add_argument("--tta", action="append", choices=("hflip", "hvflip"), default=[],
-                        help="also run FlowNetS with this test-time augmentation (flowcli --tta); repeatable")
+    parser.add_argument("--also", action="append", default=[], metavar="OPTIONS",
+                        help='also run FlowNetS with these flowcli options, e.g. "--tta hflip --refine 2"; repeatable')
     parser.add_argument("--data", type=Path, default=None, help="a Flying Chairs folder: every complete triplet")
     parser.add_argument("--real-pair", type=Path, default=None,
                         help="folder with the real 50x50 Flying Chairs pair (e.g. ../shared/fixtures/flyingchairs)")
@@ -144,6 +145,24 @@ def flownets_method(predictor) -> Callable:
         return predictor(img1, img2).float().cpu()  # a blocking copy on CUDA: the timed call includes the GPU work
 
     return run
+
+
+def predictor_options(text: str) -> dict:
+    """'--tta hflip --refine 2' -> {'tta': 'hflip', 'refine': 2}; FlowcliError for anything else."""
+    from flowcli.errors import FlowcliError
+
+    kinds = {"--tta": str, "--refine": int}
+    tokens, options = text.split(), {}
+    if len(tokens) % 2 or not tokens:
+        raise FlowcliError(f"--also {text!r}: expected pairs of option and value, e.g. '--tta hflip --refine 2'")
+    for flag, value in zip(tokens[::2], tokens[1::2]):
+        if flag not in kinds:
+            raise FlowcliError(f"--also {text!r}: {flag} is not one of {', '.join(kinds)}")
+        try:
+            options[flag[2:]] = kinds[flag](value)
+        except ValueError:
+            raise FlowcliError(f"--also {text!r}: {flag} takes a whole number, got {value!r}") from None
+    return options
 
 
 def opencv_methods(cv2, levels: int) -> dict[str, Callable]:
@@ -289,9 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         networks = {"FlowNetS": flownets_method(load_predictor(args.weights, device=str(device)))}
-        for tta in args.tta:
-            predictor = load_predictor(args.weights, device=str(device), tta=tta)
-            networks[f"FlowNetS, --tta {tta}"] = flownets_method(predictor)
+        for text in args.also:
+            options = predictor_options(text)
+            predictor = load_predictor(args.weights, device=str(device), **options)
+            networks[f"FlowNetS {text.strip()}"] = flownets_method(predictor)
         classical = opencv_methods(cv2, args.farneback_levels)
         sources = []
         if args.count:

@@ -67,6 +67,7 @@ def evaluate(
     device: str = "cpu",
     dtype: str = "fp32",
     tta: str = "none",
+    refine: int = 0,
     count: int = 64,
     size: tuple[int, int] = (384, 512),
     warmup: int = 2,
@@ -78,7 +79,7 @@ def evaluate(
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, refine=refine)
     torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
@@ -124,6 +125,7 @@ def evaluate(
         "device": str(torch_device),
         "dtype": dtype,
         "tta": tta,
+        "refine": refine,
         "pairs": len(per_sample),
         "epe": err_sum / valid_sum,
         **{f"{t:g}px": hits[t] / valid_sum for t in THRESHOLDS},

@@ -45,6 +45,7 @@ from .errors import DeviceError, FlowcliError, ImageError
 from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .prefetch import prefetch
+from .refine import refine_flow
 
 WARMUP_BEFORE_CAPTURE = 3  # eager runs on a side stream before a CUDA graph is captured
 MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dropped and recaptured
@@ -115,18 +116,21 @@ class Predictor:
     calls copy into its static inputs and replay it. compile=True applies torch.compile to the
     network body at the first call; a missing compiler toolchain raises DeviceError.
     tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_FLIPS): more
-    accurate, at 2x or 3x the work.
+    accurate, at 2x or 3x the work. refine=N then applies N full-resolution Lucas-Kanade steps
+    (flowcli.refine), mostly gaining sub-pixel accuracy.
     """
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
                  channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
-                 tta: str = "none"):
+                 tta: str = "none", refine: int = 0):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
         if tta not in TTA_FLIPS:
             raise FlowcliError(f"--tta {tta}: choose one of {', '.join(TTA_FLIPS)}")
-        self.tta = tta
+        if refine < 0:
+            raise FlowcliError(f"--refine {refine}: the number of refinement steps cannot be negative")
+        self.tta, self.refine = tta, refine
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -165,7 +169,7 @@ class Predictor:
         """(B, 3, H, W) on the predictor's device and dtype -> (B, 2, H, W) float32 flow in pixels."""
         flips = TTA_FLIPS[self.tta]
         if not flips:
-            return self._flow(img1, img2)
+            return refine_flow(img1, img2, self._flow(img1, img2), iterations=self.refine)
         flows = self._flow(torch.cat([img1] + [img1.flip(d) for d in flips]),
                            torch.cat([img2] + [img2.flip(d) for d in flips])).chunk(1 + len(flips))
         total = flows[0].clone()
@@ -174,7 +178,7 @@ class Predictor:
             component = 0 if d == -1 else 1  # mirroring along x negates u; along y, v
             flow[:, component].neg_()
             total += flow
-        return total / len(flows)
+        return refine_flow(img1, img2, total / len(flows), iterations=self.refine)
 
     def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         height, width = img1.shape[-2:]
@@ -337,14 +341,15 @@ def _check_compile_toolchain(device: torch.device) -> None:
         raise DeviceError("--compile on CPU needs a C++ compiler (g++ or clang++); run without --compile")
 
 
-def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none") -> "Predictor":
+def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none",
+                   refine: int = 0) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device), tta=tta)
+                     dtype=resolve_dtype(dtype, torch_device), tta=tta, refine=refine)
 
 
 # -- --max-side ----------------------------------------------------------------------------------

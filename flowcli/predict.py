@@ -24,7 +24,7 @@ def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2"))
 
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
-                  dtype: str = "fp32", tta: str = "none", max_side: int | None = None,
+                  dtype: str = "fp32", tta: str = "none", refine: int = 0, max_side: int | None = None,
                   predictor=None) -> np.ndarray:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
@@ -35,7 +35,7 @@ def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str
     img1 = img1 if isinstance(img1, np.ndarray) else read_image(img1)
     img2 = img2 if isinstance(img2, np.ndarray) else read_image(img2)
     check_pair(img1, img2, names)
-    predictor = predictor or load_predictor(weights, device=device, dtype=dtype, tta=tta)
+    predictor = predictor or load_predictor(weights, device=device, dtype=dtype, tta=tta, refine=refine)
     return predictor.predict_numpy(img1, img2, max_side=max_side)
 
 
@@ -60,7 +60,8 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
-                   device: str = "cpu", dtype: str = "fp32", tta: str = "none", fmt: str = "flo",
+                   device: str = "cpu", dtype: str = "fp32", tta: str = "none", refine: int = 0,
+                   fmt: str = "flo",
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
     from .inference import predict_many
@@ -72,7 +73,7 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     if not out.parent.is_dir():
         raise DataError(f"{out}: its parent folder does not exist")
     out.mkdir(exist_ok=True)
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, refine=refine)
     start = time.perf_counter()
     written = []
 

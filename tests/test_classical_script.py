@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-METHODS = ("FlowNetS", "FlowNetS, --tta hflip", "DIS (medium)", "Farneback", "zero flow")
+METHODS = ("FlowNetS", "FlowNetS --tta hflip --refine 1", "DIS (medium)", "Farneback", "zero flow")
 
 
 def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmark):
@@ -31,7 +31,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     out_md, out_json = tmp_path / "results.md", tmp_path / "results.json"
     try:
         code = script.main(["--count", "2", "--size", "128x160", "--weights", "random", "--threads", "1",
-                            "--tta", "hflip", "--out", str(out_md), "--json", str(out_json)])
+                            "--also", "--tta hflip --refine 1", "--out", str(out_md), "--json", str(out_json)])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -42,7 +42,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     [source] = report["sources"]
     assert source["pairs"] == 2 and source["sizes"] == ["128x160"]
     assert list(source["methods"]) == list(METHODS)
-    assert source["methods"]["FlowNetS, --tta hflip"]["epe"] != source["methods"]["FlowNetS"]["epe"]
+    assert source["methods"]["FlowNetS --tta hflip --refine 1"]["epe"] != source["methods"]["FlowNetS"]["epe"]
     for name, r in source["methods"].items():
         assert r["valid_pixels"] == 2 * 128 * 160
         assert math.isfinite(r["epe"]) and r["epe"] >= 0
@@ -62,3 +62,10 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
         assert f"| {name} |" in text
     for fragment in ("classical.py --count 2", "threads 1", f"OpenCV {report['opencv']}", "torch ", "CPU: "):
         assert fragment in text
+
+
+def test_classical_script_refuses_unknown_also_options(capsys, load_benchmark):
+    pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
+    script = load_benchmark("classical")
+    assert script.main(["--count", "1", "--weights", "random", "--also", "--tta hflip --fast 1"]) == 1
+    assert "--fast is not one of --tta, --refine" in capsys.readouterr().err

@@ -99,6 +99,18 @@ def test_tta_hflip_makes_the_prediction_mirror_equivariant():
         Predictor(bn_model(), device="cpu", tta="sideways")
 
 
+def test_refine_runs_after_the_network_and_negative_steps_are_refused():
+    from flowcli.refine import refine_flow
+
+    img1, img2 = frames(1, 64, 96)
+    plain = Predictor(bn_model(), device="cpu")(img1, img2)
+    got = Predictor(bn_model(), device="cpu", refine=2)(img1, img2)
+    torch.testing.assert_close(got, refine_flow(img1, img2, plain, iterations=2), atol=1e-4, rtol=1e-4)
+    assert (got - plain).abs().max() > 0.01
+    with pytest.raises(FlowcliError, match="--refine -1"):
+        Predictor(bn_model(), device="cpu", refine=-1)
+
+
 def test_predictor_rejects_bad_frames():
     predictor = Predictor(bn_model(), device="cpu")
     with pytest.raises(ValueError, match="at least 64x64, got 80x0"):
