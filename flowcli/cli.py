@@ -194,6 +194,8 @@ def visualize(
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth .flo for the panel (adds GT and error map).")] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
+    tta: TtaOpt = Tta.none,
+    refine: RefineOpt = 0,
     max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude shown fully saturated (default: the field's max).")] = None,
 ) -> None:
     """Colour-code a flow field, or draw image 1 | image 2 | ground truth | prediction | error."""
@@ -222,7 +224,7 @@ def visualize(
             pred = read_flow(flow)[0]
         else:
             check_pair(img1, img2, tuple(map(str, pair)))
-            pred = estimate_flow(img1, img2, weights=weights, device=device)
+            pred = estimate_flow(img1, img2, weights=weights, device=device, tta=tta.value, refine=refine)
         truth, valid = read_flow(gt) if gt is not None else (None, None)
         for name, field in (("prediction", pred), ("ground truth", truth)):
             if field is not None and field.shape[:2] != img1.shape[:2]:
