@@ -163,9 +163,9 @@ def predict(
 
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
-                result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value, tta=tta.value,
-                                        refine=refine,
-                                        fmt=fmt, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+                result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
+                                        tta=tta.value, refine=refine, fmt=fmt,
+                                        on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             say(f"wrote {result['pairs']} flows to {result['out_dir']} "
                               f"({result['pairs_per_s']:.1f} pairs/s end to end)")
             return
@@ -338,8 +338,7 @@ def evaluate_command(
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir=data_dir, part=split, scheme=scheme.value, seed=seed, weights=weights,
                               device=device, dtype=dtype.value, tta=tta.value, refine=refine, count=count,
-                              strict=strict,
-                              on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              strict=strict, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result["incomplete_triplets"][:5]:
             err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {escape(line)}")
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
