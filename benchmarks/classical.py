@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -55,6 +54,7 @@ import time
 from pathlib import Path
 
 from flowcli.config import parse_size as parse_hw
+from flowcli.metrics import SPEED_BANDS
 from report import command_line
 from typing import Callable, Iterator
 
@@ -185,32 +185,21 @@ def opencv_methods(cv2, levels: int) -> dict[str, Callable]:
 
 
 class Tally:
-    """Pixel-weighted EPE and 1/3/5 px accuracy over every valid pixel of a source, plus call times."""
+    """flowcli's EpeTally (EPE, 1/3/5 px, EPE by speed band over every valid pixel) plus call times."""
 
     def __init__(self):
-        from flowcli.metrics import THRESHOLDS
+        from flowcli.metrics import EpeTally
 
-        self.thresholds = THRESHOLDS
-        self.err_sum, self.valid, self.times = 0.0, 0, []
-        self.hits = {t: 0 for t in THRESHOLDS}
+        self.metrics, self.times = EpeTally(), []
 
     def add(self, pred, gt, valid, seconds: float | None) -> None:
-        from flowcli.metrics import epe_map
-
-        err = epe_map(pred, gt)[valid]
-        self.err_sum += err.double().sum().item()
-        self.valid += err.numel()
-        for t in self.thresholds:
-            self.hits[t] += int((err < t).sum())
+        self.metrics.add(pred, gt, valid)
         if seconds is not None:
             self.times.append(seconds)
 
     def result(self) -> dict:
         times = sorted(self.times)
-        n = max(self.valid, 1)
-        return {"epe": self.err_sum / n if self.valid else math.nan,
-                **{f"{t:g}px": self.hits[t] / n for t in self.thresholds},
-                "valid_pixels": self.valid,
+        return {**self.metrics.result(),
                 "ms_per_image": 1000 * sum(times) / len(times) if times else None,
                 "median_ms_per_image": 1000 * times[len(times) // 2] if times else None}
 
@@ -268,11 +257,13 @@ def markdown(report: dict) -> str:
     for source in report["sources"]:
         pairs = f"{source['pairs']} pair{'s' if source['pairs'] != 1 else ''}"
         lines += [f"## {source['name']}: {pairs}, {', '.join(source['sizes'])}", "",
-                  "| method | EPE | <1px | <3px | <5px | ms/img |", "|---|---|---|---|---|---|"]
+                  "| method | EPE | <1px | <3px | <5px | " + " | ".join(f"EPE {b}" for b in SPEED_BANDS) + " | ms/img |",
+                  "|---" * (6 + len(SPEED_BANDS)) + "|"]
         for name, r in source["methods"].items():
             ms = "-" if r["ms_per_image"] is None else f"{r['ms_per_image']:.2f}"
+            bands = " | ".join("-" if r[b] is None else f"{r[b]:.3f}" for b in SPEED_BANDS)
             lines.append(f"| {name} | {r['epe']:.3f} | {_pct(r['1px'])} | {_pct(r['3px'])} | {_pct(r['5px'])} "
-                         f"| {ms} |")
+                         f"| {bands} | {ms} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -344,7 +344,11 @@ def evaluate_command(
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
                 ("EPE", f"{result['epe']:.3f} px")]
         if metric == Metric.all:
+            from .metrics import SPEED_BANDS
+
             rows += [(f"< {t}", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
+            rows += [(f"EPE {band}", "-" if result[band] is None else f"{result[band]:.3f} px")
+                     for band in SPEED_BANDS]
         rows += [("time per image", f"{result['ms_per_image']:.2f} ms (median {result['median_ms_per_image']:.2f})"),
                  ("device", f"{result['device']} {result['dtype']}" + _extras(result))]
         if result["invalid_pixels"]:

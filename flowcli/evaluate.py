@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import torch
 
 from .errors import DataError
-from .metrics import THRESHOLDS, epe_map
+from .metrics import EpeTally
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
 PARTS = ("test", "val", "train", "all")
@@ -94,8 +94,7 @@ def evaluate(
         raise DataError("nothing to evaluate")
 
     per_sample, times = [], []
-    err_sum, valid_sum, invalid_sum = 0.0, 0, 0
-    hits = {t: 0 for t in THRESHOLDS}
+    tally, invalid_sum = EpeTally(), 0
     for index, (sample_id, img1, img2, flow, valid) in enumerate(batches):
         if index < warmup:  # the first calls pay for allocation and graph capture
             predictor(img1, img2)
@@ -106,17 +105,13 @@ def evaluate(
         if torch_device.type == "cuda":
             torch.cuda.synchronize(torch_device)
         times.append(time.perf_counter() - start)
-        err = epe_map(pred.float().cpu(), flow.float().cpu())[valid.cpu()]
-        err_sum += err.sum().item()
-        valid_sum += err.numel()
+        err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
         invalid_sum += int((~valid).sum())
-        for t in THRESHOLDS:
-            hits[t] += int((err < t).sum())
         per_sample.append({"id": sample_id, "epe": err.mean().item() if err.numel() else float("nan"),
                            "valid_pixels": err.numel()})
         if on_progress:
             on_progress(index + 1, total)
-    if valid_sum == 0:
+    if tally.valid == 0:
         raise DataError("no pixel with valid ground truth in the evaluated pairs")
     times.sort()
     return {
@@ -127,8 +122,7 @@ def evaluate(
         "tta": tta,
         "refine": refine,
         "pairs": len(per_sample),
-        "epe": err_sum / valid_sum,
-        **{f"{t:g}px": hits[t] / valid_sum for t in THRESHOLDS},
+        **tally.result(),
         "ms_per_image": 1000 * sum(times) / len(times),
         "median_ms_per_image": 1000 * times[len(times) // 2],
         "invalid_pixels": invalid_sum,

@@ -1,4 +1,5 @@
-"""End-point error exactly as the reference `mean_epe`, plus the usual 1/3/5 px accuracies.
+"""End-point error exactly as the reference `mean_epe`, plus the usual 1/3/5 px accuracies and
+MPI Sintel's EPE by ground-truth speed (s0-10, s10-40, s40+ px).
 
 Reference: `torch.norm(gt - pred, p=2, dim=1).mean()` over (B, 2, H, W); here the mean runs over
 valid pixels only, which equals the reference whenever every pixel is valid.
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 THRESHOLDS = (1.0, 3.0, 5.0)
+SPEED_BANDS = {"s0-10": (0.0, 10.0), "s10-40": (10.0, 40.0), "s40+": (40.0, float("inf"))}
 
 
 def epe_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -31,6 +33,40 @@ def flow_metrics(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor |
         out[f"{t:g}px"] = (err < t).float().mean().item()
     out["valid_pixels"] = err.numel()
     return out
+
+
+class EpeTally:
+    """Accumulates over pairs, pixel-weighted: EPE, 1/3/5 px accuracies and EPE by speed band
+    (a band without pixels reports None). One tally serves `flowcli eval` and the benchmarks."""
+
+    def __init__(self):
+        self.err_sum, self.valid = 0.0, 0
+        self.hits = {t: 0 for t in THRESHOLDS}
+        self.band_sum = {name: 0.0 for name in SPEED_BANDS}
+        self.band_valid = {name: 0 for name in SPEED_BANDS}
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Adds one batch; returns the errors of its valid pixels (1-D)."""
+        valid = valid.bool()
+        err = epe_map(pred, target)[valid].double()
+        speed = torch.linalg.vector_norm(target.float(), dim=1)[valid]
+        self.err_sum += err.sum().item()
+        self.valid += err.numel()
+        for t in THRESHOLDS:
+            self.hits[t] += int((err < t).sum())
+        for name, (lo, hi) in SPEED_BANDS.items():
+            inside = (speed >= lo) & (speed < hi)
+            self.band_sum[name] += err[inside].sum().item()
+            self.band_valid[name] += int(inside.sum())
+        return err
+
+    def result(self) -> dict:
+        n = max(self.valid, 1)
+        return {"epe": self.err_sum / n if self.valid else float("nan"),
+                **{f"{t:g}px": self.hits[t] / n for t in THRESHOLDS},
+                **{name: self.band_sum[name] / self.band_valid[name] if self.band_valid[name] else None
+                   for name in SPEED_BANDS},
+                "valid_pixels": self.valid}
 
 
 def flow_metrics_np(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:

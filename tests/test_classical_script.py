@@ -47,6 +47,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
         assert r["valid_pixels"] == 2 * 128 * 160
         assert math.isfinite(r["epe"]) and r["epe"] >= 0
         assert 0 <= r["1px"] <= r["3px"] <= r["5px"] <= 1
+        assert r["s40+"] is None or name != "zero flow" or r["s40+"] >= 40  # zero flow's error is the speed
         if name == "zero flow":
             assert r["ms_per_image"] is None
         else:
@@ -57,7 +58,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
 
     text = out_md.read_text()
     assert text in capsys.readouterr().out  # the same markdown went to stdout
-    assert "| method | EPE | <1px | <3px | <5px | ms/img |" in text
+    assert "| method | EPE | <1px | <3px | <5px | EPE s0-10 | EPE s10-40 | EPE s40+ | ms/img |" in text
     for name in METHODS:
         assert f"| {name} |" in text
     for fragment in ("classical.py --count 2", "threads 1", f"OpenCV {report['opencv']}", "torch ", "CPU: "):

@@ -28,7 +28,7 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
     result = evaluate(data_dir=folder, part="all", weights="random")
 
     predictor = load_predictor("random")
-    errors, hits = [], 0
+    errors, speeds, hits = [], [], 0
     for i in range(1, 5):
         pred = estimate_flow(folder / f"{i:05d}_img1.ppm", folder / f"{i:05d}_img2.ppm", predictor=predictor)
         write_flo(tmp_path / f"{i}.flo", pred)  # saved, then read back: what a user would compare
@@ -37,11 +37,16 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
         valid = np.all(np.abs(truth) < 1e9, axis=2)
         err = np.sqrt(((truth - saved) ** 2).sum(axis=2))[valid]
         errors.append(err)
+        speeds.append(np.sqrt((truth**2).sum(axis=2))[valid])
         hits += int((err < 3).sum())
-    errors = np.concatenate(errors)
+    errors, speeds = np.concatenate(errors), np.concatenate(speeds)
     assert result["pairs"] == 4 and result["invalid_pixels"] == 35
     assert result["epe"] == pytest.approx(errors.mean(), rel=1e-5)
     assert result["3px"] == pytest.approx(hits / errors.size, rel=1e-6)
+    slow = speeds < 10
+    assert 0 < slow.sum() < slow.size  # both bands present in these scenes
+    assert result["s0-10"] == pytest.approx(errors[slow].mean(), rel=1e-5)
+    assert result["s10-40"] == pytest.approx(errors[~slow & (speeds < 40)].mean(), rel=1e-5)
     assert [s["id"] for s in result["samples"]] == ["00001", "00002", "00003", "00004"]
     assert result["samples"][1]["valid_pixels"] == 64 * 96 - 35
     assert result["ms_per_image"] > 0

@@ -99,3 +99,26 @@ def test_numpy_wrapper_agrees_with_torch():
     assert result["epe"] == pytest.approx(3.3, abs=1e-6)
     unmasked = flow_metrics_np(to_np(pred).astype(np.float64), to_np(gt))
     assert unmasked["valid_pixels"] == 6 and unmasked["epe"] > 1e5
+
+
+def test_epe_tally_pools_pixels_over_pairs_and_splits_by_true_speed():
+    from flowcli.metrics import EpeTally
+
+    target = torch.zeros(1, 2, 2, 3)
+    target[0, 0] = torch.tensor([[5.0, 20.0, 50.0], [0.0, 39.0, 40.0]])  # speeds: bands 0-10, 10-40, 40+
+    pred = target.clone()
+    pred[0, 1] = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # error = |v| = these values
+    valid = torch.ones(1, 2, 3, dtype=torch.bool)
+    valid[0, 1, 2] = False  # unknown flow: in no band
+    tally = EpeTally()
+    err = tally.add(pred, target, valid)
+    assert err.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    tally.add(torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 3.0), torch.ones(1, 1, 1, dtype=torch.bool))
+    result = tally.result()  # second pair: speed 4.24, error 4.24
+    assert result["valid_pixels"] == 6
+    assert result["epe"] == pytest.approx((15 + 18**0.5) / 6)
+    assert result["s0-10"] == pytest.approx((1 + 4 + 18**0.5) / 3)
+    assert result["s10-40"] == pytest.approx((2 + 5) / 2)
+    assert result["s40+"] == pytest.approx(3.0)
+    assert result["1px"] == 0 and result["3px"] == pytest.approx(2 / 6) and result["5px"] == pytest.approx(5 / 6)
+    assert EpeTally().result()["s40+"] is None
