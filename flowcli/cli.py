@@ -55,9 +55,9 @@ TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: also
                                      "(hflip: 2x the time; hvflip: 3x) and average; lowers EPE (see README).")]
 
 
-RefineOpt = Annotated[int, typer.Option("--refine", min=0, help="Then refine the flow at full resolution with "
-                                        "N Lucas-Kanade steps (0 = off; ~20 ms each per 384x512 image on 2 CPU cores); "
-                                        "lowers EPE, most below 1 px (see README).")]
+RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="After the network, refine the flow "
+                                        "at full resolution with N Lucas-Kanade steps (0 = off; ~20 ms each per "
+                                        "384x512 image on 2 CPU cores); lowers EPE, most below 1 px (see README).")]
 
 
 class Metric(str, Enum):
