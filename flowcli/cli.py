@@ -19,13 +19,26 @@ from rich.table import Table
 from .config import PRESETS
 
 app = typer.Typer(
-    help="Optical flow with FlowNetS: train, evaluate, predict, visualize and benchmark.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 out_console = Console()
 err_console = Console(stderr=True)
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"flowcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Optical flow with FlowNetS: train, evaluate, predict, visualize and benchmark."""
+
 
 # Options shared by several commands, defined once.
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N or auto.")]

@@ -47,6 +47,13 @@ def assert_clean_failure(result, *words: str, before: set[str], folder: Path) ->
 
 # -- help -------------------------------------------------------------------------------------------
 
+def test_version_prints_the_package_version(run_cli):
+    from flowcli import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"flowcli {__version__}\n"
+
+
 def test_help_lists_every_command(run_cli):
     result = run_cli("--help")
     assert result.exit_code == 0
