@@ -65,7 +65,9 @@ def _gradients(img: Tensor) -> tuple[Tensor, Tensor]:
 
 def box_sum(x: Tensor, window: int) -> Tensor:
     """Sum over a window x window square around every pixel (zeros outside), by running sums:
-    3.6x faster than avg_pool2d on CPU for the six maps a step needs."""
+    3.6x faster than avg_pool2d on CPU for the six maps a step needs. In float32 the running sums
+    cost up to ~7e-4 of absolute error on 1080x1920 frames; float64 sums changed no EPE digit on
+    the generated test set and made a step ~40 % slower, so they stay float32."""
     r = window // 2
     c = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
     x = c[..., window:, :] - c[..., :-window, :]
