@@ -171,3 +171,16 @@ def test_save_into_missing_folder_raises_and_writes_nothing(tmp_path, small_mode
     with pytest.raises(FileNotFoundError):
         save_weights(tmp_path / "no" / "w.safetensors", small_model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_weights_get_the_usual_file_mode_not_the_temporary_files(tmp_path, small_model):
+    """Written through a 0600 temporary file that safetensors recreates; readable like any output."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        save_weights(tmp_path / "w.safetensors", small_model)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o644
