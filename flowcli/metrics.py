@@ -21,20 +21,6 @@ def epe_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(target.float() - pred.float(), ord=2, dim=1)
 
 
-def flow_metrics(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
-    """{'epe', '1px', '3px', '5px', 'valid_pixels'} over the valid pixels of a batch."""
-    err = epe_map(pred, target)
-    if valid is not None:
-        err = err[valid.bool()]
-    if err.numel() == 0:
-        return {"epe": float("nan"), **{f"{t:g}px": float("nan") for t in THRESHOLDS}, "valid_pixels": 0}
-    out = {"epe": err.mean().item()}
-    for t in THRESHOLDS:
-        out[f"{t:g}px"] = (err < t).float().mean().item()
-    out["valid_pixels"] = err.numel()
-    return out
-
-
 class EpeTally:
     """Accumulates over pairs, pixel-weighted: EPE, 1/3/5 px accuracies and EPE by speed band
     (a band without pixels reports None). One tally serves `flowcli eval` and the benchmarks."""
@@ -45,11 +31,13 @@ class EpeTally:
         self.band_sum = {name: 0.0 for name in SPEED_BANDS}
         self.band_valid = {name: 0 for name in SPEED_BANDS}
 
-    def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Adds one batch; returns the errors of its valid pixels (1-D)."""
-        valid = valid.bool()
-        err = epe_map(pred, target)[valid].double()
-        speed = torch.linalg.vector_norm(target.float(), dim=1)[valid]
+    def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Adds one batch (valid=None: every pixel); returns the errors of its valid pixels (1-D)."""
+        err = epe_map(pred, target).double()
+        speed = torch.linalg.vector_norm(target.float(), dim=1)
+        if valid is not None:
+            err, speed = err[valid.bool()], speed[valid.bool()]
+        err, speed = err.flatten(), speed.flatten()
         self.err_sum += err.sum().item()
         self.valid += err.numel()
         for t in THRESHOLDS:
@@ -67,6 +55,16 @@ class EpeTally:
                 **{name: self.band_sum[name] / self.band_valid[name] if self.band_valid[name] else None
                    for name in SPEED_BANDS},
                 "valid_pixels": self.valid}
+
+
+def flow_metrics(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
+    """{'epe', '1px', '3px', '5px', 'valid_pixels'} over the valid pixels of a batch (NaN when none)."""
+    tally = EpeTally()
+    tally.add(pred, target, valid)
+    if tally.valid == 0:
+        return {"epe": float("nan"), **{f"{t:g}px": float("nan") for t in THRESHOLDS}, "valid_pixels": 0}
+    result = tally.result()
+    return {key: result[key] for key in ("epe", *(f"{t:g}px" for t in THRESHOLDS), "valid_pixels")}
 
 
 def flow_metrics_np(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
