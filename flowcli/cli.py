@@ -26,6 +26,7 @@ app = typer.Typer(
 out_console = Console()
 err_console = Console(stderr=True)
 
+
 def _print_version(value: bool) -> None:
     if value:
         from . import __version__

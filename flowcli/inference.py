@@ -167,9 +167,13 @@ class Predictor:
 
     def _forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) on the predictor's device and dtype -> (B, 2, H, W) float32 flow in pixels."""
+        return refine_flow(img1, img2, self._mirror_averaged(img1, img2), iterations=self.refine)
+
+    def _mirror_averaged(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """The network's flow, averaged with that of the tta's mirrored pairs (one batch for all)."""
         flips = TTA_FLIPS[self.tta]
         if not flips:
-            return refine_flow(img1, img2, self._flow(img1, img2), iterations=self.refine)
+            return self._flow(img1, img2)
         flows = self._flow(torch.cat([img1] + [img1.flip(d) for d in flips]),
                            torch.cat([img2] + [img2.flip(d) for d in flips])).chunk(1 + len(flips))
         total = flows[0].clone()
@@ -178,7 +182,7 @@ class Predictor:
             component = 0 if d == -1 else 1  # mirroring along x negates u; along y, v
             flow[:, component].neg_()
             total += flow
-        return refine_flow(img1, img2, total / len(flows), iterations=self.refine)
+        return total / len(flows)
 
     def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         height, width = img1.shape[-2:]
