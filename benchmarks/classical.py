@@ -22,8 +22,9 @@ Methods:
   block) and divides it by k, as `flowcli predict`/`eval` do. The two resizes are part of the timed
   call. Classical methods run at native size.
   `--also "--tta hflip --refine 2"` (repeatable) adds a FlowNetS row run with those flowcli options
-  (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--refine N`: N full-resolution
-  Lucas-Kanade steps after the network; both timed as part of the call).
+  (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--passes N`: N network passes,
+  each on image 2 warped by the flow so far; `--refine N`: N full-resolution Lucas-Kanade steps after
+  the network; all timed as part of the call).
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
   winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)` (the OpenCV tutorial's values).
@@ -151,7 +152,7 @@ def predictor_options(text: str) -> dict:
     """'--tta hflip --refine 2' -> {'tta': 'hflip', 'refine': 2}; FlowcliError for anything else."""
     from flowcli.errors import FlowcliError
 
-    kinds = {"--tta": str, "--refine": int}
+    kinds = {"--tta": str, "--passes": int, "--refine": int}
     tokens, options = text.split(), {}
     if len(tokens) % 2 or not tokens:
         raise FlowcliError(f"--also {text!r}: expected pairs of option and value, e.g. '--tta hflip --refine 2'")

@@ -69,6 +69,11 @@ TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: also
                                      "(hflip: 2x the time; hvflip: 3x) and average; lowers EPE (see README).")]
 
 
+PassesOpt = Annotated[int, typer.Option("--passes", min=1, metavar="N", help="Run the network N times: each "
+                                        "extra pass predicts the motion left after warping image 2 by the flow so "
+                                        "far; lowers EPE, most on large motions (2 = twice the time; see README).")]
+
+
 RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="After the network, refine the flow "
                                         "at full resolution with N Lucas-Kanade steps (0 = off; ~20 ms each per "
                                         "384x512 image on 2 CPU cores); lowers EPE, most below 1 px (see README).")]
@@ -91,8 +96,9 @@ Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 
 
 def _extras(result: dict) -> str:
-    """', tta hflip, refine 2' for results computed with those options; '' for the plain network."""
+    """', tta hflip, passes 2, refine 2' for results computed with those options; '' for the plain network."""
     extras = [f"tta {result['tta']}"] if result.get("tta", "none") != "none" else []
+    extras += [f"passes {result['passes']}"] if result.get("passes", 1) > 1 else []
     extras += [f"refine {result['refine']}"] if result.get("refine") else []
     return "".join(f", {e}" for e in extras)
 
@@ -164,6 +170,7 @@ def predict(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
     tta: TtaOpt = Tta.none,
+    passes: PassesOpt = 1,
     refine: RefineOpt = 0,
     max_side: Annotated[Optional[int], typer.Option(min=64, help="Downsize inputs whose longer side exceeds this.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Folder mode: write flo or png files.")] = "flo",
@@ -178,7 +185,7 @@ def predict(
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
-                                        tta=tta.value, refine=refine, fmt=fmt,
+                                        tta=tta.value, passes=passes, refine=refine, fmt=fmt,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             say(f"wrote {result['pairs']} flows to {result['out_dir']} "
                               f"({result['pairs_per_s']:.1f} pairs/s end to end)")
@@ -193,7 +200,7 @@ def predict(
         from .predict import estimate_flow
 
         flow = estimate_flow(input1, input2, weights=weights, device=device, dtype=dtype.value, tta=tta.value,
-                             refine=refine, max_side=max_side)
+                             passes=passes, refine=refine, max_side=max_side)
         write_flow(output, flow)
         magnitude = (flow**2).sum(-1) ** 0.5
         say(f"wrote {output} ({flow.shape[1]}x{flow.shape[0]}, mean |flow| "
@@ -209,6 +216,7 @@ def visualize(
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
     tta: TtaOpt = Tta.none,
+    passes: PassesOpt = 1,
     refine: RefineOpt = 0,
     max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude shown fully saturated (default: the field's max).")] = None,
 ) -> None:
@@ -238,7 +246,8 @@ def visualize(
             pred = read_flow(flow)[0]
         else:
             check_pair(img1, img2, tuple(map(str, pair)))
-            pred = estimate_flow(img1, img2, weights=weights, device=device, tta=tta.value, refine=refine)
+            pred = estimate_flow(img1, img2, weights=weights, device=device, tta=tta.value, passes=passes,
+                                 refine=refine)
         truth, valid = read_flow(gt) if gt is not None else (None, None)
         for name, field in (("prediction", pred), ("ground truth", truth)):
             if field is not None and field.shape[:2] != img1.shape[:2]:
@@ -336,6 +345,7 @@ def evaluate_command(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
     tta: TtaOpt = Tta.none,
+    passes: PassesOpt = 1,
     refine: RefineOpt = 0,
     count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
@@ -351,7 +361,8 @@ def evaluate_command(
         with progress_bar() as bar:
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir=data_dir, part=split, scheme=scheme.value, seed=seed, weights=weights,
-                              device=device, dtype=dtype.value, tta=tta.value, refine=refine, count=count,
+                              device=device, dtype=dtype.value, tta=tta.value, passes=passes, refine=refine,
+                              count=count,
                               strict=strict, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result["incomplete_triplets"][:5]:
             err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {escape(line)}")
@@ -416,6 +427,7 @@ def bench(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
     dtype: DtypeOpt = Dtype.fp32,
     tta: TtaOpt = Tta.none,
+    passes: PassesOpt = 1,
     refine: RefineOpt = 0,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     weights: WeightsOpt = None,
@@ -430,7 +442,7 @@ def bench(
 
         if sweep:
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,
-                             tta=tta.value, refine=refine)
+                             tta=tta.value, passes=passes, refine=refine)
             result_table = Table(title="bench sweep", title_justify="left")
             for column in ("size", "batch", "ms/img (median)", "img/s", "TFLOP/s", "peak MB", "note"):
                 result_table.add_column(column, justify="right")
@@ -445,7 +457,7 @@ def bench(
             return
         result = run_bench(device=device, size=parse_size(size), batch_size=batch_size, dtype=dtype.value,
                            compile=compile, weights=weights, runs=runs, threads=threads, tta=tta.value,
-                           refine=refine)
+                           passes=passes, refine=refine)
         out_console.print(table("bench", [
             ("device", f"{result['device_name']} ({result['device']})"),
             ("torch / threads", f"{result['torch_version']} / {result['threads']}"),

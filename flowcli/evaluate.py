@@ -67,6 +67,7 @@ def evaluate(
     device: str = "cpu",
     dtype: str = "fp32",
     tta: str = "none",
+    passes: int = 1,
     refine: int = 0,
     count: int = 64,
     size: tuple[int, int] = (384, 512),
@@ -79,7 +80,7 @@ def evaluate(
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, refine=refine)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, refine=refine)
     torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
@@ -120,6 +121,7 @@ def evaluate(
         "device": str(torch_device),
         "dtype": dtype,
         "tta": tta,
+        "passes": passes,
         "refine": refine,
         "pairs": len(per_sample),
         **tally.result(),

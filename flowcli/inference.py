@@ -46,6 +46,7 @@ from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .prefetch import prefetch
 from .refine import refine_flow
+from .warp import Warper, window_error
 
 WARMUP_BEFORE_CAPTURE = 3  # eager runs on a side stream before a CUDA graph is captured
 MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dropped and recaptured
@@ -53,6 +54,9 @@ MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dro
 # -2: up-down), all views in one batch, and the un-mirrored flows are averaged. Measured on the
 # generated test set with the shipped weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
 TTA_FLIPS = {"none": (), "hflip": (-1,), "hvflip": (-1, -2)}
+# --passes: each extra pass keeps its flow only where the colour error over this window drops.
+# Measured on 16 generated test pairs (2 passes): window 7 EPE 3.660, 15 3.664, 31 3.685, no gate 3.705.
+PASS_WINDOW = 7
 
 
 def fold_batchnorm(model: FlowNetS) -> FlowNetS:
@@ -116,13 +120,15 @@ class Predictor:
     calls copy into its static inputs and replay it. compile=True applies torch.compile to the
     network body at the first call; a missing compiler toolchain raises DeviceError.
     tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_FLIPS): more
-    accurate, at 2x or 3x the work. refine=N then applies N full-resolution Lucas-Kanade steps
+    accurate, at 2x or 3x the work. passes=N runs the network N times: each extra pass predicts the
+    motion left between image 1 and image 2 warped by the flow so far (large motions shrink to
+    what the network handles well). refine=N then applies N full-resolution Lucas-Kanade steps
     (flowcli.refine), mostly gaining sub-pixel accuracy.
     """
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
                  channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
-                 tta: str = "none", refine: int = 0):
+                 tta: str = "none", passes: int = 1, refine: int = 0):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
@@ -130,7 +136,9 @@ class Predictor:
             raise FlowcliError(f"--tta {tta}: choose one of {', '.join(TTA_FLIPS)}")
         if refine < 0:
             raise FlowcliError(f"--refine {refine}: the number of refinement steps cannot be negative")
-        self.tta, self.refine = tta, refine
+        if passes < 1:
+            raise FlowcliError(f"--passes {passes}: the network runs at least once")
+        self.tta, self.passes, self.refine = tta, passes, refine
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -167,7 +175,32 @@ class Predictor:
 
     def _forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) on the predictor's device and dtype -> (B, 2, H, W) float32 flow in pixels."""
-        return refine_flow(img1, img2, self._mirror_averaged(img1, img2), iterations=self.refine)
+        flow = self._mirror_averaged(img1, img2)
+        if self.passes > 1:
+            flow = self._repredicted(img1, img2, flow)
+        return refine_flow(img1, img2, flow, iterations=self.refine)
+
+    def _repredicted(self, img1: torch.Tensor, img2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """passes - 1 more network passes on (image 1, image 2 warped by the flow so far).
+
+        The residual r maps image 1 onto the warped image 2, so the composed flow is
+        r(p) + flow(p + r(p)) (measured: EPE 3.705 against 3.741 for flow + r). A pixel keeps the
+        new flow only where it lowers the window's colour error (PASS_WINDOW): the warped image has
+        ghosts where the flow so far is wrong or occluded, and the network was not trained on them.
+        """
+        warp, reference = Warper(*flow.shape[-2:], flow.device), img1.float()
+        warped = warp(img2, flow)
+        error = window_error(reference, warped, PASS_WINDOW)
+        for _ in range(self.passes - 1):
+            residual = self._mirror_averaged(img1, warped.to(img1.dtype))
+            candidate = residual + warp(flow, residual)
+            warped_candidate = warp(img2, candidate)
+            candidate_error = window_error(reference, warped_candidate, PASS_WINDOW)
+            better = candidate_error < error
+            flow = torch.where(better[:, None], candidate, flow)
+            warped = torch.where(better[:, None], warped_candidate, warped)
+            error = torch.where(better, candidate_error, error)
+        return flow
 
     def _mirror_averaged(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """The network's flow, averaged with that of the tta's mirrored pairs (one batch for all)."""
@@ -346,14 +379,14 @@ def _check_compile_toolchain(device: torch.device) -> None:
 
 
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none",
-                   refine: int = 0) -> "Predictor":
+                   passes: int = 1, refine: int = 0) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device), tta=tta, refine=refine)
+                     dtype=resolve_dtype(dtype, torch_device), tta=tta, passes=passes, refine=refine)
 
 
 # -- --max-side ----------------------------------------------------------------------------------

@@ -69,4 +69,4 @@ def test_classical_script_refuses_unknown_also_options(capsys, load_benchmark):
     pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
     script = load_benchmark("classical")
     assert script.main(["--count", "1", "--weights", "random", "--also", "--tta hflip --fast 1"]) == 1
-    assert "--fast is not one of --tta, --refine" in capsys.readouterr().err
+    assert "--fast is not one of --tta, --passes, --refine" in capsys.readouterr().err

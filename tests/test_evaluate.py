@@ -77,14 +77,16 @@ def test_eval_flo_of_another_size_is_one_clear_error(folder, run_cli):
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "00001_flow.flo" in result.stderr
 
 
-def test_eval_cli_tta_and_refine_are_reported_and_change_the_prediction(folder, run_cli, tmp_path):
+def test_eval_cli_tta_passes_and_refine_are_reported_and_change_the_prediction(folder, run_cli, tmp_path):
     plain = evaluate(data_dir=folder, part="all", weights="random")
-    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--tta", "hflip", "--refine", "1",
-                     "--json", tmp_path / "tta.json")
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--tta", "hflip", "--passes", "2",
+                     "--refine", "1", "--json", tmp_path / "tta.json")
     assert result.exit_code == 0, result.output
-    assert "tta hflip, refine 1" in result.stdout
+    assert "tta hflip, passes 2, refine 1" in result.stdout
     saved = json.loads((tmp_path / "tta.json").read_text())
-    assert saved["tta"] == "hflip" and saved["refine"] == 1 and plain["tta"] == "none" and plain["refine"] == 0
+    assert (saved["tta"], saved["passes"], saved["refine"]) == ("hflip", 2, 1)
+    assert (plain["tta"], plain["passes"], plain["refine"]) == ("none", 1, 0)
     assert saved["epe"] != pytest.approx(plain["epe"], rel=1e-4)
     assert run_cli("eval", folder, "--weights", "random", "--tta", "sideways").exit_code == 2
     assert run_cli("eval", folder, "--weights", "random", "--refine", "-1").exit_code == 2
+    assert run_cli("eval", folder, "--weights", "random", "--passes", "0").exit_code == 2

@@ -111,6 +111,29 @@ def test_refine_runs_after_the_network_and_negative_steps_are_refused():
         Predictor(bn_model(), device="cpu", refine=-1)
 
 
+class HalfwayPredictor(Predictor):
+    """A stand-in network that always answers (2, 0): half of the test pair's true motion."""
+
+    def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        flow = torch.zeros(img1.shape[0], 2, *img1.shape[-2:])
+        flow[:, 0] = 2.0
+        return flow
+
+
+def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_match_better():
+    img1 = frames(1, 64, 96)[0]
+    img2 = img1.roll(4, dims=-1)  # img2(x + 4) = img1(x): the true flow is (4, 0)
+    inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
+    one, two, three = (HalfwayPredictor(bn_model(), device="cpu", passes=n)(img1, img2) for n in (1, 2, 3))
+    assert torch.equal(one[:, 0], torch.full((1, 64, 96), 2.0))
+    # pass 2 sees image 2 moved back by 2 px, answers 2 again: composed 2 + 2 = 4 px, the true flow
+    torch.testing.assert_close(two[inner], torch.tensor([4.0, 0.0]).view(1, 2, 1, 1).expand_as(two[inner]))
+    # pass 3 would make it 6 px, which matches worse: the gate keeps 4
+    torch.testing.assert_close(three[inner], two[inner])
+    with pytest.raises(FlowcliError, match="--passes 0: the network runs at least once"):
+        Predictor(bn_model(), device="cpu", passes=0)
+
+
 def test_predictor_rejects_bad_frames():
     predictor = Predictor(bn_model(), device="cpu")
     with pytest.raises(ValueError, match="at least 64x64, got 80x0"):

@@ -1,0 +1,45 @@
+"""Backward warping and windowed photometric error: how flowcli checks a flow against its pair.
+
+Both post-network steps use them: `flowcli.refine` (Lucas-Kanade) and the Predictor's re-prediction
+passes (`--passes`) warp image 2 by the current flow and keep a change only where it lowers the
+colour error summed over a small window, so a step that makes things worse somewhere is undone there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Warper:
+    """Samples (B, C, H, W) maps at p + flow(p) for one frame size (the pixel grid is built once)."""
+
+    def __init__(self, height: int, width: int, device: torch.device | str):
+        self.ys, self.xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
+                                          torch.arange(width, dtype=torch.float32, device=device), indexing="ij")
+        self.sx, self.sy = 2 / max(width - 1, 1), 2 / max(height - 1, 1)  # pixels -> grid_sample's [-1, 1]
+
+    def __call__(self, image: Tensor, flow: Tensor) -> Tensor:
+        """float32 image sampled at p + flow(p) (bilinear, borders extended): image 2 brought onto image 1.
+        In float32 whatever the inputs: in bf16, positions near x = 512 would be rounded to 4 px."""
+        flow = flow.float()
+        grid = torch.stack(((self.xs + flow[:, 0]) * self.sx - 1, (self.ys + flow[:, 1]) * self.sy - 1), -1)
+        return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def window_error(img1: Tensor, warped: Tensor, window: int) -> Tensor:
+    """(B, H, W): squared colour difference between img1 and warped image 2, summed over each window."""
+    return box_sum(((warped - img1) ** 2).sum(1, keepdim=True), window)[:, 0]
+
+
+def box_sum(x: Tensor, window: int) -> Tensor:
+    """Sum over a window x window square around every pixel (zeros outside), by running sums:
+    3.6x faster than avg_pool2d on CPU for the six maps a refine step needs. In float32 the running
+    sums cost up to ~7e-4 of absolute error on 1080x1920 frames; float64 sums changed no EPE digit on
+    the generated test set and made a step ~40 % slower, so they stay float32."""
+    r = window // 2
+    c = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
+    x = c[..., window:, :] - c[..., :-window, :]
+    c = F.pad(x, (r + 1, r)).cumsum(-1)
+    return c[..., window:] - c[..., :-window]
