@@ -32,7 +32,7 @@ flowcli train --preset gpu --init weights/flownets.safetensors --device "$DEVICE
 cp "$RUN/best.safetensors" "$OUT/best.safetensors"
 cp "$RUN/log.jsonl" "$RUN/config.json" "$OUT/results/"
 
-for options in "" "--tta hflip" "--refine 2" "--tta hflip --refine 2"; do
+for options in "" "--tta hflip" "--refine 2" "--tta hflip --refine 2" "--passes 2" "--passes 2 --tta hflip --refine 1"; do
     name=$(echo "${options:-plain}" | tr -d '-' | tr ' ' '_')  # plain, tta_hflip, refine_2, ...
     # shellcheck disable=SC2086  # the options are meant to split into words
     flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all --count "$COUNT" \
@@ -55,7 +55,7 @@ print(f"trained {len(log)} epochs, best val EPE {min(r['val_epe'] for r in log):
 for name in sorted(n for n in files if n.startswith(("eval_", "bench_"))):
     r = json.loads(files[name])
     if name.startswith("eval_"):
-        print(f"{name[5:-5]:>22}: EPE {r['epe']:.3f}, <1px {100 * r['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
+        print(f"{name[5:-5]:>32}: EPE {r['epe']:.3f}, <1px {100 * r['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
     else:
-        print(f"{name[6:-5]:>22}: {r['median_ms_per_image']:.3f} ms/img median at batch {r['batch_size']}")
+        print(f"{name[6:-5]:>32}: {r['median_ms_per_image']:.3f} ms/img median at batch {r['batch_size']}")
 EOF

@@ -49,13 +49,14 @@ def test_default_weights_beat_zero_flow_on_seeded_generated_pairs_and_a_second_p
 def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures, tmp_path):
     """The real pair is 50x50, under FlowNetS's 64 px: eval upsamples it x2 and scales the flow back."""
     epe = {}
-    for tta in ("none", "hflip"):
-        out = tmp_path / f"{tta}.json"
-        result = run_cli("eval", shared_fixtures, "--split", "all", "--tta", tta, "--json", out)
+    for name, options in (("plain", []), ("hflip", ["--tta", "hflip"]),
+                          ("all three", ["--passes", "2", "--tta", "hflip", "--refine", "1"])):
+        out = tmp_path / "eval.json"
+        result = run_cli("eval", shared_fixtures, "--split", "all", *options, "--json", out)
         assert result.exit_code == 0, result.output
         report = json.loads(out.read_text())
         assert report["pairs"] == 1 and report["samples"][0]["valid_pixels"] == 50 * 50
-        epe[tta] = report["epe"]
-    # measured once (torch 2.13 CPU): 1.178 and 0.875; zero flow 1.783, OpenCV DIS (medium) 0.898
-    assert epe["none"] == pytest.approx(1.178, abs=0.05)
-    assert epe["hflip"] < 0.95
+        epe[name] = report["epe"]
+    # measured once (torch 2.13 CPU): 1.178, 0.875 and 0.810; zero flow 1.783, OpenCV DIS (medium) 0.898
+    assert epe["plain"] == pytest.approx(1.178, abs=0.05)
+    assert epe["hflip"] < 0.95 and epe["all three"] < 0.88
