@@ -21,7 +21,7 @@ from torch import nn
 from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
 from .device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from .errors import DeviceError
-from .inference import TTA_FLIPS, Predictor
+from .inference import TTA_VIEWS, Predictor
 from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
@@ -169,7 +169,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
              tta: str = "none", passes: int = 1, refine: int = 0) -> dict:
     height, width = size
     on_cuda = device.type == "cuda"
-    views = 1 + len(TTA_FLIPS[tta]) if tta in TTA_FLIPS else 1  # an unknown tta fails in Predictor
+    views = len(TTA_VIEWS.get(tta, (0,)))  # an unknown tta fails in Predictor
     gflops = conv_gflops(model.config, height, width) * views * max(passes, 1)  # the network's; not refine's
     if not on_cuda:
         _check_cpu_memory(model.config, height, width, batch_size * views)

@@ -111,12 +111,20 @@ def test_refine_runs_after_the_network_and_negative_steps_are_refused():
         Predictor(bn_model(), device="cpu", refine=-1)
 
 
-class HalfwayPredictor(Predictor):
-    """A stand-in network that always answers (2, 0): half of the test pair's true motion."""
+class StepPredictor(Predictor):
+    """A stand-in network: it finds which way image 2 is shifted along x (whole pixels, brute force) and
+    always answers 2 px that way; 2 px to the right when it finds no shift. It sees mirrored views
+    as mirrored (a leftward shift), like the real network. `seen` records the shifts it found."""
+
+    seen: list[int]
 
     def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        inner = (..., slice(8, -8), slice(8, -8))
+        costs = {s: (img2.roll(-s, -1) - img1)[inner].abs().mean().item() for s in range(-6, 7)}
+        shift = min(costs, key=costs.get)
+        self.seen.append(shift)
         flow = torch.zeros(img1.shape[0], 2, *img1.shape[-2:])
-        flow[:, 0] = 2.0
+        flow[:, 0] = -2.0 if shift < 0 else 2.0
         return flow
 
 
@@ -124,12 +132,18 @@ def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_ma
     img1 = frames(1, 64, 96)[0]
     img2 = img1.roll(4, dims=-1)  # img2(x + 4) = img1(x): the true flow is (4, 0)
     inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
-    one, two, three = (HalfwayPredictor(bn_model(), device="cpu", passes=n)(img1, img2) for n in (1, 2, 3))
-    assert torch.equal(one[:, 0], torch.full((1, 64, 96), 2.0))
-    # pass 2 sees image 2 moved back by 2 px, answers 2 again: composed 2 + 2 = 4 px, the true flow
-    torch.testing.assert_close(two[inner], torch.tensor([4.0, 0.0]).view(1, 2, 1, 1).expand_as(two[inner]))
-    # pass 3 would make it 6 px, which matches worse: the gate keeps 4
-    torch.testing.assert_close(three[inner], two[inner])
+    predictors = [StepPredictor(bn_model(), device="cpu", passes=n) for n in (1, 2, 3)]
+    for predictor in predictors:
+        predictor.seen = []
+    one, two, three = (predictor(img1, img2)[inner] for predictor in predictors)
+    assert predictors[2].seen == [4, -2, 0]  # the pair, the mirrored warped pair, the warped pair
+    expected = torch.zeros_like(one)
+    assert torch.equal(one, expected.index_fill(1, torch.tensor([0]), 2.0))
+    # pass 2 runs on the mirrored pair (image 2 moved back by 2 px: a 2 px shift to the left there),
+    # answers 2 px, mirrored back to the right: composed 2 + 2 = 4 px, the true flow
+    torch.testing.assert_close(two, expected.index_fill(1, torch.tensor([0]), 4.0))
+    # pass 3 (plain pair, nothing left to find) answers 2 px: 6 px would match worse, the gate keeps 4
+    torch.testing.assert_close(three, two)
     with pytest.raises(FlowcliError, match="--passes 0: the network runs at least once"):
         Predictor(bn_model(), device="cpu", passes=0)
 
