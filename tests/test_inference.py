@@ -131,7 +131,9 @@ class StepPredictor(Predictor):
 def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_match_better():
     img1 = frames(1, 64, 96)[0]
     img2 = img1.roll(4, dims=-1)  # img2(x + 4) = img1(x): the true flow is (4, 0)
-    inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
+    # away from the borders: at the right one image 2 wraps around, and the smoothing after the
+    # passes (flowcli.guided) carries that up to ~20 px inwards
+    inner = (slice(None), slice(None), slice(10, -10), slice(10, 60))
     predictors = [StepPredictor(bn_model(), device="cpu", passes=n) for n in (1, 2, 3)]
     for predictor in predictors:
         predictor.seen = []
@@ -141,7 +143,7 @@ def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_ma
     assert torch.equal(one, expected.index_fill(1, torch.tensor([0]), 2.0))
     # pass 2 runs on the mirrored pair (image 2 moved back by 2 px: a 2 px shift to the left there),
     # answers 2 px, mirrored back to the right: composed 2 + 2 = 4 px, the true flow
-    torch.testing.assert_close(two, expected.index_fill(1, torch.tensor([0]), 4.0))
+    torch.testing.assert_close(two, expected.index_fill(1, torch.tensor([0]), 4.0), atol=1e-4, rtol=0)
     # pass 3 (plain pair, nothing left to find) answers 2 px: 6 px would match worse, the gate keeps 4
     torch.testing.assert_close(three, two)
     with pytest.raises(FlowcliError, match="--passes 0: the network runs at least once"):

@@ -39,11 +39,11 @@ def test_default_weights_beat_zero_flow_on_seeded_generated_pairs_and_a_second_p
         err_model += torch.linalg.vector_norm(plain(img1, img2) - flow, dim=1).mean().item() / 4
         err_two += torch.linalg.vector_norm(two_passes(img1, img2) - flow, dim=1).mean().item() / 4
         err_zero += torch.linalg.vector_norm(flow, dim=1).mean().item() / 4
-    # measured once (torch 2.13 CPU): zero flow 7.320, shipped weights 2.562, with --passes 2 2.393;
+    # measured once (torch 2.13 CPU): zero flow 7.320, shipped weights 2.562, with --passes 2 2.261;
     # margins for other builds
     assert err_zero == pytest.approx(7.320, abs=1e-2)
     assert err_model < 3.2
-    assert err_two < err_model - 0.1
+    assert err_two < err_model - 0.15
 
 
 def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures, tmp_path):
