@@ -57,6 +57,6 @@ def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures
         report = json.loads(out.read_text())
         assert report["pairs"] == 1 and report["samples"][0]["valid_pixels"] == 50 * 50
         epe[name] = report["epe"]
-    # measured once (torch 2.13 CPU): 1.178, 0.875 and 0.810; zero flow 1.783, OpenCV DIS (medium) 0.898
+    # measured once (torch 2.13 CPU): 1.178, 0.875 and 0.772; zero flow 1.783, OpenCV DIS (medium) 0.898
     assert epe["plain"] == pytest.approx(1.178, abs=0.05)
-    assert epe["hflip"] < 0.95 and epe["all three"] < 0.88
+    assert epe["hflip"] < 0.95 and epe["all three"] < 0.85
