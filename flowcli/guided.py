@@ -2,13 +2,14 @@
 
 After `--passes` each pixel has picked its own candidate flow (the one whose window matches best),
 which leaves speckle. Within every window the guided filter fits the flow as a linear function of
-image 1's brightness, so it smooths inside objects and keeps the flow's edges where the image has
+image 1's colour, so it smooths inside objects and keeps the flow's edges where the image has
 them. The fit is made at 1/4 resolution (where FlowNetS predicts anyway) and its coefficients are
-upsampled: 1.9 ms per 384x512 flow on 2 CPU cores instead of 9 ms, and no less accurate.
-Measured on 16 generated test pairs with the shipped weights, after 2 passes: EPE 3.612 -> 3.463,
-and 3.399 -> 3.247 when `--refine 1` follows (full resolution: 3.474 / 3.255; radius 12: 3.543;
-radius 4-10 and eps 1e-3-3e-3 at full resolution within 0.02). On the plain network's flow it
-gains little (4.289 -> 4.253), so only `--passes` uses it. No learned parameters, any device.
+upsampled, which costs ~2 ms per 384x512 flow on 2 CPU cores and measured no less accurate.
+Tuned on the first 16 generated test pairs with the shipped weights, after 2 passes (EPE 3.612
+unfiltered): grey guide 3.463, colour guide 3.336 (radius 8: 3.353, 16: 3.353, 20: 3.401;
+eps 1e-4: 3.346, 1e-2: 3.395 at radius 8); with `--refine 1` after it 3.399 -> 3.126. On the plain
+network's flow the grey filter gained little (4.289 -> 4.253), so only `--passes` uses it.
+No learned parameters, any device.
 """
 
 from __future__ import annotations
@@ -21,27 +22,46 @@ from torch import Tensor
 
 from .warp import box_sum
 
-RADIUS = 8  # full-resolution pixels; the window is 2 * RADIUS + 1 wide
-EPS = 1e-3  # regularisation of the linear fit; guide brightness in [0, 1]
+RADIUS = 12  # full-resolution pixels; the window is 2 * RADIUS + 1 wide
+EPS = 1e-3  # regularisation of the linear fit, for colours in [0, 1]
 SUBSAMPLE = 4  # the fit is made at this fraction of the resolution
 
 
 def guided_filter(guide: Tensor, x: Tensor, *, radius: int = RADIUS, eps: float = EPS,
                   subsample: int = SUBSAMPLE) -> Tensor:
-    """(B, 1, H, W) guide in [0, 1] and (B, C, H, W) maps -> x smoothed along the guide's edges."""
+    """(B, 3, H, W) colour guide in [0, 1] and (B, C, H, W) maps -> x smoothed along the guide's edges."""
     if radius < 1 or eps <= 0 or subsample < 1:
         raise ValueError(f"radius and subsample must be >= 1 and eps > 0, got {radius}, {subsample}, {eps}")
+    if guide.shape[1] != 3:
+        raise ValueError(f"the guide must have 3 colour channels, got {guide.shape[1]}")
     height, width = guide.shape[-2:]
     guide, x = guide.float(), x.float()
     coarse = (math.ceil(height / subsample), math.ceil(width / subsample))
-    small_guide, small_x = F.adaptive_avg_pool2d(guide, coarse), F.adaptive_avg_pool2d(x, coarse)
+    g, v = F.adaptive_avg_pool2d(guide, coarse), F.adaptive_avg_pool2d(x, coarse)
     window, channels = 2 * max(1, radius // subsample) + 1, x.shape[1]
-    count = box_sum(torch.ones_like(small_guide[:1]), window)  # pixels inside each window (fewer at borders)
-    means = box_sum(torch.cat((small_guide, small_guide ** 2, small_x, small_guide * small_x), 1), window) / count
-    mean_g, mean_gg = means[:, :1], means[:, 1:2]
-    mean_x, mean_gx = means[:, 2:2 + channels], means[:, 2 + channels:]
-    slope = (mean_gx - mean_g * mean_x) / (mean_gg - mean_g * mean_g + eps)
-    offset = mean_x - slope * mean_g
-    averaged = box_sum(torch.cat((slope, offset), 1), window) / count
+    count = box_sum(torch.ones_like(g[:1, :1]), window)  # pixels inside each window (fewer at borders)
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    means = box_sum(torch.cat([g, v] + [g[:, i:i + 1] * g[:, j:j + 1] for i, j in pairs]
+                              + [g[:, i:i + 1] * v for i in range(3)], 1), window) / count
+    mean_g, mean_v = means[:, :3], means[:, 3:3 + channels]
+    # covariance of the colours (symmetric 3x3, + eps on the diagonal) and of colour with the flow
+    var = {(i, j): means[:, 3 + channels + k] - mean_g[:, i] * mean_g[:, j] + (eps if i == j else 0.0)
+           for k, (i, j) in enumerate(pairs)}
+    cov = [means[:, 9 + channels + i * channels:9 + channels + (i + 1) * channels] - mean_g[:, i:i + 1] * mean_v
+           for i in range(3)]
+    inverse = _symmetric_inverse(var)
+    slopes = [sum(inverse[min(i, j), max(i, j)][:, None] * cov[j] for j in range(3)) for i in range(3)]
+    offset = mean_v - sum(slopes[i] * mean_g[:, i:i + 1] for i in range(3))
+    averaged = box_sum(torch.cat(slopes + [offset], 1), window) / count
     averaged = F.interpolate(averaged, size=(height, width), mode="bilinear", align_corners=False)
-    return averaged[:, :channels] * guide + averaged[:, channels:]
+    return sum(averaged[:, i * channels:(i + 1) * channels] * guide[:, i:i + 1] for i in range(3)) \
+        + averaged[:, 3 * channels:]
+
+
+def _symmetric_inverse(m: dict[tuple[int, int], Tensor]) -> dict[tuple[int, int], Tensor]:
+    """Per-pixel inverse of symmetric 3x3 matrices given by their upper triangle (adjugate / det)."""
+    a, b, c, d, e, f = (m[k] for k in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)))
+    adjugate = {(0, 0): d * f - e * e, (0, 1): c * e - b * f, (0, 2): b * e - c * d,
+                (1, 1): a * f - c * c, (1, 2): b * c - a * e, (2, 2): a * d - b * b}
+    det = a * adjugate[0, 0] + b * adjugate[0, 1] + c * adjugate[0, 2]
+    return {k: value / det for k, value in adjugate.items()}
