@@ -23,8 +23,9 @@ Methods:
   call. Classical methods run at native size.
   `--also "--tta hflip --refine 2"` (repeatable) adds a FlowNetS row run with those flowcli options
   (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--passes N`: N network passes,
-  each on image 2 warped by the flow so far; `--refine N`: N full-resolution Lucas-Kanade steps after
-  the network; all timed as part of the call).
+  each on image 2 warped by the flow so far; `--no-smooth`: the network's bilinearly upsampled flow,
+  without the guided filter flowcli applies by default; `--refine N`: N full-resolution Lucas-Kanade
+  steps after the network; all timed as part of the call).
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
   winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)` (the OpenCV tutorial's values).
@@ -149,16 +150,26 @@ def flownets_method(predictor) -> Callable:
 
 
 def predictor_options(text: str) -> dict:
-    """'--tta hflip --refine 2' -> {'tta': 'hflip', 'refine': 2}; FlowcliError for anything else."""
+    """'--tta hflip --no-smooth --refine 2' -> {'tta': 'hflip', 'smooth': False, 'refine': 2};
+    FlowcliError for anything else."""
     from flowcli.errors import FlowcliError
 
     kinds = {"--tta": str, "--passes": int, "--refine": int}
+    switches = {"--smooth": ("smooth", True), "--no-smooth": ("smooth", False)}
     tokens, options = text.split(), {}
-    if len(tokens) % 2 or not tokens:
-        raise FlowcliError(f"--also {text!r}: expected pairs of option and value, e.g. '--tta hflip --refine 2'")
-    for flag, value in zip(tokens[::2], tokens[1::2]):
+    if not tokens:
+        raise FlowcliError(f"--also {text!r}: expected flowcli options, e.g. '--tta hflip --refine 2'")
+    while tokens:
+        flag = tokens.pop(0)
+        if flag in switches:
+            key, value = switches[flag]
+            options[key] = value
+            continue
         if flag not in kinds:
-            raise FlowcliError(f"--also {text!r}: {flag} is not one of {', '.join(kinds)}")
+            raise FlowcliError(f"--also {text!r}: {flag} is not one of {', '.join([*kinds, *switches])}")
+        if not tokens:
+            raise FlowcliError(f"--also {text!r}: {flag} needs a value")
+        value = tokens.pop(0)
         try:
             options[flag[2:]] = kinds[flag](value)
         except ValueError:

@@ -36,7 +36,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
               threads: int | None = None, cuda_graphs: bool = True, tta: str = "none", passes: int = 1,
-              refine: int = 0) -> dict:
+              smooth: bool = True, refine: int = 0) -> dict:
     """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
@@ -51,7 +51,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     with torch_threads(threads):
         return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
                         batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
-                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta, passes=passes,
+                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta, passes=passes, smooth=smooth,
                         refine=refine)
 
 
@@ -60,7 +60,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
               cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None,
-              tta: str = "none", passes: int = 1, refine: int = 0) -> list[dict]:
+              tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0) -> list[dict]:
     """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
     CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
     recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
@@ -86,7 +86,8 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
                         row = _measure(model, label, device=torch_device, dtype=torch_dtype,
                                        size=(height, width), batch_size=batch, compile=compile,
                                        warmup=warmup, runs=runs, min_seconds=min_seconds,
-                                       cuda_graphs=cuda_graphs, tta=tta, passes=passes, refine=refine)
+                                       cuda_graphs=cuda_graphs, tta=tta, passes=passes, smooth=smooth,
+                                       refine=refine)
                     except DeviceError as exc:  # device and dtype were checked above: this is memory
                         failed_at = batch
                         row = _skipped(torch_device, batch, height, width, str(exc))
@@ -166,7 +167,7 @@ def _skipped(device: torch.device, batch: int, height: int, width: int, reason: 
 
 def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
              compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool,
-             tta: str = "none", passes: int = 1, refine: int = 0) -> dict:
+             tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0) -> dict:
     height, width = size
     on_cuda = device.type == "cuda"
     views = len(TTA_VIEWS.get(tta, (0,)))  # an unknown tta fails in Predictor
@@ -178,7 +179,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _max_rss_mb()
     predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs, tta=tta,
-                          passes=passes, refine=refine)
+                          passes=passes, smooth=smooth, refine=refine)
     try:
         generator = torch.Generator(device).manual_seed(0)
         shape = (batch_size, 3, height, width)  # made on the device, in the model's dtype: no copies
@@ -217,7 +218,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
         else f"process max RSS (was {rss_before:.0f} MB before the model was moved)",
         "reference_s_per_image": REFERENCE_S_PER_IMAGE,
         "speedup_vs_reference": REFERENCE_S_PER_IMAGE / (median / 1000),
-        "weights": label, "tta": tta, "passes": passes, "refine": refine, "compile": compile,
+        "weights": label, "tta": tta, "passes": passes, "smooth": smooth, "refine": refine, "compile": compile,
         "cuda_graphs": cuda_graphs and on_cuda,
         "runs": len(times), "warmup": warmup,
     }

@@ -68,6 +68,7 @@ def evaluate(
     dtype: str = "fp32",
     tta: str = "none",
     passes: int = 1,
+    smooth: bool = True,
     refine: int = 0,
     count: int = 64,
     size: tuple[int, int] = (384, 512),
@@ -80,7 +81,8 @@ def evaluate(
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, refine=refine)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, smooth=smooth,
+                               refine=refine)
     torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
@@ -122,6 +124,7 @@ def evaluate(
         "dtype": dtype,
         "tta": tta,
         "passes": passes,
+        "smooth": smooth,
         "refine": refine,
         "pairs": len(per_sample),
         **tally.result(),

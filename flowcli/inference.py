@@ -123,13 +123,15 @@ class Predictor:
     tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_VIEWS): more
     accurate, at 2x or 3x the work. passes=N runs the network N times: each extra pass predicts the
     motion left between image 1 and image 2 warped by the flow so far (large motions shrink to
-    what the network handles well). refine=N then applies N full-resolution Lucas-Kanade steps
-    (flowcli.refine), mostly gaining sub-pixel accuracy.
+    what the network handles well). smooth=True (the default) then smooths the flow along image 1's
+    edges (flowcli.guided; False gives the network's bilinearly upsampled flow, as in the FlowNet
+    paper). refine=N last applies N full-resolution Lucas-Kanade steps (flowcli.refine), mostly
+    gaining sub-pixel accuracy.
     """
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
                  channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
-                 tta: str = "none", passes: int = 1, refine: int = 0):
+                 tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
@@ -139,7 +141,7 @@ class Predictor:
             raise FlowcliError(f"--refine {refine}: the number of refinement steps cannot be negative")
         if passes < 1:
             raise FlowcliError(f"--passes {passes}: the network runs at least once")
-        self.tta, self.passes, self.refine = tta, passes, refine
+        self.tta, self.passes, self.smooth, self.refine = tta, passes, bool(smooth), refine
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -179,6 +181,8 @@ class Predictor:
         flow = self._mirror_averaged(img1, img2, TTA_VIEWS[self.tta])
         if self.passes > 1:
             flow = self._repredicted(img1, img2, flow)
+        if self.smooth:
+            flow = guided_filter(img1, flow)
         return refine_flow(img1, img2, flow, iterations=self.refine)
 
     def _repredicted(self, img1: torch.Tensor, img2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -191,7 +195,8 @@ class Predictor:
         Without --tta, every second pass runs on the left-right mirrored pair: its errors differ from
         the plain pass's, so the gate has a real alternative (16 generated pairs, EPE after 2 passes
         3.612 against 3.660 with plain passes only, after 3 passes 3.593 against 3.650; same cost).
-        The gated flow is then smoothed along image 1's edges (flowcli.guided: 3.612 -> 3.336).
+        Picking per pixel leaves speckle, which the smoothing that follows removes (flowcli.guided:
+        3.612 -> 3.336 after 2 passes).
         """
         warp, reference = Warper(*flow.shape[-2:], flow.device), img1.float()
         warped = warp(img2, flow)
@@ -206,7 +211,7 @@ class Predictor:
             flow = torch.where(better[:, None], candidate, flow)
             warped = torch.where(better[:, None], warped_candidate, warped)
             error = torch.where(better, candidate_error, error)
-        return guided_filter(img1, flow)
+        return flow
 
     def _mirror_averaged(self, img1: torch.Tensor, img2: torch.Tensor, views: tuple[int, ...]) -> torch.Tensor:
         """The network's flow averaged over views of the pair (TTA_VIEWS' codes), one batch for all."""
@@ -389,14 +394,15 @@ def _check_compile_toolchain(device: torch.device) -> None:
 
 
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none",
-                   passes: int = 1, refine: int = 0) -> "Predictor":
+                   passes: int = 1, smooth: bool = True, refine: int = 0) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device), tta=tta, passes=passes, refine=refine)
+                     dtype=resolve_dtype(dtype, torch_device), tta=tta, passes=passes, smooth=smooth,
+                     refine=refine)
 
 
 # -- --max-side ----------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2"))
 
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
-                  dtype: str = "fp32", tta: str = "none", passes: int = 1, refine: int = 0,
-                  max_side: int | None = None, predictor=None) -> np.ndarray:
+                  dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
+                  refine: int = 0, max_side: int | None = None, predictor=None) -> np.ndarray:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
     Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
@@ -36,7 +36,7 @@ def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str
     img2 = img2 if isinstance(img2, np.ndarray) else read_image(img2)
     check_pair(img1, img2, names)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes,
-                                            refine=refine)
+                                            smooth=smooth, refine=refine)
     return predictor.predict_numpy(img1, img2, max_side=max_side)
 
 
@@ -61,7 +61,7 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
-                   device: str = "cpu", dtype: str = "fp32", tta: str = "none", passes: int = 1,
+                   device: str = "cpu", dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
                    refine: int = 0, fmt: str = "flo",
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
@@ -74,7 +74,8 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     if not out.parent.is_dir():
         raise DataError(f"{out}: its parent folder does not exist")
     out.mkdir(exist_ok=True)
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, refine=refine)
+    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, smooth=smooth,
+                               refine=refine)
     start = time.perf_counter()
     written = []
 

@@ -65,7 +65,7 @@ def test_predictor_matches_the_plain_model_on_cpu(channels_last):
     img1, img2 = frames(2, 70, 100)
     with torch.no_grad():
         expected = model(img1, img2)
-    predictor = Predictor(model, device=torch.device("cpu"), channels_last=channels_last)
+    predictor = Predictor(model, device=torch.device("cpu"), channels_last=channels_last, smooth=False)
     got = predictor(img1.double(), img2.double())  # other dtypes are converted
     assert got.shape == (2, 2, 70, 100) and got.dtype == torch.float32 and got.device.type == "cpu"
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
@@ -97,6 +97,27 @@ def test_tta_hflip_makes_the_prediction_mirror_equivariant():
     torch.testing.assert_close(mirrored(predictor(img1.flip(-1), img2.flip(-1)), -1), flow, atol=1e-4, rtol=1e-4)
     with pytest.raises(FlowcliError, match="--tta sideways: choose one of none, hflip, hvflip"):
         Predictor(bn_model(), device="cpu", tta="sideways")
+
+
+def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default():
+    from flowcli.guided import guided_filter
+
+    img1, img2 = frames(2, 64, 96)
+    raw = Predictor(bn_model(), device="cpu", smooth=False)(img1, img2)
+    got = Predictor(bn_model(), device="cpu")(img1, img2)
+    torch.testing.assert_close(got, guided_filter(img1, raw), atol=1e-4, rtol=1e-4)
+    assert (got - raw).abs().max() > 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_capture_every_inference_option():
+    """Passes, mirrored views, the guided filter and refinement all run inside one captured graph."""
+    img1, img2 = frames(2, 70, 100)
+    options = dict(tta="hflip", passes=2, refine=1)
+    eager = Predictor(bn_model(), device="cuda", cuda_graphs=False, **options)(img1, img2)
+    graphed = Predictor(bn_model(), device="cuda", **options)
+    for _ in range(2):  # capture, then replay
+        torch.testing.assert_close(graphed(img1, img2), eager, atol=1e-3, rtol=1e-3)
 
 
 def test_refine_runs_after_the_network_and_negative_steps_are_refused():
@@ -188,7 +209,7 @@ def test_compile_without_a_toolchain_is_a_device_error(monkeypatch):
 
 
 def test_predict_numpy_and_max_side():
-    predictor = Predictor(bn_model(), device="cpu")
+    predictor = Predictor(bn_model(), device="cpu", smooth=False)
     rng = np.random.default_rng(0)
     img1 = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
     img2 = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
@@ -252,7 +273,7 @@ def test_predict_many_raises_for_a_missing_image(tmp_path):
 def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch):
     """The capture/replay logic (static buffers, one graph per shape, output copies) on CPU: the
     torch.cuda calls are replaced by stand-ins whose replay recomputes from the static inputs."""
-    predictor = Predictor(bn_model(), device="cpu")
+    predictor = Predictor(bn_model(), device="cpu", smooth=False)
     predictor.cuda_graphs = True
     stream = SimpleNamespace(wait_stream=lambda other: None)
 
@@ -286,7 +307,7 @@ def test_cuda_graphs_match_eager(dtype):
     img1, img2 = frames(2, 70, 100)
     with torch.no_grad():
         expected = model(img1, img2)
-    predictor = Predictor(model, device="cuda", dtype=dtype)
+    predictor = Predictor(model, device="cuda", dtype=dtype, smooth=False)
     tolerance = 1e-3 if dtype == torch.float32 else 3e-2
     for scale in (1.0, 0.5):  # a second replay must see the new inputs
         got = predictor(img1 * scale, img2 * scale)
