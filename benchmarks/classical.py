@@ -24,7 +24,8 @@ Methods:
   `--also "--tta hflip --refine 2"` (repeatable) adds a FlowNetS row run with those flowcli options
   (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--passes N`: N network passes,
   each on image 2 warped by the flow so far; `--no-smooth`: the network's bilinearly upsampled flow,
-  without the guided filter flowcli applies by default; `--refine N`: N full-resolution Lucas-Kanade
+  without the guided filter flowcli applies by default (write `--also=--no-smooth` when it stands
+  alone, or argparse takes it for an option of this script); `--refine N`: N full-resolution Lucas-Kanade
   steps after the network; all timed as part of the call).
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
