@@ -51,8 +51,8 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     with torch_threads(threads):
         return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
                         batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
-                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta, passes=passes, smooth=smooth,
-                        refine=refine)
+                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta, passes=passes,
+                        smooth=smooth, refine=refine)
 
 
 def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,

@@ -71,11 +71,12 @@ TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: also
 
 PassesOpt = Annotated[int, typer.Option("--passes", min=1, metavar="N", help="Run the network N times: each "
                                         "extra pass predicts the motion left after warping image 2 by the flow so "
-                                        "far; lowers EPE, most on large motions (2 = twice the time; see README).")]
+                                        "far; lowers EPE, most on large motions (2 passes: ~2.2x the time; "
+                                        "see README).")]
 
 
 SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth the flow along image 1's edges "
-                                          "(a guided filter, ~5 ms per 384x512 image on 2 CPU cores; lowers EPE). "
+                                          "(a guided filter, a few ms per 384x512 image on 2 CPU cores; lowers EPE). "
                                           "--no-smooth gives the network's own bilinearly upsampled flow.")]
 
 

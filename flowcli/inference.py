@@ -42,10 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DeviceError, FlowcliError, ImageError
+from .guided import guided_filter
 from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .prefetch import prefetch
-from .guided import guided_filter
 from .refine import refine_flow
 from .warp import Warper, window_error
 
