@@ -54,4 +54,3 @@ def _gradients(img: Tensor) -> tuple[Tensor, Tensor]:
     x = F.pad(img, (1, 1, 0, 0), mode="replicate")
     y = F.pad(img, (0, 0, 1, 1), mode="replicate")
     return (x[..., 2:] - x[..., :-2]) / 2, (y[..., 2:, :] - y[..., :-2, :]) / 2
-
