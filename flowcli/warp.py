@@ -34,12 +34,24 @@ def window_error(img1: Tensor, warped: Tensor, window: int) -> Tensor:
 
 
 def box_sum(x: Tensor, window: int) -> Tensor:
-    """Sum over a window x window square around every pixel (zeros outside), by running sums:
-    3.6x faster than avg_pool2d on CPU for the six maps a refine step needs. In float32 the running
-    sums cost up to ~7e-4 of absolute error on 1080x1920 frames; float64 sums changed no EPE digit on
-    the generated test set and made a step ~40 % slower, so they stay float32."""
-    r = window // 2
-    c = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
-    x = c[..., window:, :] - c[..., :-window, :]
-    c = F.pad(x, (r + 1, r)).cumsum(-1)
+    """Sum over a window x window square around every pixel (zeros outside).
+
+    Along x by running sums (cumsum along the last dimension is fast); along y by adding shifted
+    rows, sums of 1, 2, 4, ... rows built by doubling (cumsum along rows took 5x as long on CPU).
+    1.5x faster than running sums along both axes and 5x faster than avg_pool2d for the six maps a
+    refine step needs (2 CPU cores, 384x512). In float32 the running sums cost up to ~7e-4 of
+    absolute error on 1080x1920 frames; float64 sums changed no EPE digit on the generated test set.
+    """
+    r, height = window // 2, x.shape[-2]
+    rows = {1: F.pad(x, (0, 0, r, r))}  # rows[n][..., i, :] = sum of the n padded rows from i
+    while 2 * max(rows) <= window:
+        n = max(rows)
+        rows[2 * n] = rows[n][..., :-n, :] + rows[n][..., n:, :]
+    total, start = None, 0
+    for n in sorted(rows, reverse=True):
+        if n <= window - start:
+            part = rows[n][..., start:start + height, :]
+            total = part.clone() if total is None else total.add_(part)
+            start += n
+    c = F.pad(total, (r + 1, r)).cumsum(-1)
     return c[..., window:] - c[..., :-window]

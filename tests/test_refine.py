@@ -56,10 +56,11 @@ def test_flat_images_keep_the_given_flow_exactly():
     assert torch.isfinite(refined).all() and torch.equal(refined, flow)
 
 
-def test_box_sum_matches_a_zero_padded_window_sum():
+@pytest.mark.parametrize("window", [1, 3, 5, 7, 15, 25])  # 25: wider than the 17 rows
+def test_box_sum_matches_a_zero_padded_window_sum(window):
     x = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    expected = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True) * 25
-    torch.testing.assert_close(box_sum(x, 5), expected)
+    expected = F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=True) * window ** 2
+    torch.testing.assert_close(box_sum(x, window), expected)
 
 
 def test_bad_arguments_are_refused():
