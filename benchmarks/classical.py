@@ -25,8 +25,9 @@ Methods:
   (`--tta`: mirrored pairs predicted in the same batch, flows averaged; `--passes N`: N network passes,
   each on image 2 warped by the flow so far; `--no-smooth`: the network's bilinearly upsampled flow,
   without the guided filter flowcli applies by default (write `--also=--no-smooth` when it stands
-  alone, or argparse takes it for an option of this script); `--refine N`: N full-resolution Lucas-Kanade
-  steps after the network; all timed as part of the call).
+  alone, or argparse takes it for an option of this script); `--refine N`: N Lucas-Kanade steps after
+  the network, the first at half resolution (default 1; `--refine 0` turns it off); all timed as part
+  of the call).
 - DIS: `cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)`.
 - Farneback: `cv2.calcOpticalFlowFarneback(gray1, gray2, None, pyr_scale=0.5, levels=3 (--farneback-levels),
   winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)` (the OpenCV tutorial's values).

@@ -36,7 +36,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
               threads: int | None = None, cuda_graphs: bool = True, tta: str = "none", passes: int = 1,
-              smooth: bool = True, refine: int = 0) -> dict:
+              smooth: bool = True, refine: int = 1) -> dict:
     """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
@@ -60,7 +60,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
               cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None,
-              tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0) -> list[dict]:
+              tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1) -> list[dict]:
     """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
     CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
     recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
@@ -167,7 +167,7 @@ def _skipped(device: torch.device, batch: int, height: int, width: int, reason: 
 
 def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
              compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool,
-             tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0) -> dict:
+             tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1) -> dict:
     height, width = size
     on_cuda = device.type == "cuda"
     views = len(TTA_VIEWS.get(tta, (0,)))  # an unknown tta fails in Predictor

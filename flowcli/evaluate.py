@@ -69,7 +69,7 @@ def evaluate(
     tta: str = "none",
     passes: int = 1,
     smooth: bool = True,
-    refine: int = 0,
+    refine: int = 1,
     count: int = 64,
     size: tuple[int, int] = (384, 512),
     warmup: int = 2,

@@ -123,15 +123,16 @@ class Predictor:
     tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_VIEWS): more
     accurate, at 2x or 3x the work. passes=N runs the network N times: each extra pass predicts the
     motion left between image 1 and image 2 warped by the flow so far (large motions shrink to
-    what the network handles well). smooth=True (the default) then smooths the flow along image 1's
-    edges (flowcli.guided; False gives the network's bilinearly upsampled flow, as in the FlowNet
-    paper). refine=N last applies N full-resolution Lucas-Kanade steps (flowcli.refine), mostly
-    gaining sub-pixel accuracy.
+    what the network handles well). refine=N (default 1) applies N Lucas-Kanade steps on the pair
+    (flowcli.refine), mostly gaining sub-pixel accuracy: the first at half resolution, before the
+    smoothing, the others at full resolution after it. smooth=True (the default) smooths the flow
+    along image 1's edges (flowcli.guided). refine=0 with smooth=False gives the network's bilinearly
+    upsampled flow, as in the FlowNet paper.
     """
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
                  channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
-                 tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 0):
+                 tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
@@ -181,9 +182,11 @@ class Predictor:
         flow = self._mirror_averaged(img1, img2, TTA_VIEWS[self.tta])
         if self.passes > 1:
             flow = self._repredicted(img1, img2, flow)
+        if self.refine:  # the first step at half resolution, before the filter: flowcli.refine says why
+            flow = refine_flow(img1, img2, flow, iterations=1, scale=2)
         if self.smooth:
             flow = guided_filter(img1, flow)
-        return refine_flow(img1, img2, flow, iterations=self.refine)
+        return refine_flow(img1, img2, flow, iterations=max(self.refine - 1, 0))
 
     def _repredicted(self, img1: torch.Tensor, img2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """passes - 1 more network passes on (image 1, image 2 warped by the flow so far).
@@ -229,13 +232,13 @@ class Predictor:
 
     def _flow(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         height, width = img1.shape[-2:]
-        x = pad_to_stride(torch.cat((img1, img2), 1).sub_(self._mean))  # (B, 6, H64, W64)
+        x, (top, left) = pad_to_stride(torch.cat((img1, img2), 1).sub_(self._mean))  # (B, 6, H64, W64)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         flow2 = self._body(x).float().contiguous()  # NCHW: bilinear is 4x faster than on channels_last
         flow2 = flow2 * self.config.flow_scale  # scale at 1/4 resolution; bilinear is linear
         flow = F.interpolate(flow2, scale_factor=4, mode="bilinear", align_corners=False)
-        return flow[:, :, :height, :width]
+        return flow[:, :, top:top + height, left:left + width]
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         if img1.ndim == 4 and img1.shape == img2.shape and 0 < min(img1.shape[-2:]) < MIN_SIDE:
@@ -394,7 +397,7 @@ def _check_compile_toolchain(device: torch.device) -> None:
 
 
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none",
-                   passes: int = 1, smooth: bool = True, refine: int = 0) -> "Predictor":
+                   passes: int = 1, smooth: bool = True, refine: int = 1) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype

@@ -25,7 +25,7 @@ def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2"))
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
                   dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
-                  refine: int = 0, max_side: int | None = None, predictor=None) -> np.ndarray:
+                  refine: int = 1, max_side: int | None = None, predictor=None) -> np.ndarray:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
     Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
@@ -62,7 +62,7 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
                    device: str = "cpu", dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
-                   refine: int = 0, fmt: str = "flo",
+                   refine: int = 1, fmt: str = "flo",
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
     from .inference import predict_many

@@ -7,6 +7,14 @@ image 2 by the current flow, solves the 2x2 least-squares system of brightness c
 small window around every pixel, and keeps the update only where it lowers that window's
 photometric error, so occlusions and motion boundaries keep the network's flow.
 All tensor ops, batched, on any device; no learned parameters.
+
+A step can also run on the pair and flow halved (`scale=2`), its update upsampled: each window then
+covers twice the distance and the step costs a third. The Predictor's first step works that way,
+before the guided filter, the others at full resolution after it. Measured on 32 generated test
+pairs with the shipped weights (smoothed network flow 4.378): one full-resolution step 4.083 (19 ms),
+one half-resolution step 4.049 (6 ms; window 5: 4.050, 9: 4.062, quarter resolution 4.258); the
+half step before the filter instead of after 3.972; then one full step 3.830 (two full steps after
+the filter, the 0.4.0 `--refine 2`: 4.001). The real 50x50 Chairs pair: 1.106 -> 0.937 -> 0.871.
 """
 
 from __future__ import annotations
@@ -22,16 +30,21 @@ DAMPING = 1e-3  # added to the window's gradient sums: untextured areas keep the
 MAX_STEP = 1.0  # px per step and component: the linearisation holds for about a pixel
 
 
-def refine_flow(img1: Tensor, img2: Tensor, flow: Tensor, *, iterations: int = 2, window: int = WINDOW) -> Tensor:
-    """(B, 3, H, W) frames in [0, 1] and a (B, 2, H, W) flow from img1 to img2 -> the refined flow."""
-    if iterations < 0 or window < 1 or window % 2 == 0:
-        raise ValueError(f"iterations must be >= 0 and window a positive odd number, got {iterations}, {window}")
+def refine_flow(img1: Tensor, img2: Tensor, flow: Tensor, *, iterations: int = 2, window: int = WINDOW,
+                scale: int = 1) -> Tensor:
+    """(B, 3, H, W) frames in [0, 1] and a (B, 2, H, W) flow from img1 to img2 -> the refined flow.
+    scale=2: the steps run at half resolution (see the module's docstring)."""
+    if iterations < 0 or window < 1 or window % 2 == 0 or scale not in (1, 2):
+        raise ValueError(f"iterations must be >= 0, window a positive odd number and scale 1 or 2, "
+                         f"got {iterations}, {window}, {scale}")
     if iterations == 0:
         return flow
     img1, img2, flow = img1.float(), img2.float(), flow.float()
+    if scale == 2:
+        return flow + _change_at_half_resolution(img1, img2, flow, iterations, window)
     warp = Warper(*flow.shape[-2:], flow.device)
     warped = warp(img2, flow)
-    for _ in range(iterations):
+    for i in range(iterations):
         ix, iy = _gradients(warped)
         it = warped - img1
         sums = box_sum(torch.cat([(a * b).sum(1, keepdim=True) for a, b in
@@ -45,8 +58,23 @@ def refine_flow(img1: Tensor, img2: Tensor, flow: Tensor, *, iterations: int = 2
         error_candidate = window_error(img1, warped_candidate, window)
         better = (error_candidate < error)[:, None]
         flow = torch.where(better, candidate, flow)
-        warped = torch.where(better, warped_candidate, warped)
+        if i + 1 < iterations:  # the last step's warped image is not needed
+            warped = torch.where(better, warped_candidate, warped)
     return flow
+
+
+def _change_at_half_resolution(img1: Tensor, img2: Tensor, flow: Tensor, iterations: int, window: int) -> Tensor:
+    """What steps on 2x2-averaged frames and flow change in the flow, upsampled bilinearly.
+    Odd sides are padded by one replicated row/column first, so both grids stay aligned. (Bilinear
+    downsampling by exactly 2 is the 2x2 mean, and 4x faster than avg_pool2d on CPU.)"""
+    height, width = flow.shape[-2:]
+    pad = (0, width % 2, 0, height % 2)
+    img1, img2, flow = (F.interpolate(F.pad(x, pad, mode="replicate") if any(pad) else x, scale_factor=0.5,
+                                      mode="bilinear", align_corners=False) for x in (img1, img2, flow))
+    flow = flow / 2
+    change = refine_flow(img1, img2, flow, iterations=iterations, window=window) - flow
+    change = F.interpolate(change * 2, scale_factor=2, mode="bilinear", align_corners=False)
+    return change[..., :height, :width]
 
 
 def _gradients(img: Tensor) -> tuple[Tensor, Tensor]:

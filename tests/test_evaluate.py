@@ -80,12 +80,12 @@ def test_eval_flo_of_another_size_is_one_clear_error(folder, run_cli):
 def test_eval_cli_tta_passes_and_refine_are_reported_and_change_the_prediction(folder, run_cli, tmp_path):
     plain = evaluate(data_dir=folder, part="all", weights="random")
     result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--tta", "hflip", "--passes", "2",
-                     "--refine", "1", "--json", tmp_path / "tta.json")
+                     "--refine", "2", "--json", tmp_path / "tta.json")
     assert result.exit_code == 0, result.output
-    assert "tta hflip, passes 2, refine 1" in result.stdout
+    assert "tta hflip, passes 2, refine 2" in result.stdout
     saved = json.loads((tmp_path / "tta.json").read_text())
-    assert (saved["tta"], saved["passes"], saved["refine"]) == ("hflip", 2, 1)
-    assert (plain["tta"], plain["passes"], plain["refine"]) == ("none", 1, 0)
+    assert (saved["tta"], saved["passes"], saved["refine"]) == ("hflip", 2, 2)
+    assert (plain["tta"], plain["passes"], plain["refine"]) == ("none", 1, 1)  # one refinement step by default
     assert saved["epe"] != pytest.approx(plain["epe"], rel=1e-4)
     assert run_cli("eval", folder, "--weights", "random", "--tta", "sideways").exit_code == 2
     assert run_cli("eval", folder, "--weights", "random", "--refine", "-1").exit_code == 2

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from flowcli.model import FlowNetS, ModelConfig, count_parameters
+import torch.nn.functional as F
+
+from flowcli.model import FlowNetS, ModelConfig, count_parameters, pad_to_stride
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,19 @@ def test_eval_output_is_full_resolution_flow(small_model, height, width):
     assert flow.shape == (img1.shape[0], 2, height, width)
     assert flow.dtype == torch.float32
     assert torch.isfinite(flow).all()
+
+
+def test_inputs_are_padded_evenly_on_all_sides_and_the_flow_cropped_back(small_model):
+    img1, img2 = frames(70, 100)
+    padded, offset = pad_to_stride(img1)
+    assert padded.shape[-2:] == (128, 128) and offset == (29, 14)  # 58 rows: 29 + 29; 28 columns: 14 + 14
+    assert torch.equal(padded[..., 29:99, 14:114], img1)
+    assert torch.equal(padded[..., 0, 14:114], img1[..., 0, :]) and torch.equal(padded[..., 29, :14], img1[..., 0, :1].expand(-1, -1, 14))
+    with torch.no_grad():
+        flow = small_model(img1, img2)
+        whole = small_model(*(F.pad(x, (14, 14, 29, 29), mode="replicate") for x in (img1, img2)))
+    torch.testing.assert_close(flow, whole[..., 29:99, 14:114])
+    assert pad_to_stride(padded)[1] == (0, 0)
 
 
 def test_training_mode_returns_five_levels_quarter_to_one_sixty_fourth():

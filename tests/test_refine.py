@@ -40,6 +40,19 @@ def test_sub_pixel_motion_is_recovered_from_zero_flow():
     assert one < 0.06 and three <= one and three < 0.04  # measured: 0.040, then 0.036
 
 
+@pytest.mark.parametrize("height, width", [(64, 96), (63, 95)])  # odd sides: padded, then cropped back
+def test_a_half_resolution_step_reaches_twice_as_far(height, width):
+    img1 = texture(height, width)
+    img2 = shifted(img1, 1.6, -1.4)
+    start = torch.zeros(1, 2, height, width)
+    assert interior_error(start, 1.6, -1.4) == pytest.approx(2.126, abs=1e-3)
+    half = refine_flow(img1, img2, start, iterations=1, scale=2)
+    full = refine_flow(img1, img2, start, iterations=1)
+    assert half.shape == start.shape
+    # measured: 0.278 / 0.241 at half resolution; a full-resolution step stops at 1 px per component: 0.78
+    assert interior_error(half, 1.6, -1.4) < 0.35 < 0.7 < interior_error(full, 1.6, -1.4)
+
+
 def test_a_correct_flow_stays_correct_and_the_input_is_not_modified():
     img1 = texture(64, 96, seed=1)
     img2 = shifted(img1, 2.0, 1.0)  # whole pixels: the warp is exact
@@ -69,3 +82,5 @@ def test_bad_arguments_are_refused():
         refine_flow(img, img, torch.zeros(1, 2, 8, 8), window=4)
     with pytest.raises(ValueError, match="iterations"):
         refine_flow(img, img, torch.zeros(1, 2, 8, 8), iterations=-1)
+    with pytest.raises(ValueError, match="scale 1 or 2"):
+        refine_flow(img, img, torch.zeros(1, 2, 8, 8), scale=4)
