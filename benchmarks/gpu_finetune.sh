@@ -32,9 +32,9 @@ flowcli train --preset gpu --init weights/flownets.safetensors --device "$DEVICE
 cp "$RUN/best.safetensors" "$OUT/best.safetensors"
 cp "$RUN/log.jsonl" "$RUN/config.json" "$OUT/results/"
 
-for options in "" "--no-smooth" "--tta hflip" "--refine 2" "--tta hflip --refine 2" "--passes 2" \
-        "--passes 2 --tta hflip --refine 1"; do
-    name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, nosmooth, tta_hflip, refine_2, ...
+for options in "" "--refine 0 --no-smooth" "--tta hflip" "--refine 2" "--tta hflip --refine 2" "--passes 2" \
+        "--passes 2 --tta hflip --refine 2"; do
+    name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, refine_0_nosmooth, tta_hflip, ...
     # shellcheck disable=SC2086  # the options are meant to split into words
     flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all --count "$COUNT" \
         $options --json "$OUT/results/eval_$name.json" > /dev/null
