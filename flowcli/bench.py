@@ -21,8 +21,9 @@ from torch import nn
 from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
 from .device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from .errors import DeviceError
-from .inference import TTA_VIEWS, Predictor
+from .inference import Predictor
 from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
+from .options import TTA_VIEWS, InferenceOptions
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -35,8 +36,8 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
-              threads: int | None = None, cuda_graphs: bool = True, tta: str = "none", passes: int = 1,
-              smooth: bool = True, refine: int = 1) -> dict:
+              threads: int | None = None, cuda_graphs: bool = True,
+              options: InferenceOptions = InferenceOptions()) -> dict:
     """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
@@ -51,8 +52,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     with torch_threads(threads):
         return _measure(model, label, device=torch_device, dtype=torch_dtype, size=size,
                         batch_size=batch_size, compile=compile, warmup=warmup, runs=runs,
-                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, tta=tta, passes=passes,
-                        smooth=smooth, refine=refine)
+                        min_seconds=min_seconds, cuda_graphs=cuda_graphs, options=options)
 
 
 def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
@@ -60,7 +60,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
               cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None,
-              tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1) -> list[dict]:
+              options: InferenceOptions = InferenceOptions()) -> list[dict]:
     """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
     CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
     recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
@@ -86,8 +86,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
                         row = _measure(model, label, device=torch_device, dtype=torch_dtype,
                                        size=(height, width), batch_size=batch, compile=compile,
                                        warmup=warmup, runs=runs, min_seconds=min_seconds,
-                                       cuda_graphs=cuda_graphs, tta=tta, passes=passes, smooth=smooth,
-                                       refine=refine)
+                                       cuda_graphs=cuda_graphs, options=options)
                     except DeviceError as exc:  # device and dtype were checked above: this is memory
                         failed_at = batch
                         row = _skipped(torch_device, batch, height, width, str(exc))
@@ -167,19 +166,19 @@ def _skipped(device: torch.device, batch: int, height: int, width: int, reason: 
 
 def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
              compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool,
-             tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1) -> dict:
+             options: InferenceOptions) -> dict:
     height, width = size
     on_cuda = device.type == "cuda"
-    views = len(TTA_VIEWS.get(tta, (0,)))  # an unknown tta fails in Predictor
-    gflops = conv_gflops(model.config, height, width) * views * max(passes, 1)  # the network's; not refine's
+    views = len(TTA_VIEWS[options.tta])
+    gflops = conv_gflops(model.config, height, width) * views * options.passes  # the network's; not refine's
     if not on_cuda:
         _check_cpu_memory(model.config, height, width, batch_size * views)
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _max_rss_mb()
-    predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs, tta=tta,
-                          passes=passes, smooth=smooth, refine=refine)
+    predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs,
+                          options=options)
     try:
         generator = torch.Generator(device).manual_seed(0)
         shape = (batch_size, 3, height, width)  # made on the device, in the model's dtype: no copies
@@ -218,7 +217,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
         else f"process max RSS (was {rss_before:.0f} MB before the model was moved)",
         "reference_s_per_image": REFERENCE_S_PER_IMAGE,
         "speedup_vs_reference": REFERENCE_S_PER_IMAGE / (median / 1000),
-        "weights": label, "tta": tta, "passes": passes, "smooth": smooth, "refine": refine, "compile": compile,
+        "weights": label, **options.as_dict(), "compile": compile,
         "cuda_graphs": cuda_graphs and on_cuda,
         "runs": len(times), "warmup": warmup,
     }

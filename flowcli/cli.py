@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import PRESETS
+from .options import TTA_VIEWS, InferenceOptions
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -59,10 +60,8 @@ class Dtype(str, Enum):
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Weights/compute precision (fp16: CUDA only; bf16: CUDA or CPUs with native bf16).")]
 
 
-class Tta(str, Enum):
-    none = "none"
-    hflip = "hflip"
-    hvflip = "hvflip"
+Tta = Enum("Tta", {name: name for name in TTA_VIEWS}, type=str)
+DEFAULTS = InferenceOptions()  # the one place --tta, --passes, --smooth and --refine take defaults from
 
 
 TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: also predict the mirrored pair "
@@ -103,13 +102,14 @@ class SplitScheme(str, Enum):
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 
 
+def _options(tta: Tta, passes: int, smooth: bool, refine: int) -> InferenceOptions:
+    return InferenceOptions(tta=tta.value, passes=passes, smooth=smooth, refine=refine)
+
+
 def _extras(result: dict) -> str:
     """', tta hflip, passes 2, refine 2' for results computed with those options; '' for the defaults."""
-    extras = [f"tta {result['tta']}"] if result.get("tta", "none") != "none" else []
-    extras += [f"passes {result['passes']}"] if result.get("passes", 1) > 1 else []
-    extras += ["no smoothing"] if not result.get("smooth", True) else []
-    extras += [f"refine {result['refine']}"] if result.get("refine", 1) != 1 else []
-    return "".join(f", {e}" for e in extras)
+    label = InferenceOptions.from_result(result).label()
+    return f", {label}" if label else ""
 
 
 @contextmanager
@@ -178,10 +178,10 @@ def predict(
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
-    tta: TtaOpt = Tta.none,
-    passes: PassesOpt = 1,
-    smooth: SmoothOpt = True,
-    refine: RefineOpt = 1,
+    tta: TtaOpt = Tta(DEFAULTS.tta),
+    passes: PassesOpt = DEFAULTS.passes,
+    smooth: SmoothOpt = DEFAULTS.smooth,
+    refine: RefineOpt = DEFAULTS.refine,
     max_side: Annotated[Optional[int], typer.Option(min=64, help="Downsize inputs whose longer side exceeds this.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Folder mode: write flo or png files.")] = "flo",
 ) -> None:
@@ -195,8 +195,7 @@ def predict(
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
-                                        tta=tta.value, passes=passes, smooth=smooth, refine=refine,
-                                        fmt=fmt,
+                                        options=_options(tta, passes, smooth, refine), fmt=fmt,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             say(f"wrote {result['pairs']} flows to {result['out_dir']} "
                               f"({result['pairs_per_s']:.1f} pairs/s end to end)")
@@ -210,8 +209,8 @@ def predict(
         from .io import write_flow
         from .predict import estimate_flow
 
-        flow = estimate_flow(input1, input2, weights=weights, device=device, dtype=dtype.value, tta=tta.value,
-                             passes=passes, smooth=smooth, refine=refine, max_side=max_side)
+        flow = estimate_flow(input1, input2, weights=weights, device=device, dtype=dtype.value,
+                             options=_options(tta, passes, smooth, refine), max_side=max_side)
         write_flow(output, flow)
         magnitude = (flow**2).sum(-1) ** 0.5
         say(f"wrote {output} ({flow.shape[1]}x{flow.shape[0]}, mean |flow| "
@@ -226,10 +225,10 @@ def visualize(
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth .flo for the panel (adds GT and error map).")] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
-    tta: TtaOpt = Tta.none,
-    passes: PassesOpt = 1,
-    smooth: SmoothOpt = True,
-    refine: RefineOpt = 1,
+    tta: TtaOpt = Tta(DEFAULTS.tta),
+    passes: PassesOpt = DEFAULTS.passes,
+    smooth: SmoothOpt = DEFAULTS.smooth,
+    refine: RefineOpt = DEFAULTS.refine,
     max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude shown fully saturated (default: the field's max).")] = None,
 ) -> None:
     """Colour-code a flow field, or draw image 1 | image 2 | ground truth | prediction | error."""
@@ -258,8 +257,8 @@ def visualize(
             pred = read_flow(flow)[0]
         else:
             check_pair(img1, img2, tuple(map(str, pair)))
-            pred = estimate_flow(img1, img2, weights=weights, device=device, tta=tta.value, passes=passes,
-                                 smooth=smooth, refine=refine)
+            pred = estimate_flow(img1, img2, weights=weights, device=device,
+                                 options=_options(tta, passes, smooth, refine))
         truth, valid = read_flow(gt) if gt is not None else (None, None)
         for name, field in (("prediction", pred), ("ground truth", truth)):
             if field is not None and field.shape[:2] != img1.shape[:2]:
@@ -356,10 +355,10 @@ def evaluate_command(
     metric: Annotated[Metric, typer.Option(help="epe: EPE and time only; all: also 1/3/5 px accuracy.")] = Metric.all,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
-    tta: TtaOpt = Tta.none,
-    passes: PassesOpt = 1,
-    smooth: SmoothOpt = True,
-    refine: RefineOpt = 1,
+    tta: TtaOpt = Tta(DEFAULTS.tta),
+    passes: PassesOpt = DEFAULTS.passes,
+    smooth: SmoothOpt = DEFAULTS.smooth,
+    refine: RefineOpt = DEFAULTS.refine,
     count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
     strict: StrictOpt = False,
@@ -374,8 +373,8 @@ def evaluate_command(
         with progress_bar() as bar:
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir=data_dir, part=split, scheme=scheme.value, seed=seed, weights=weights,
-                              device=device, dtype=dtype.value, tta=tta.value, passes=passes, smooth=smooth,
-                              refine=refine, count=count,
+                              device=device, dtype=dtype.value,
+                              options=_options(tta, passes, smooth, refine), count=count,
                               strict=strict, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result["incomplete_triplets"][:5]:
             err_console.print(f"[yellow]warning:[/] incomplete triplet skipped: {escape(line)}")
@@ -439,10 +438,10 @@ def bench(
     size: Annotated[str, typer.Option(help="Input size HxW.")] = "384x512",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
     dtype: DtypeOpt = Dtype.fp32,
-    tta: TtaOpt = Tta.none,
-    passes: PassesOpt = 1,
-    smooth: SmoothOpt = True,
-    refine: RefineOpt = 1,
+    tta: TtaOpt = Tta(DEFAULTS.tta),
+    passes: PassesOpt = DEFAULTS.passes,
+    smooth: SmoothOpt = DEFAULTS.smooth,
+    refine: RefineOpt = DEFAULTS.refine,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     weights: WeightsOpt = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs (after warm-up).")] = 30,
@@ -454,9 +453,10 @@ def bench(
     with cli_errors():
         from .bench import run_bench, run_sweep
 
+        options = _options(tta, passes, smooth, refine)
         if sweep:
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,
-                             tta=tta.value, passes=passes, smooth=smooth, refine=refine)
+                             options=options)
             result_table = Table(title="bench sweep", title_justify="left")
             for column in ("size", "batch", "ms/img (median)", "img/s", "TFLOP/s", "peak MB", "note"):
                 result_table.add_column(column, justify="right")
@@ -470,8 +470,7 @@ def bench(
             write_json(json_out, rows)
             return
         result = run_bench(device=device, size=parse_size(size), batch_size=batch_size, dtype=dtype.value,
-                           compile=compile, weights=weights, runs=runs, threads=threads, tta=tta.value,
-                           passes=passes, smooth=smooth, refine=refine)
+                           compile=compile, weights=weights, runs=runs, threads=threads, options=options)
         out_console.print(table("bench", [
             ("device", f"{result['device_name']} ({result['device']})"),
             ("torch / threads", f"{result['torch_version']} / {result['threads']}"),

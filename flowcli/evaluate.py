@@ -16,6 +16,7 @@ import torch
 
 from .errors import DataError
 from .metrics import EpeTally
+from .options import InferenceOptions
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
 PARTS = ("test", "val", "train", "all")
@@ -66,10 +67,7 @@ def evaluate(
     weights: str | os.PathLike | None = None,
     device: str = "cpu",
     dtype: str = "fp32",
-    tta: str = "none",
-    passes: int = 1,
-    smooth: bool = True,
-    refine: int = 1,
+    options: InferenceOptions = InferenceOptions(),
     count: int = 64,
     size: tuple[int, int] = (384, 512),
     warmup: int = 2,
@@ -81,8 +79,7 @@ def evaluate(
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, smooth=smooth,
-                               refine=refine)
+    predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     torch_device = predictor.device
     incomplete: list[str] = []
     if data_dir is not None:
@@ -122,10 +119,7 @@ def evaluate(
         "weights": str(weights) if weights is not None else "default",
         "device": str(torch_device),
         "dtype": dtype,
-        "tta": tta,
-        "passes": passes,
-        "smooth": smooth,
-        "refine": refine,
+        **options.as_dict(),
         "pairs": len(per_sample),
         **tally.result(),
         "ms_per_image": 1000 * sum(times) / len(times),

@@ -41,20 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DeviceError, FlowcliError, ImageError
+from .errors import DeviceError, ImageError
 from .guided import guided_filter
 from .io import read_image_pair
 from .model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
+from .options import TTA_VIEWS, InferenceOptions
 from .prefetch import prefetch
 from .refine import refine_flow
 from .warp import Warper, window_error
 
 WARMUP_BEFORE_CAPTURE = 3  # eager runs on a side stream before a CUDA graph is captured
 MAX_CUDA_GRAPHS = 16  # beyond this many input shapes, the cached graphs are dropped and recaptured
-# Test-time augmentation: the network sees these views of the pair (0: as it is, -1: mirrored
-# left-right, -2: mirrored up-down), all in one batch, and the un-mirrored flows are averaged. Measured
-# on the generated test set with the shipped weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
-TTA_VIEWS = {"none": (0,), "hflip": (0, -1), "hvflip": (0, -1, -2)}
 # --passes: each extra pass keeps its flow only where the colour error over this window drops.
 # Measured on 16 generated test pairs (2 passes): window 7 EPE 3.660, 15 3.664, 31 3.685, no gate 3.705.
 PASS_WINDOW = 7
@@ -120,6 +117,8 @@ class Predictor:
     On CUDA with cuda_graphs, the first call of each (B, H, W) warms up and captures a graph; later
     calls copy into its static inputs and replay it. compile=True applies torch.compile to the
     network body at the first call; a missing compiler toolchain raises DeviceError.
+    What runs around the network is `options` (flowcli.options.InferenceOptions), with keyword
+    overrides: Predictor(model, device="cpu", passes=2) is InferenceOptions(passes=2).
     tta="hflip" or "hvflip" averages the flow with that of the mirrored pair(s) (TTA_VIEWS): more
     accurate, at 2x or 3x the work. passes=N runs the network N times: each extra pass predicts the
     motion left between image 1 and image 2 warped by the flow so far (large motions shrink to
@@ -132,17 +131,13 @@ class Predictor:
 
     def __init__(self, model: FlowNetS, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
                  channels_last: bool | None = None, compile: bool = False, cuda_graphs: bool = True,
-                 tta: str = "none", passes: int = 1, smooth: bool = True, refine: int = 1):
+                 options: InferenceOptions | None = None, **overrides):
         self.device = torch.device(device)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
-        if tta not in TTA_VIEWS:
-            raise FlowcliError(f"--tta {tta}: choose one of {', '.join(TTA_VIEWS)}")
-        if refine < 0:
-            raise FlowcliError(f"--refine {refine}: the number of refinement steps cannot be negative")
-        if passes < 1:
-            raise FlowcliError(f"--passes {passes}: the network runs at least once")
-        self.tta, self.passes, self.smooth, self.refine = tta, passes, bool(smooth), refine
+        self.options = dataclasses.replace(options or InferenceOptions(), **overrides)
+        self.tta, self.passes, self.smooth, self.refine = (
+            self.options.tta, self.options.passes, self.options.smooth, self.options.refine)
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -396,16 +391,16 @@ def _check_compile_toolchain(device: torch.device) -> None:
         raise DeviceError("--compile on CPU needs a C++ compiler (g++ or clang++); run without --compile")
 
 
-def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32", tta: str = "none",
-                   passes: int = 1, smooth: bool = True, refine: int = 1) -> "Predictor":
-    """The shared fast inference path (BN folded, channels-last, CUDA graphs where available)."""
+def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32",
+                   options: InferenceOptions | None = None, **overrides) -> "Predictor":
+    """The shared fast inference path (BN folded, channels-last, CUDA graphs where available);
+    `options` and keyword overrides as for Predictor."""
     from .checkpoint import load_model
     from .device import resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device), tta=tta, passes=passes, smooth=smooth,
-                     refine=refine)
+                     dtype=resolve_dtype(dtype, torch_device), options=options, **overrides)
 
 
 # -- --max-side ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 from .errors import DataError, ImageError
 from .io import IMAGE_SUFFIXES, read_image, write_flow
 from .inference import load_predictor
+from .options import InferenceOptions
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -24,19 +25,20 @@ def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2"))
 
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
-                  dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
-                  refine: int = 1, max_side: int | None = None, predictor=None) -> np.ndarray:
+                  dtype: str = "fp32", options: InferenceOptions | None = None, max_side: int | None = None,
+                  predictor=None, **overrides) -> np.ndarray:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
     Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
-    `max_side` downsizes large inputs for the network and scales the flow back up.
+    `max_side` downsizes large inputs for the network and scales the flow back up. `options`
+    (flowcli.options.InferenceOptions) and keyword overrides such as passes=2 say what runs around
+    the network.
     """
     names = tuple(str(i) if not isinstance(i, np.ndarray) else f"image {n}" for n, i in ((1, img1), (2, img2)))
     img1 = img1 if isinstance(img1, np.ndarray) else read_image(img1)
     img2 = img2 if isinstance(img2, np.ndarray) else read_image(img2)
     check_pair(img1, img2, names)
-    predictor = predictor or load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes,
-                                            smooth=smooth, refine=refine)
+    predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options, **overrides)
     return predictor.predict_numpy(img1, img2, max_side=max_side)
 
 
@@ -61,8 +63,8 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
-                   device: str = "cpu", dtype: str = "fp32", tta: str = "none", passes: int = 1, smooth: bool = True,
-                   refine: int = 1, fmt: str = "flo",
+                   device: str = "cpu", dtype: str = "fp32", options: InferenceOptions = InferenceOptions(),
+                   fmt: str = "flo",
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
     from .inference import predict_many
@@ -74,8 +76,7 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     if not out.parent.is_dir():
         raise DataError(f"{out}: its parent folder does not exist")
     out.mkdir(exist_ok=True)
-    predictor = load_predictor(weights, device=device, dtype=dtype, tta=tta, passes=passes, smooth=smooth,
-                               refine=refine)
+    predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     start = time.perf_counter()
     written = []
 

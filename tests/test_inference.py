@@ -15,6 +15,7 @@ from flowcli.inference import (
     Predictor, fold_batchnorm, iterate_predictions, predict_many, resize_flow, resize_for_max_side,
 )
 from flowcli.io import read_image_pair, write_image
+from flowcli.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig
 
 
@@ -172,6 +173,14 @@ def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_ma
     torch.testing.assert_close(three, two)
     with pytest.raises(FlowcliError, match="--passes 0: the network runs at least once"):
         Predictor(bn_model(), device="cpu", passes=0)
+
+
+def test_options_come_as_an_object_with_keyword_overrides():
+    predictor = Predictor(bn_model(), device="cpu", options=InferenceOptions(passes=2, tta="hflip"), refine=0)
+    assert predictor.options == InferenceOptions(tta="hflip", passes=2, refine=0)
+    assert Predictor(bn_model(), device="cpu").options == InferenceOptions()
+    with pytest.raises(TypeError, match="sharpen"):
+        Predictor(bn_model(), device="cpu", sharpen=True)
 
 
 def test_predictor_rejects_bad_frames():

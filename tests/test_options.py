@@ -1,0 +1,35 @@
+"""InferenceOptions: the defaults every inference command shares, their checks and their labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowcli.errors import FlowcliError
+from flowcli.options import InferenceOptions
+
+
+def test_defaults_one_refinement_step_and_smoothing():
+    options = InferenceOptions()
+    assert options.as_dict() == {"tta": "none", "passes": 1, "smooth": True, "refine": 1}
+    assert options.label() == ""
+
+
+def test_the_label_names_what_differs_from_the_defaults_in_pipeline_order():
+    options = InferenceOptions(tta="hflip", passes=2, smooth=False, refine=0)
+    assert options.label() == "tta hflip, passes 2, no smoothing, refine 0"
+    assert InferenceOptions(refine=2).label() == "refine 2"
+
+
+def test_from_result_reads_the_recorded_options_and_ignores_the_rest():
+    result = {"epe": 3.2, "tta": "hvflip", "refine": 3, "dtype": "bf16"}
+    assert InferenceOptions.from_result(result) == InferenceOptions(tta="hvflip", refine=3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tta": "sideways"}, "--tta sideways: choose one of none, hflip, hvflip"),
+    ({"passes": 0}, "--passes 0: the network runs at least once"),
+    ({"refine": -1}, "--refine -1: the number of refinement steps cannot be negative"),
+])
+def test_bad_values_are_one_clear_error(kwargs, message):
+    with pytest.raises(FlowcliError, match=message):
+        InferenceOptions(**kwargs)
