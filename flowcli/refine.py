@@ -11,10 +11,12 @@ All tensor ops, batched, on any device; no learned parameters.
 A step can also run on the pair and flow halved (`scale=2`), its update upsampled: each window then
 covers twice the distance and the step costs a third. The Predictor's first step works that way,
 before the guided filter, the others at full resolution after it. Measured on 32 generated test
-pairs with the shipped weights (smoothed network flow 4.378): one full-resolution step 4.083 (19 ms),
-one half-resolution step 4.049 (6 ms; window 5: 4.050, 9: 4.062, quarter resolution 4.258); the
-half step before the filter instead of after 3.972; then one full step 3.830 (two full steps after
-the filter, the 0.4.0 `--refine 2`: 4.001). The real 50x50 Chairs pair: 1.106 -> 0.937 -> 0.871.
+pairs with the shipped weights (smoothed network flow 4.378): one full-resolution step 4.083 (~17 ms
+on 2 CPU cores at 384x512), one half-resolution step 4.049 (~5 ms; window 5: 4.050, 9: 4.062,
+quarter resolution 4.258); the half step before the filter instead of after 3.972; then one full
+step 3.830 (two full steps after the filter, the 0.4.0 `--refine 2`: 4.001; a second half step
+instead 3.904, but no gain on 16 scenes of another seed). The real 50x50 Chairs pair: 1.079 (no
+refinement) -> 0.924 -> 0.871.
 """
 
 from __future__ import annotations
