@@ -172,7 +172,7 @@ def table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 @app.command()
 def predict(
-    input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs.")],
+    input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png (a folder for folder input).")] = ...,
     weights: WeightsOpt = None,
@@ -184,18 +184,23 @@ def predict(
     refine: RefineOpt = DEFAULTS.refine,
     max_side: Annotated[Optional[int], typer.Option(min=64, help="Downsize inputs whose longer side exceeds this.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Folder mode: write flo or png files.")] = "flo",
+    sequence: Annotated[bool, typer.Option("--sequence", help="Folder mode: the folder holds video frames; "
+                                           "write the flow from each frame to the next (frames in name "
+                                           "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
     with cli_errors():
         from .errors import FlowcliError
 
+        if sequence and not input1.is_dir():
+            raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
         if input1.is_dir():
             from .predict import predict_folder
 
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
-                                        options=_options(tta, passes, smooth, refine), fmt=fmt,
+                                        options=_options(tta, passes, smooth, refine), fmt=fmt, sequence=sequence,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             say(f"wrote {result['pairs']} flows to {result['out_dir']} "
                               f"({result['pairs_per_s']:.1f} pairs/s end to end)")

@@ -58,20 +58,39 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
             if second.is_file():
                 pairs.append((match["id"], first, second))
     if not pairs:
-        raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found")
+        raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found (video frames: add --sequence)")
     return pairs
+
+
+def find_frame_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(name of frame i, frame i, frame i + 1) for the images of a folder in natural name order
+    (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*` are skipped:
+    they are flows this command wrote as .png."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    frames = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                     and not f.stem.endswith("_flow")), key=_natural_key)
+    if len(frames) < 2:
+        raise DataError(f"{folder}: a sequence needs at least 2 images, found {len(frames)}")
+    return [(first.stem, first, second) for first, second in zip(frames, frames[1:])]
+
+
+def _natural_key(path: Path) -> list:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name) if part]
 
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
                    device: str = "cpu", dtype: str = "fp32", options: InferenceOptions = InferenceOptions(),
-                   fmt: str = "flo",
+                   fmt: str = "flo", sequence: bool = False,
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write `<id>_flow.<fmt>` for every pair; decoding overlaps compute. Returns counts and pairs/s."""
+    """Write `<id>_flow.<fmt>` for every `<id>_img1.*`/`<id>_img2.*` pair, or with sequence=True
+    `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute. Returns counts and pairs/s."""
     from .inference import predict_many
 
     if fmt not in ("flo", "png"):
         raise DataError(f"unknown output format {fmt!r}: choose flo or png")
-    pairs = find_image_pairs(folder)
+    pairs = find_frame_pairs(folder) if sequence else find_image_pairs(folder)
     out = Path(out_dir)
     if not out.parent.is_dir():
         raise DataError(f"{out}: its parent folder does not exist")

@@ -118,6 +118,35 @@ def test_predict_with_random_weights_writes_flo_and_png(run_cli, make_pair, tmp_
     assert visible_files(tmp_path) == {a.name, b.name, "out.flo", "out.png"}
 
 
+def test_predict_folder_of_pairs_and_of_video_frames(run_cli, make_pair, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    a, b = make_pair(64, 80, folder=pairs, name="x")
+    make_pair(64, 80, seed=1, folder=pairs, name="y")
+    result = run_cli("predict", pairs, "-o", tmp_path / "pair_flows", "--weights", "random")
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 flows" in result.stdout
+    assert visible_files(tmp_path / "pair_flows") == {"x_flow.flo", "y_flow.flo"}
+    assert run_cli("predict", a, b, "-o", tmp_path / "x.flo", "--weights", "random").exit_code == 0
+    np.testing.assert_allclose(read_flo(tmp_path / "pair_flows" / "x_flow.flo"), read_flo(tmp_path / "x.flo"),
+                               atol=1e-5)
+
+    video = tmp_path / "video"
+    video.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("frame1", "frame2", "frame10", "frame2_flow"):  # name order would put frame10 before frame2;
+        write_image(video / f"{name}.png", rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))  # *_flow: an output
+    result = run_cli("predict", video, "--sequence", "-o", tmp_path / "video_flows", "--weights", "random")
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 flows" in result.stdout
+    assert visible_files(tmp_path / "video_flows") == {"frame1_flow.flo", "frame2_flow.flo"}
+    single = run_cli("predict", video / "frame2.png", video / "frame10.png", "-o", tmp_path / "2to10.flo",
+                     "--weights", "random")
+    assert single.exit_code == 0, single.output
+    np.testing.assert_allclose(read_flo(tmp_path / "video_flows" / "frame2_flow.flo"),
+                               read_flo(tmp_path / "2to10.flo"), atol=1e-5)
+
+
 def test_visualize_flo_writes_a_png_of_its_size(run_cli, tmp_path):
     flow = flow_field(48, 40)
     write_flo(tmp_path / "f.flo", flow)
@@ -212,12 +241,23 @@ def _predict_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]
     if case == "empty folder":
         (tmp_path / "empty").mkdir()
         return ["predict", tmp_path / "empty", "-o", tmp_path / "flows"], ["empty", "no <id>_img1"]
+    if case == "frames without --sequence":
+        (tmp_path / "video").mkdir()
+        for n in (1, 2):
+            (tmp_path / "video" / f"frame{n}.ppm").write_bytes(a.read_bytes())
+        return ["predict", tmp_path / "video", "-o", tmp_path / "flows"], ["video", "add --sequence"]
+    if case == "one frame":
+        (tmp_path / "video").mkdir()
+        (tmp_path / "video" / "frame1.ppm").write_bytes(a.read_bytes())
+        return ["predict", tmp_path / "video", "--sequence", "-o", tmp_path / "flows"], ["at least 2 images, found 1"]
+    if case == "--sequence of two files":
+        return ["predict", a, b, "--sequence", "-o", out], ["--sequence needs a folder"]
     raise AssertionError(case)
 
 
 PREDICT_CASES = ["missing file", "directory as image", "not an image", "different sizes",
                  "output folder missing", "output suffix", "no second image",
-                 "empty folder"]
+                 "empty folder", "frames without --sequence", "one frame", "--sequence of two files"]
 
 
 @pytest.mark.parametrize("case", PREDICT_CASES)
