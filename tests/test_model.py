@@ -38,7 +38,8 @@ def test_inputs_are_padded_evenly_on_all_sides_and_the_flow_cropped_back(small_m
     padded, offset = pad_to_stride(img1)
     assert padded.shape[-2:] == (128, 128) and offset == (29, 14)  # 58 rows: 29 + 29; 28 columns: 14 + 14
     assert torch.equal(padded[..., 29:99, 14:114], img1)
-    assert torch.equal(padded[..., 0, 14:114], img1[..., 0, :]) and torch.equal(padded[..., 29, :14], img1[..., 0, :1].expand(-1, -1, 14))
+    assert torch.equal(padded[..., 0, 14:114], img1[..., 0, :])  # edges replicated
+    assert torch.equal(padded[..., 29, :14], img1[..., 0, :1].expand(-1, -1, 14))
     with torch.no_grad():
         flow = small_model(img1, img2)
         whole = small_model(*(F.pad(x, (14, 14, 29, 29), mode="replicate") for x in (img1, img2)))
