@@ -114,7 +114,7 @@ def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default
 def test_cuda_graphs_capture_every_inference_option():
     """Passes, mirrored views, the guided filter and refinement all run inside one captured graph."""
     img1, img2 = frames(2, 70, 100)
-    options = dict(tta="hflip", passes=2, refine=1)
+    options = dict(tta="hflip", passes=2, refine=2)  # refine 2: a half- and a full-resolution step
     eager = Predictor(bn_model(), device="cuda", cuda_graphs=False, **options)(img1, img2)
     graphed = Predictor(bn_model(), device="cuda", **options)
     for _ in range(2):  # capture, then replay
