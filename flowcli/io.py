@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -155,9 +155,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
             iio.imwrite(tmp, image, extension=extension)
 
 
-def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read two images that must have the same size."""
-    img1, img2 = read_image(path1), read_image(path2)
+def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike, *,
+                    read: Callable[[str | os.PathLike], np.ndarray] = read_image) -> tuple[np.ndarray, np.ndarray]:
+    """Read two images that must have the same size (`read` decodes one; a caching reader may stand in)."""
+    img1, img2 = read(path1), read(path2)
     if img1.shape != img2.shape:
         raise ImageError(
             f"{path1} is {img1.shape[1]}x{img1.shape[0]} but {path2} is {img2.shape[1]}x{img2.shape[0]}"

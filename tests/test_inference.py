@@ -14,7 +14,7 @@ from flowcli.errors import DeviceError, FlowcliError, ImageError
 from flowcli.inference import (
     Predictor, fold_batchnorm, iterate_predictions, predict_many, resize_flow, resize_for_max_side,
 )
-from flowcli.io import read_image_pair, write_image
+from flowcli.io import read_image, read_image_pair, write_image
 from flowcli.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig
 
@@ -271,6 +271,25 @@ def test_predict_many_returns_every_pair_in_order(tmp_path):
     # with --max-side the flow comes back at the input size
     assert [f.shape for _, f in iterate_predictions(predictor, pairs, max_side=64)] == [
         (64, 80, 2), (64, 80, 2), (72, 64, 2)]
+
+
+def test_frames_shared_by_two_pairs_are_decoded_once(tmp_path, monkeypatch):
+    import flowcli.inference
+
+    rng = np.random.default_rng(5)
+    frames = [tmp_path / f"frame{n}.png" for n in range(4)]
+    for path in frames:
+        write_image(path, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    decoded = []
+    monkeypatch.setattr(flowcli.inference, "read_image", lambda path: decoded.append(path) or read_image(path))
+    predictor = Predictor(bn_model(), device="cpu", refine=0)
+    results = []
+    pairs = list(zip(frames, frames[1:]))
+    assert predict_many(predictor, pairs, on_result=lambda i, f: results.append(f), workers=2) == 3
+    assert sorted(decoded) == frames  # each once, though the middle two are in two pairs
+    for flow, (path1, path2) in zip(results, pairs):
+        np.testing.assert_allclose(flow, predictor.predict_numpy(read_image(path1), read_image(path2)),
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_predict_many_raises_for_a_missing_image(tmp_path):
