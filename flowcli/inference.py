@@ -139,8 +139,6 @@ class Predictor:
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {dtype}")
         self.options = dataclasses.replace(options or InferenceOptions(), **overrides)
-        self.tta, self.passes, self.smooth, self.refine = (
-            self.options.tta, self.options.passes, self.options.smooth, self.options.refine)
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
@@ -177,14 +175,15 @@ class Predictor:
 
     def _forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) on the predictor's device and dtype -> (B, 2, H, W) float32 flow in pixels."""
-        flow = self._mirror_averaged(img1, img2, TTA_VIEWS[self.tta])
-        if self.passes > 1:
+        options = self.options
+        flow = self._mirror_averaged(img1, img2, TTA_VIEWS[options.tta])
+        if options.passes > 1:
             flow = self._repredicted(img1, img2, flow)
-        if self.refine:  # the first step at half resolution, before the filter: flowcli.refine says why
+        if options.refine:  # the first step at half resolution, before the filter: flowcli.refine says why
             flow = refine_flow(img1, img2, flow, iterations=1, scale=2)
-        if self.smooth:
+        if options.smooth:
             flow = guided_filter(img1, flow)
-        return refine_flow(img1, img2, flow, iterations=max(self.refine - 1, 0))
+        return refine_flow(img1, img2, flow, iterations=max(options.refine - 1, 0))
 
     def _repredicted(self, img1: torch.Tensor, img2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """passes - 1 more network passes on (image 1, image 2 warped by the flow so far).
@@ -202,8 +201,9 @@ class Predictor:
         warp, reference = Warper(*flow.shape[-2:], flow.device), img1.float()
         warped = warp(img2, flow)
         error = window_error(reference, warped, PASS_WINDOW)
-        for extra in range(1, self.passes):
-            views = TTA_VIEWS[self.tta] if self.tta != "none" else ((-1,) if extra % 2 else (0,))
+        tta = self.options.tta
+        for extra in range(1, self.options.passes):
+            views = TTA_VIEWS[tta] if tta != "none" else ((-1,) if extra % 2 else (0,))
             residual = self._mirror_averaged(img1, warped.to(img1.dtype), views)
             candidate = residual + warp(flow, residual)
             warped_candidate = warp(img2, candidate)
