@@ -153,11 +153,18 @@ def flownets_method(predictor) -> Callable:
 
 def predictor_options(text: str) -> dict:
     """'--tta hflip --no-smooth --refine 2' -> {'tta': 'hflip', 'smooth': False, 'refine': 2};
-    FlowcliError for anything else."""
-    from flowcli.errors import FlowcliError
+    FlowcliError for anything else. The options are flowcli.options.InferenceOptions' fields: a
+    yes/no field is a --name / --no-name switch, the others take a value of their default's type."""
+    from dataclasses import fields
 
-    kinds = {"--tta": str, "--passes": int, "--refine": int}
-    switches = {"--smooth": ("smooth", True), "--no-smooth": ("smooth", False)}
+    from flowcli.errors import FlowcliError
+    from flowcli.options import InferenceOptions
+
+    defaults = InferenceOptions()
+    names = [f.name for f in fields(defaults)]
+    kinds = {f"--{n}": type(getattr(defaults, n)) for n in names if not isinstance(getattr(defaults, n), bool)}
+    switches = {flag: (n, value) for n in names if isinstance(getattr(defaults, n), bool)
+                for flag, value in ((f"--{n}", True), (f"--no-{n}", False))}
     tokens, options = text.split(), {}
     if not tokens:
         raise FlowcliError(f"--also {text!r}: expected flowcli options, e.g. '--tta hflip --refine 2'")
