@@ -81,8 +81,8 @@ SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth th
 
 RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="After the network, refine the flow "
                                         "with N Lucas-Kanade steps on the image pair: the first at half resolution "
-                                        "(~6 ms per 384x512 image on 2 CPU cores), the others at full resolution "
-                                        "after the smoothing (~17 ms each); 0 = off. Lowers EPE, most below 1 px "
+                                        "(~5 ms per 384x512 image on 2 CPU cores), the others at full resolution "
+                                        "after the smoothing (~12 ms each); 0 = off. Lowers EPE, most below 1 px "
                                         "(see README).")]
 
 
