@@ -295,6 +295,7 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
+    freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Data workers: loader processes for a folder; for generated data, any value > 0 generates the next batch in a background thread (for GPUs; on a 2-core CPU it is slower).")] = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
@@ -313,7 +314,8 @@ def train(
         config = (PRESETS[name] if name else TrainConfig()).with_overrides(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             crop=parse_size(crop) if crop else None, split=split.value if split else None,
-            steps_per_epoch=steps_per_epoch, augment=False if no_augment else None, num_workers=workers)
+            steps_per_epoch=steps_per_epoch, augment=False if no_augment else None, num_workers=workers,
+            freeze_bn=True if freeze_bn else None)
         if init is not None:
             file_config = read_config(init)
             config = config.with_overrides(init=str(init), width=width or file_config.width,

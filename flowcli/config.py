@@ -34,6 +34,7 @@ class TrainConfig:
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
+    freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -368,11 +368,11 @@ def test_train_init_takes_the_architecture_of_the_weights_file(run_cli, tmp_path
 
     save_weights(tmp_path / "wide.safetensors", FlowNetS(ModelConfig(width=0.5, batch_norm=False)))
     result = run_cli("train", "--init", tmp_path / "wide.safetensors", "--out", tmp_path / "run",
-                     "--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--crop", "64x64")
+                     "--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--crop", "64x64", "--freeze-bn")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (saved["width"], saved["batch_norm"]) == (0.5, False)  # the quick preset says 0.25 with BN
-    assert saved["init"] == str(tmp_path / "wide.safetensors")
+    assert saved["init"] == str(tmp_path / "wide.safetensors") and saved["freeze_bn"] is True
 
 
 def test_train_init_with_a_missing_file_fails_cleanly(run_cli, tmp_path):

@@ -154,6 +154,40 @@ def test_init_starts_from_the_given_weights(tmp_path):
     assert not torch.equal(other["conv1.0.weight"], after["conv1.0.weight"])
 
 
+def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.model import FlowNetS, ModelConfig
+
+    torch.manual_seed(12)
+    start = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
+    save_weights(tmp_path / "start.safetensors", start)
+    config = TrainConfig(epochs=2, batch_size=2, crop=(64, 64), width=0.25, batch_norm=True, steps_per_epoch=2,
+                         synth_size=(64, 96), val_count=1, init=str(tmp_path / "start.safetensors"))
+    runs = {}
+    for freeze in (True, False):
+        train(config.with_overrides(freeze_bn=freeze), out_dir=tmp_path / str(freeze))
+        runs[freeze] = load_file(str(tmp_path / str(freeze) / "last.safetensors"))
+    stats = [k for k in runs[True] if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) == 2 * sum(isinstance(m, torch.nn.BatchNorm2d) for m in start.modules()) > 0
+    before = start.state_dict()
+    assert all(torch.equal(runs[True][k], before[k]) for k in stats)  # two epochs, a validation between
+    assert not all(torch.equal(runs[False][k], before[k]) for k in stats)
+    assert not torch.equal(runs[True]["conv1.0.weight"], before["conv1.0.weight"])
+
+
+def test_validation_leaves_each_layer_in_its_mode():
+    from flowcli.model import FlowNetS, ModelConfig
+    from flowcli.train import set_train_mode, validate
+
+    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
+    set_train_mode(model, freeze_bn=True)
+    modes = [m.training for m in model.modules()]
+    assert True in modes and False in modes
+    data = [(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.zeros(1, 2, 64, 64), torch.ones(1, 64, 64))]
+    validate(model, type("Source", (), {"validation": lambda self: data})())
+    assert [m.training for m in model.modules()] == modes
+
+
 def test_init_with_another_architecture_is_refused(tmp_path):
     from flowcli.checkpoint import save_weights
     from flowcli.model import FlowNetS, ModelConfig
