@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 
 from flowcli.config import parse_size as parse_hw
-from flowcli.metrics import SPEED_BANDS
+from flowcli.metrics import FRAME_PARTS, SPEED_BANDS
 from report import command_line
 from typing import Callable, Iterator
 
@@ -206,7 +206,8 @@ def opencv_methods(cv2, levels: int) -> dict[str, Callable]:
 
 
 class Tally:
-    """flowcli's EpeTally (EPE, 1/3/5 px, EPE by speed band over every valid pixel) plus call times."""
+    """flowcli's EpeTally (EPE, 1/3/5 px, EPE by speed band and frame part over every valid pixel)
+    plus call times."""
 
     def __init__(self):
         from flowcli.metrics import EpeTally
@@ -297,11 +298,12 @@ def markdown(report: dict) -> str:
     for source in report["sources"]:
         pairs = f"{source['pairs']} pair{'s' if source['pairs'] != 1 else ''}"
         lines += [f"## {source['name']}: {pairs}, {', '.join(source['sizes'])}", "",
-                  "| method | EPE | <1px | <3px | <5px | " + " | ".join(f"EPE {b}" for b in SPEED_BANDS) + " | ms/img |",
-                  "|---" * (6 + len(SPEED_BANDS)) + "|"]
+                  "| method | EPE | <1px | <3px | <5px | "
+                  + " | ".join(f"EPE {b}" for b in (*SPEED_BANDS, *FRAME_PARTS)) + " | ms/img |",
+                  "|---" * (6 + len(SPEED_BANDS) + len(FRAME_PARTS)) + "|"]
         for name, r in source["methods"].items():
             ms = "-" if r["ms_per_image"] is None else f"{r['ms_per_image']:.2f}"
-            bands = " | ".join("-" if r[b] is None else f"{r[b]:.3f}" for b in SPEED_BANDS)
+            bands = " | ".join("-" if r[b] is None else f"{r[b]:.3f}" for b in (*SPEED_BANDS, *FRAME_PARTS))
             lines.append(f"| {name} | {r['epe']:.3f} | {_pct(r['1px'])} | {_pct(r['3px'])} | {_pct(r['5px'])} "
                          f"| {bands} | {ms} |")
         lines.append("")

@@ -359,7 +359,7 @@ def evaluate_command(
     split: Annotated[str, typer.Option(help="Part to evaluate: test, val, train, all; 'reference' = the reference's 20% test part.")] = "test",
     scheme: Annotated[SplitScheme, typer.Option(help="How the folder is split (auto reuses the run's split.json).")] = SplitScheme.auto,
     weights: WeightsOpt = None,
-    metric: Annotated[Metric, typer.Option(help="epe: EPE and time only; all: also 1/3/5 px accuracy.")] = Metric.all,
+    metric: Annotated[Metric, typer.Option(help="epe: EPE and time only; all: also 1/3/5 px accuracy, EPE by speed and in/out of frame.")] = Metric.all,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = Dtype.fp32,
     tta: TtaOpt = Tta(DEFAULTS.tta),
@@ -388,11 +388,14 @@ def evaluate_command(
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
                 ("EPE", f"{result['epe']:.3f} px")]
         if metric == Metric.all:
-            from .metrics import SPEED_BANDS
+            from .metrics import FRAME_PARTS, SPEED_BANDS
 
             rows += [(f"< {t}", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
             rows += [(f"EPE {band}", "-" if result[band] is None else f"{result[band]:.3f} px")
                      for band in SPEED_BANDS]
+            share = {"in-frame": 1 - result["out_of_frame_share"], "out-of-frame": result["out_of_frame_share"]}
+            rows += [(f"EPE {part} ({100 * share[part]:.1f}% of pixels)",
+                      "-" if result[part] is None else f"{result[part]:.3f} px") for part in FRAME_PARTS]
         rows += [("time per image", f"{result['ms_per_image']:.2f} ms (median {result['median_ms_per_image']:.2f})"),
                  ("device", f"{result['device']} {result['dtype']}" + _extras(result))]
         if result["invalid_pixels"]:

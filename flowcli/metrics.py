@@ -1,5 +1,7 @@
-"""End-point error exactly as the reference `mean_epe`, plus the usual 1/3/5 px accuracies and
-MPI Sintel's EPE by ground-truth speed (s0-10, s10-40, s40+ px).
+"""End-point error exactly as the reference `mean_epe`, plus the usual 1/3/5 px accuracies,
+MPI Sintel's EPE by ground-truth speed (s0-10, s10-40, s40+ px) and EPE split by whether a pixel's
+true match stays inside image 2 (as Sintel's matched/unmatched, from the flow alone: a pixel moving
+out of the frame has nothing in image 2 to match, so no method can measure its motion, only guess it).
 
 Reference: `torch.norm(gt - pred, p=2, dim=1).mean()` over (B, 2, H, W); here the mean runs over
 valid pixels only, which equals the reference whenever every pixel is valid.
@@ -12,6 +14,15 @@ import torch
 
 THRESHOLDS = (1.0, 3.0, 5.0)
 SPEED_BANDS = {"s0-10": (0.0, 10.0), "s10-40": (10.0, 40.0), "s40+": (40.0, float("inf"))}
+FRAME_PARTS = ("in-frame", "out-of-frame")
+
+
+def leaves_frame(flow: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) True where p + flow(p) falls outside the image (pixel centres 0 .. W-1, 0 .. H-1)."""
+    height, width = flow.shape[-2:]
+    xs = torch.arange(width, device=flow.device, dtype=torch.float32) + flow[:, 0].float()
+    ys = torch.arange(height, device=flow.device, dtype=torch.float32)[:, None] + flow[:, 1].float()
+    return (xs < 0) | (xs > width - 1) | (ys < 0) | (ys > height - 1)
 
 
 def epe_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -22,22 +33,26 @@ def epe_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class EpeTally:
-    """Accumulates over pairs, pixel-weighted: EPE, 1/3/5 px accuracies and EPE by speed band
-    (a band without pixels reports None). One tally serves `flowcli eval` and the benchmarks."""
+    """Accumulates over pairs, pixel-weighted: EPE, 1/3/5 px accuracies, EPE by speed band and by
+    frame part (a band or part without pixels reports None). One tally serves `flowcli eval` and
+    the benchmarks."""
 
     def __init__(self):
         self.err_sum, self.valid = 0.0, 0
         self.hits = {t: 0 for t in THRESHOLDS}
         self.band_sum = {name: 0.0 for name in SPEED_BANDS}
         self.band_valid = {name: 0 for name in SPEED_BANDS}
+        self.part_sum = {name: 0.0 for name in FRAME_PARTS}
+        self.part_valid = {name: 0 for name in FRAME_PARTS}
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Adds one batch (valid=None: every pixel); returns the errors of its valid pixels (1-D)."""
         err = epe_map(pred, target).double()
         speed = torch.linalg.vector_norm(target.float(), dim=1)
+        outside = leaves_frame(target)
         if valid is not None:
-            err, speed = err[valid.bool()], speed[valid.bool()]
-        err, speed = err.flatten(), speed.flatten()
+            err, speed, outside = err[valid.bool()], speed[valid.bool()], outside[valid.bool()]
+        err, speed, outside = err.flatten(), speed.flatten(), outside.flatten()
         self.err_sum += err.sum().item()
         self.valid += err.numel()
         for t in THRESHOLDS:
@@ -46,6 +61,9 @@ class EpeTally:
             inside = (speed >= lo) & (speed < hi)
             self.band_sum[name] += err[inside].sum().item()
             self.band_valid[name] += int(inside.sum())
+        for name, part in zip(FRAME_PARTS, (~outside, outside)):
+            self.part_sum[name] += err[part].sum().item()
+            self.part_valid[name] += int(part.sum())
         return err
 
     def result(self) -> dict:
@@ -54,6 +72,9 @@ class EpeTally:
                 **{f"{t:g}px": self.hits[t] / n for t in THRESHOLDS},
                 **{name: self.band_sum[name] / self.band_valid[name] if self.band_valid[name] else None
                    for name in SPEED_BANDS},
+                **{name: self.part_sum[name] / self.part_valid[name] if self.part_valid[name] else None
+                   for name in FRAME_PARTS},
+                "out_of_frame_share": self.part_valid["out-of-frame"] / n,
                 "valid_pixels": self.valid}
 
 

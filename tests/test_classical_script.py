@@ -58,7 +58,7 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
 
     text = out_md.read_text()
     assert text in capsys.readouterr().out  # the same markdown went to stdout
-    assert "| method | EPE | <1px | <3px | <5px | EPE s0-10 | EPE s10-40 | EPE s40+ | ms/img |" in text
+    assert "| method | EPE | <1px | <3px | <5px | EPE s0-10 | EPE s10-40 | EPE s40+ | EPE in-frame | EPE out-of-frame | ms/img |" in text
     for name in METHODS:
         assert f"| {name} |" in text
     for fragment in ("classical.py --count 2", "threads 1", f"OpenCV {report['opencv']}", "torch ", "CPU: "):

@@ -28,7 +28,7 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
     result = evaluate(data_dir=folder, part="all", weights="random")
 
     predictor = load_predictor("random")
-    errors, speeds, hits = [], [], 0
+    errors, speeds, outside, hits = [], [], [], 0
     for i in range(1, 5):
         pred = estimate_flow(folder / f"{i:05d}_img1.ppm", folder / f"{i:05d}_img2.ppm", predictor=predictor)
         write_flo(tmp_path / f"{i}.flo", pred)  # saved, then read back: what a user would compare
@@ -38,8 +38,11 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
         err = np.sqrt(((truth - saved) ** 2).sum(axis=2))[valid]
         errors.append(err)
         speeds.append(np.sqrt((truth**2).sum(axis=2))[valid])
+        ys, xs = np.mgrid[:64, :96]
+        x, y = xs + truth[..., 0], ys + truth[..., 1]
+        outside.append(((x < 0) | (x > 95) | (y < 0) | (y > 63))[valid])
         hits += int((err < 3).sum())
-    errors, speeds = np.concatenate(errors), np.concatenate(speeds)
+    errors, speeds, outside = np.concatenate(errors), np.concatenate(speeds), np.concatenate(outside)
     assert result["pairs"] == 4 and result["invalid_pixels"] == 35
     assert result["epe"] == pytest.approx(errors.mean(), rel=1e-5)
     assert result["3px"] == pytest.approx(hits / errors.size, rel=1e-6)
@@ -47,6 +50,10 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
     assert 0 < slow.sum() < slow.size  # both bands present in these scenes
     assert result["s0-10"] == pytest.approx(errors[slow].mean(), rel=1e-5)
     assert result["s10-40"] == pytest.approx(errors[~slow & (speeds < 40)].mean(), rel=1e-5)
+    assert 0 < outside.sum() < outside.size  # some pixels move out of the frame
+    assert result["out_of_frame_share"] == pytest.approx(outside.mean())
+    assert result["out-of-frame"] == pytest.approx(errors[outside].mean(), rel=1e-5)
+    assert result["in-frame"] == pytest.approx(errors[~outside].mean(), rel=1e-5)
     assert [s["id"] for s in result["samples"]] == ["00001", "00002", "00003", "00004"]
     assert result["samples"][1]["valid_pixels"] == 64 * 96 - 35
     assert result["ms_per_image"] > 0
@@ -64,7 +71,7 @@ def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli
     result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--metric", "epe")
     assert result.exit_code == 0, result.output
     assert "00003: missing 00003_flow.flo" in result.stderr
-    assert "EPE" in result.stdout and "< 3px" not in result.stdout
+    assert "EPE" in result.stdout and "< 3px" not in result.stdout and "out-of-frame" not in result.stdout
     result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--strict")
     assert result.exit_code == 1 and "00003" in result.stderr and "Traceback" not in result.stderr
 
@@ -84,6 +91,9 @@ def test_eval_cli_tta_passes_and_refine_are_reported_and_change_the_prediction(f
     assert result.exit_code == 0, result.output
     assert "tta hflip, passes 2, refine 2" in result.stdout
     saved = json.loads((tmp_path / "tta.json").read_text())
+    assert 0 < saved["out_of_frame_share"] < 1
+    shown = " ".join(result.stdout.split())  # the table may wrap
+    assert f"EPE out-of-frame ({100 * saved['out_of_frame_share']:.1f}% of pixels)" in shown
     assert (saved["tta"], saved["passes"], saved["refine"]) == ("hflip", 2, 2)
     assert (plain["tta"], plain["passes"], plain["refine"]) == ("none", 1, 1)  # one refinement step by default
     assert saved["epe"] != pytest.approx(plain["epe"], rel=1e-4)

@@ -122,3 +122,27 @@ def test_epe_tally_pools_pixels_over_pairs_and_splits_by_true_speed():
     assert result["s40+"] == pytest.approx(3.0)
     assert result["1px"] == 0 and result["3px"] == pytest.approx(2 / 6) and result["5px"] == pytest.approx(5 / 6)
     assert EpeTally().result()["s40+"] is None
+
+
+def test_pixels_whose_match_leaves_the_frame_are_told_apart():
+    from flowcli.metrics import EpeTally, leaves_frame
+
+    target = torch.zeros(1, 2, 3, 4)
+    target[0, 0, 0, 3] = 0.0  # right column staying put: x = 3 = W - 1, still inside
+    target[0, 0, 1, 3] = 0.5  # x = 3.5: out on the right
+    target[0, 0, 1, 0] = -0.01  # out on the left
+    target[0, 1, 0, 1] = -1.0  # y = -1: out at the top
+    target[0, 1, 2, 2] = -2.0  # y = 0: inside
+    target[0, 1, 2, 1] = 0.25  # y = 2.25: out at the bottom
+    outside = leaves_frame(target)[0]
+    assert outside.nonzero().tolist() == [[0, 1], [1, 0], [1, 3], [2, 1]]
+    pred = target.clone()
+    pred[0, 0] += torch.where(outside, 3.0, 1.0)  # error 3 px where the match leaves, 1 px elsewhere
+    valid = torch.ones(1, 3, 4, dtype=torch.bool)
+    valid[0, 2, 1] = False  # unknown flow counts in neither part
+    tally = EpeTally()
+    tally.add(pred, target, valid)
+    result = tally.result()
+    assert result["in-frame"] == pytest.approx(1.0) and result["out-of-frame"] == pytest.approx(3.0)
+    assert result["out_of_frame_share"] == pytest.approx(3 / 11)
+    assert EpeTally().result()["out-of-frame"] is None

@@ -54,7 +54,7 @@ def test_default_weights_beat_zero_flow_on_seeded_generated_pairs_and_each_infer
 
 def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures, tmp_path):
     """The real pair is 50x50, under FlowNetS's 64 px: eval upsamples it x2 and scales the flow back."""
-    epe = {}
+    epe, in_frame = {}, {}
     for name, options in (("default", []), ("unrefined", ["--refine", "0"]), ("hflip", ["--tta", "hflip"]),
                           ("all three", ["--passes", "2", "--tta", "hflip", "--refine", "2"])):
         out = tmp_path / "eval.json"
@@ -62,8 +62,11 @@ def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures
         assert result.exit_code == 0, result.output
         report = json.loads(out.read_text())
         assert report["pairs"] == 1 and report["samples"][0]["valid_pixels"] == 50 * 50
-        epe[name] = report["epe"]
-    # measured once (torch 2.13 CPU): 0.924, 1.079, 0.632 and 0.633; zero flow 1.783, OpenCV DIS (medium) 0.898
+        epe[name], in_frame[name] = report["epe"], report["in-frame"]
+    assert report["out_of_frame_share"] == pytest.approx(202 / 2500)  # a chair's corner leaves at the top left
+    # measured once (torch 2.13 CPU): 0.924, 1.079, 0.632 and 0.633; zero flow 1.783, OpenCV DIS (medium) 0.898;
+    # in frame 0.514 with the defaults (DIS 0.523)
     assert epe["default"] == pytest.approx(0.924, abs=0.05)
+    assert in_frame["default"] == pytest.approx(0.514, abs=0.05)
     assert epe["default"] < epe["unrefined"] - 0.1
     assert epe["hflip"] < 0.75 and epe["all three"] < 0.75
