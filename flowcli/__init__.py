@@ -4,7 +4,7 @@
     >>> flow = estimate_flow("a.ppm", "b.ppm")  # (H, W, 2) float32, pixels
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 
 def estimate_flow(img1, img2, **kwargs):
