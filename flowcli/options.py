@@ -14,7 +14,7 @@ from .errors import FlowcliError
 
 # Test-time augmentation: the network sees these views of the pair (0: as it is, -1: mirrored
 # left-right, -2: mirrored up-down), all in one batch, and the un-mirrored flows are averaged. Measured
-# on the generated test set with the shipped weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
+# on the generated test set with the stage-4 weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
 TTA_VIEWS = {"none": (0,), "hflip": (0, -1), "hvflip": (0, -1, -2)}
 
 

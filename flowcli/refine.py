@@ -1,6 +1,6 @@
 """Full-resolution refinement of a predicted flow: a few Lucas-Kanade steps on the image pair.
 
-FlowNetS predicts at 1/4 resolution and is weakest below a pixel (with the shipped weights, half
+FlowNetS predicts at 1/4 resolution and is weakest below a pixel (with the stage-4 weights, half
 of the generated test pixels are within 1 px, against three quarters for OpenCV DIS). The FlowNet
 paper refined FlowNetS variationally ("+v"); this is a cheaper local variant: each step warps
 image 2 by the current flow, solves the 2x2 least-squares system of brightness constancy over a
@@ -11,7 +11,7 @@ All tensor ops, batched, on any device; no learned parameters.
 A step can also run on the pair and flow halved (`scale=2`), its update upsampled: each window then
 covers twice the distance and the step costs a third. The Predictor's first step works that way,
 before the guided filter, the others at full resolution after it. Measured on 32 generated test
-pairs with the shipped weights (smoothed network flow 4.378): one full-resolution step 4.083 (~17 ms
+pairs with the stage-4 weights (smoothed network flow 4.378): one full-resolution step 4.083 (~17 ms
 on 2 CPU cores at 384x512), one half-resolution step 4.049 (~5 ms; window 5: 4.050, 9: 4.062,
 quarter resolution 4.258); the half step before the filter instead of after 3.972; then one full
 step 3.830 (two full steps after the filter, the 0.4.0 `--refine 2`: 4.001; a second half step
