@@ -393,7 +393,7 @@ def evaluate_command(
             rows += [(f"< {t}", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
             rows += [(f"EPE {band}", "-" if result[band] is None else f"{result[band]:.3f} px")
                      for band in SPEED_BANDS]
-            share = {"in-frame": 1 - result["out_of_frame_share"], "out-of-frame": result["out_of_frame_share"]}
+            share = dict(zip(FRAME_PARTS, (1 - result["out_of_frame_share"], result["out_of_frame_share"])))
             rows += [(f"EPE {part} ({100 * share[part]:.1f}% of pixels)",
                       "-" if result[part] is None else f"{result[part]:.3f} px") for part in FRAME_PARTS]
         rows += [("time per image", f"{result['ms_per_image']:.2f} ms (median {result['median_ms_per_image']:.2f})"),

@@ -40,10 +40,8 @@ class EpeTally:
     def __init__(self):
         self.err_sum, self.valid = 0.0, 0
         self.hits = {t: 0 for t in THRESHOLDS}
-        self.band_sum = {name: 0.0 for name in SPEED_BANDS}
-        self.band_valid = {name: 0 for name in SPEED_BANDS}
-        self.part_sum = {name: 0.0 for name in FRAME_PARTS}
-        self.part_valid = {name: 0 for name in FRAME_PARTS}
+        self.subset_sum = {name: 0.0 for name in (*SPEED_BANDS, *FRAME_PARTS)}  # the pixel subsets
+        self.subset_valid = {name: 0 for name in self.subset_sum}
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Adds one batch (valid=None: every pixel); returns the errors of its valid pixels (1-D)."""
@@ -57,24 +55,20 @@ class EpeTally:
         self.valid += err.numel()
         for t in THRESHOLDS:
             self.hits[t] += int((err < t).sum())
-        for name, (lo, hi) in SPEED_BANDS.items():
-            inside = (speed >= lo) & (speed < hi)
-            self.band_sum[name] += err[inside].sum().item()
-            self.band_valid[name] += int(inside.sum())
-        for name, part in zip(FRAME_PARTS, (~outside, outside)):
-            self.part_sum[name] += err[part].sum().item()
-            self.part_valid[name] += int(part.sum())
+        subsets = {name: (speed >= lo) & (speed < hi) for name, (lo, hi) in SPEED_BANDS.items()}
+        subsets.update(zip(FRAME_PARTS, (~outside, outside)))
+        for name, inside in subsets.items():
+            self.subset_sum[name] += err[inside].sum().item()
+            self.subset_valid[name] += int(inside.sum())
         return err
 
     def result(self) -> dict:
         n = max(self.valid, 1)
         return {"epe": self.err_sum / n if self.valid else float("nan"),
                 **{f"{t:g}px": self.hits[t] / n for t in THRESHOLDS},
-                **{name: self.band_sum[name] / self.band_valid[name] if self.band_valid[name] else None
-                   for name in SPEED_BANDS},
-                **{name: self.part_sum[name] / self.part_valid[name] if self.part_valid[name] else None
-                   for name in FRAME_PARTS},
-                "out_of_frame_share": self.part_valid["out-of-frame"] / n,
+                **{name: total / self.subset_valid[name] if self.subset_valid[name] else None
+                   for name, total in self.subset_sum.items()},
+                "out_of_frame_share": self.subset_valid["out-of-frame"] / n,
                 "valid_pixels": self.valid}
 
 
