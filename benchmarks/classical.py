@@ -57,7 +57,7 @@ import sys
 import time
 from pathlib import Path
 
-from flowcli.config import parse_size as parse_hw
+from flowcli.training.config import parse_size as parse_hw
 from flowcli.metrics import FRAME_PARTS, SPEED_BANDS
 from report import command_line
 from typing import Callable, Iterator
@@ -112,7 +112,7 @@ def _gray(img, cv2):
 
 
 def generated_source(count: int, size: tuple[int, int], device) -> Iterator[tuple]:
-    from flowcli.evaluate import generated_batches
+    from flowcli.inference.evaluate import generated_batches
 
     for sample_id, img1, img2, flow, valid in generated_batches(count, size, device):
         yield sample_id, img1.float().cpu(), img2.float().cpu(), flow.float().cpu(), valid.cpu()
@@ -122,7 +122,7 @@ def folder_source(folder: Path) -> tuple[int, Iterator[tuple]]:
     import numpy as np
     import torch
 
-    from flowcli.data import find_samples
+    from flowcli.data.folders import find_samples
     from flowcli.io import read_flow, read_image_pair
 
     samples, _ = find_samples(folder)
@@ -158,7 +158,7 @@ def predictor_options(text: str) -> dict:
     from dataclasses import fields
 
     from flowcli.errors import FlowcliError
-    from flowcli.options import InferenceOptions
+    from flowcli.inference.options import InferenceOptions
 
     defaults = InferenceOptions()
     names = [f.name for f in fields(defaults)]
@@ -329,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowcli.device import cpu_model, resolve_device
     from flowcli.errors import FlowcliError
-    from flowcli.evaluate import TEST_SEED
-    from flowcli.inference import load_predictor
+    from flowcli.inference.evaluate import TEST_SEED
+    from flowcli.inference.engine import load_predictor
 
     if args.count < 0 or args.threads < 1 or args.farneback_levels < 1:
         print("error: --count must be >= 0, --threads and --farneback-levels >= 1", file=sys.stderr)

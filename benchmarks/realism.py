@@ -38,7 +38,7 @@ ROWS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flowcli.evaluate import TEST_SEED
+    from flowcli.inference.evaluate import TEST_SEED
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=48, help="generated pairs per row (default 48)")
@@ -52,7 +52,7 @@ def measure_generated(cv2, overrides: dict, count: int, seed: int) -> dict:
     """Zero-flow and DIS EPE over all pixels, and split into background / foreground pixels."""
     import numpy as np
 
-    from flowcli.synth import SceneGenerator, SynthConfig
+    from flowcli.data.synth import SceneGenerator, SynthConfig
 
     generator = SceneGenerator(replace(SynthConfig(), **overrides), seed=seed)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

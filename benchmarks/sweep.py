@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from flowcli.config import parse_size as parse_hw
+from flowcli.training.config import parse_size as parse_hw
 from report import command_line
 
 
@@ -72,7 +72,7 @@ def hardware_lines(device: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from flowcli.bench import markdown_table, run_sweep
+    from flowcli.inference.bench import markdown_table, run_sweep
     from flowcli.errors import FlowcliError
 
     command = command_line(__file__, argv)

@@ -9,8 +9,8 @@ import argparse
 
 import torch
 
-from flowcli.config import parse_size as parse_hw
-from flowcli.synth import measure_speed
+from flowcli.training.config import parse_size as parse_hw
+from flowcli.data.synth import measure_speed
 from report import command_line
 
 

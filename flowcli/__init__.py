@@ -9,7 +9,7 @@ __version__ = "0.6.0"
 
 def estimate_flow(img1, img2, **kwargs):
     """Flow from img1 to img2 (arrays or paths); see flowcli.predict.estimate_flow."""
-    from .predict import estimate_flow as _estimate_flow
+    from .inference.predict import estimate_flow as _estimate_flow
 
     return _estimate_flow(img1, img2, **kwargs)
 

@@ -1,4 +1,5 @@
-"""Weights files: safetensors with the ModelConfig in the metadata, so a file alone rebuilds its model."""
+"""Weights files (safetensors with the ModelConfig in the metadata, so a file alone rebuilds its model)
+and training-state files (model and optimizer, for --resume)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,36 @@ def metadata_json(path: str | os.PathLike) -> dict:
         except ValueError:
             out[key] = value
     return out
+
+
+def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        extra: dict) -> None:
+    """Model + optimizer tensors in one safetensors file (for --resume); scalars as JSON metadata."""
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
+    meta = {"param_groups": json.dumps(groups), "extra": json.dumps(extra)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore what save_training_state wrote into model and optimizer; returns its `extra`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no checkpoint to resume from ({path.name} is missing)")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    return json.loads(meta["extra"])

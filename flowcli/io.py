@@ -1,4 +1,4 @@
-"""The one file-format module: Middlebury .flo, images, colour PNGs. Needs numpy and imageio only.
+"""The one file-format module: Middlebury .flo, images, atomic writes. Needs numpy and imageio only.
 
 Every reader validates what it reads and raises a typed error naming the file; every writer
 writes atomically (temporary file in the same folder, then rename), so an interrupted or failed
@@ -164,16 +164,3 @@ def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike, *,
             f"{path1} is {img1.shape[1]}x{img1.shape[0]} but {path2} is {img2.shape[1]}x{img2.shape[0]}"
         )
     return img1, img2
-
-
-def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | None = None) -> None:
-    """Write flow as .flo (exact) or as a colour-coded .png, chosen by the suffix."""
-    extension = Path(path).suffix.lower()
-    if extension == ".flo":
-        write_flo(path, flow)
-    elif extension == ".png":
-        from .viz import flow_to_color
-
-        write_image(path, flow_to_color(flow, max_flow=max_flow))
-    else:
-        raise FlowFormatError(f"{path}: output must end in .flo or .png, got {extension!r}")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flowcli.augment import AugmentConfig, augment, random_crop
+from flowcli.data.augment import AugmentConfig, augment, random_crop
 from flowcli.errors import DataError
 
 torch.set_num_threads(1)

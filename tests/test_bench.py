@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowcli import bench
-from flowcli.bench import conv_gflops, markdown_table, run_bench, run_sweep
+from flowcli.inference import bench
+from flowcli.inference.bench import conv_gflops, markdown_table, run_bench, run_sweep
 from flowcli.errors import DeviceError
 from flowcli.model import ModelConfig
 

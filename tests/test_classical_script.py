@@ -15,17 +15,17 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
     import torch
 
-    import flowcli.evaluate
+    import flowcli.inference.evaluate
 
     magnitudes = []  # mean ground-truth flow magnitude of each pair the script is given
-    original = flowcli.evaluate.generated_batches
+    original = flowcli.inference.evaluate.generated_batches
 
     def recording(count, size, device):
         for item in original(count, size, device):
             magnitudes.append(item[3].norm(dim=1).mean().item())
             yield item
 
-    monkeypatch.setattr(flowcli.evaluate, "generated_batches", recording)
+    monkeypatch.setattr(flowcli.inference.evaluate, "generated_batches", recording)
     threads = torch.get_num_threads()
     script = load_benchmark("classical")
     out_md, out_json = tmp_path / "results.md", tmp_path / "results.json"

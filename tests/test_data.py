@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from flowcli.data import (
-    FlowDataset,
-    Sample,
-    find_samples,
-    load_split,
-    make_loader,
-    save_split,
-    split_samples,
-)
+from flowcli.data.dataset import FlowDataset, make_loader
+from flowcli.data.folders import Sample, find_samples
+from flowcli.data.splits import load_split, save_split, split_samples
 from flowcli.errors import DataError
 from flowcli.io import write_flo, write_image
 

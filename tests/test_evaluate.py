@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from flowcli.errors import DataError
-from flowcli.evaluate import evaluate
+from flowcli.inference.evaluate import evaluate
 from flowcli.io import read_flo, write_flo
-from flowcli.inference import load_predictor
-from flowcli.predict import estimate_flow
-from flowcli.synth import SynthConfig, write_dataset
+from flowcli.inference.engine import load_predictor
+from flowcli.inference.predict import estimate_flow
+from flowcli.data.synth import SynthConfig, write_dataset
 
 
 @pytest.fixture()

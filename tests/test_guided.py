@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowcli.guided import guided_filter
+from flowcli.inference.guided import guided_filter
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""The shared inference path: BN folding, Predictor equivalence, --max-side, predict_many, errors."""
+"""The shared inference path: BN folding, Predictor equivalence, --max-side, many pairs from files, errors."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from flowcli.errors import DeviceError, FlowcliError, ImageError
-from flowcli.inference import (
-    Predictor, fold_batchnorm, iterate_predictions, predict_many, resize_flow, resize_for_max_side,
-)
+from flowcli.inference.batching import iterate_predictions
+from flowcli.inference.engine import Predictor
+from flowcli.inference.fold import fold_batchnorm
+from flowcli.inference.resize import resize_flow, resize_for_max_side
 from flowcli.io import read_image, read_image_pair, write_image
-from flowcli.options import InferenceOptions
+from flowcli.inference.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig
 
 
@@ -101,7 +102,7 @@ def test_tta_hflip_makes_the_prediction_mirror_equivariant():
 
 
 def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default():
-    from flowcli.guided import guided_filter
+    from flowcli.inference.guided import guided_filter
 
     img1, img2 = frames(2, 64, 96)
     raw = Predictor(bn_model(), device="cpu", smooth=False, refine=0)(img1, img2)
@@ -122,8 +123,8 @@ def test_cuda_graphs_capture_every_inference_option():
 
 
 def test_refine_steps_half_resolution_before_the_smoothing_full_after_and_one_by_default():
-    from flowcli.guided import guided_filter
-    from flowcli.refine import refine_flow
+    from flowcli.inference.guided import guided_filter
+    from flowcli.inference.refine import refine_flow
 
     img1, img2 = frames(1, 64, 96)
     raw = Predictor(bn_model(), device="cpu", smooth=False, refine=0)(img1, img2)
@@ -215,7 +216,7 @@ def test_out_of_memory_becomes_a_device_error(monkeypatch):
 
 
 def test_compile_without_a_toolchain_is_a_device_error(monkeypatch):
-    monkeypatch.setattr("flowcli.inference.shutil.which", lambda _: None)
+    monkeypatch.setattr("flowcli.inference.engine.shutil.which", lambda _: None)
     with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
         Predictor(bn_model(), device="cpu", compile=True)
 
@@ -251,7 +252,7 @@ def test_resize_for_max_side_and_back():
     np.testing.assert_allclose(up[..., 1], 4.0)
 
 
-def test_predict_many_returns_every_pair_in_order(tmp_path):
+def test_iterate_predictions_returns_every_pair_in_order(tmp_path):
     rng = np.random.default_rng(3)
     pairs = []
     for index, (height, width) in enumerate([(64, 80), (64, 80), (72, 64)]):  # the size changes mid-batch
@@ -259,12 +260,9 @@ def test_predict_many_returns_every_pair_in_order(tmp_path):
         for path in paths:
             write_image(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         pairs.append(paths)
-    # refine=0: a batch's convolutions round differently from a single pair's, and the refinement's
-    # accept-if-better test can flip on such ties (by up to a step, 0.02 px here)
     predictor = Predictor(bn_model(), device="cpu", refine=0)
-    results: list[tuple[int, np.ndarray]] = []
-    done = predict_many(predictor, pairs, batch_size=2, on_result=lambda i, f: results.append((i, f)))
-    assert done == 3 and [i for i, _ in results] == [0, 1, 2]
+    results = list(iterate_predictions(predictor, pairs))
+    assert [i for i, _ in results] == [0, 1, 2]
     for (index, flow), (path1, path2) in zip(results, pairs):
         expected = predictor.predict_numpy(*read_image_pair(path1, path2))
         np.testing.assert_allclose(flow, expected, atol=1e-4, rtol=1e-4)
@@ -274,32 +272,33 @@ def test_predict_many_returns_every_pair_in_order(tmp_path):
 
 
 def test_frames_shared_by_two_pairs_are_decoded_once(tmp_path, monkeypatch):
-    import flowcli.inference
+    import flowcli.inference.batching
 
     rng = np.random.default_rng(5)
     frames = [tmp_path / f"frame{n}.png" for n in range(4)]
     for path in frames:
         write_image(path, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     decoded = []
-    monkeypatch.setattr(flowcli.inference, "read_image", lambda path: decoded.append(path) or read_image(path))
+    monkeypatch.setattr(flowcli.inference.batching, "read_image", lambda path: decoded.append(path) or read_image(path))
     predictor = Predictor(bn_model(), device="cpu", refine=0)
     results = []
     pairs = list(zip(frames, frames[1:]))
-    assert predict_many(predictor, pairs, on_result=lambda i, f: results.append(f), workers=2) == 3
+    results = [flow for _, flow in iterate_predictions(predictor, pairs, workers=2)]
+    assert len(results) == 3
     assert sorted(decoded) == frames  # each once, though the middle two are in two pairs
     for flow, (path1, path2) in zip(results, pairs):
         np.testing.assert_allclose(flow, predictor.predict_numpy(read_image(path1), read_image(path2)),
                                    atol=1e-4, rtol=1e-4)
 
 
-def test_predict_many_raises_for_a_missing_image(tmp_path):
+def test_iterate_predictions_raises_for_a_missing_image(tmp_path):
     path = tmp_path / "a.ppm"
     write_image(path, np.zeros((64, 64, 3), np.uint8))
     predictor = Predictor(bn_model(), device="cpu")
     seen = []
     with pytest.raises(ImageError, match="no such file"):
-        predict_many(predictor, [(path, path), (path, tmp_path / "missing.ppm")],
-                     on_result=lambda i, f: seen.append(i))
+        for index, _ in iterate_predictions(predictor, [(path, path), (path, tmp_path / "missing.ppm")]):
+            seen.append(index)
     assert seen == [0]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from flowcli.errors import FlowFormatError, ImageError
+from flowcli.inference.predict import write_flow
 from flowcli.io import (
     atomic_path,
     check_flow_array,
@@ -17,7 +18,6 @@ from flowcli.io import (
     read_image,
     read_image_pair,
     write_flo,
-    write_flow,
     write_image,
 )
 from flowcli.viz import flow_to_color

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowcli.errors import FlowcliError
-from flowcli.options import InferenceOptions
+from flowcli.inference.options import InferenceOptions
 
 
 def test_defaults_one_refinement_step_and_smoothing():

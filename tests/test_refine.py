@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flowcli.refine import refine_flow
-from flowcli.warp import box_sum
+from flowcli.inference.refine import refine_flow
+from flowcli.inference.warp import box_sum
 
 torch.set_num_threads(1)
 

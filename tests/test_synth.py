@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from flowcli.errors import DataError
 from flowcli.io import read_flo, read_image, write_image
-from flowcli.synth import SceneGenerator, SynthConfig, _sample_scenes, measure_speed, write_dataset
-from flowcli.textures import _dead_leaves_textures, build_texture_bank
+from flowcli.data.synth import SceneGenerator, SynthConfig, _sample_scenes, measure_speed, write_dataset
+from flowcli.data.textures import _dead_leaves_textures, build_texture_bank
 
 # Small banks keep start-up around 0.1 s; sizes follow the project's (H, W) order.
 SMALL = SynthConfig(height=64, width=96, texture_count=12, texture_size=64, shape_count=32, shape_size=64)
@@ -235,7 +235,7 @@ def test_dead_leaves_textures_have_sharp_edges_and_tile_seamlessly():
 def test_banks_are_built_on_one_thread_and_the_callers_thread_count_comes_back(monkeypatch):
     """Several training processes starting at once on a many-core host took minutes to build their
     banks with a full thread pool each; one thread each takes seconds."""
-    import flowcli.synth as synth
+    import flowcli.data.synth as synth
 
     seen = []
     real = synth.build_texture_bank

@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowcli.cli import Preset
-from flowcli.config import PRESETS, TrainConfig
+from flowcli.cli.commands import Preset
+from flowcli.training.config import PRESETS, TrainConfig
 from flowcli.errors import CheckpointError, DataError, TrainingError
-from flowcli.synth import SynthConfig, write_dataset
-from flowcli.train import train
+from flowcli.data.synth import SynthConfig, write_dataset
+from flowcli.training.loop import train
 
 TINY = TrainConfig(epochs=2, batch_size=4, crop=(64, 64), width=0.25, lr=1e-3, seed=3, augment=True)
 
@@ -80,7 +80,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
-    import flowcli.train as train_module
+    import flowcli.training.loop as train_module
 
     real = train_module.multiscale_epe
     calls = {"n": 0}
@@ -121,7 +121,7 @@ def test_generated_data_training_runs(tmp_path):
 
 
 def test_background_generation_gives_the_same_batches_in_the_same_order():
-    from flowcli.sources import SynthSource
+    from flowcli.training.sources import SynthSource
 
     config = TrainConfig(batch_size=2, steps_per_epoch=5, synth_reuse=2, synth_size=(64, 96), val_count=1)
     inline = list(SynthSource(config, device=torch.device("cpu")).epoch(3))
@@ -177,7 +177,7 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tmp_path):
 
 def test_validation_leaves_each_layer_in_its_mode():
     from flowcli.model import FlowNetS, ModelConfig
-    from flowcli.train import set_train_mode, validate
+    from flowcli.training.loop import set_train_mode, validate
 
     model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
     set_train_mode(model, freeze_bn=True)

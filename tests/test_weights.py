@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from flowcli.checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
-from flowcli.config import PRESETS, TrainConfig
-from flowcli.evaluate import generated_batches
-from flowcli.inference import Predictor
+from flowcli.training.config import PRESETS, TrainConfig
+from flowcli.inference.evaluate import generated_batches
+from flowcli.inference.engine import Predictor
 
 MAX_BYTES = 20 * 2**20
 

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 
 from .config import TrainConfig
-from .prefetch import prefetch
+from ..data.prefetch import prefetch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
@@ -28,7 +28,9 @@ class FolderSource:
 
     def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, run_dir: Path | None,
                  rank: int = 0, world_size: int = 1, strict: bool = False):
-        from .data import FlowDataset, find_samples, make_loader, save_split, split_samples
+        from ..data.dataset import FlowDataset, make_loader
+        from ..data.folders import find_samples
+        from ..data.splits import save_split, split_samples
 
         samples, self.incomplete = find_samples(folder, strict=strict)
         self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
@@ -64,7 +66,7 @@ class SynthSource:
     """Batches drawn on the fly from the generator, on the training device."""
 
     def __init__(self, config: TrainConfig, *, device: torch.device, rank: int = 0):
-        from .synth import SceneGenerator, SynthConfig
+        from ..data.synth import SceneGenerator, SynthConfig
 
         self.config = config
         self.rank = rank

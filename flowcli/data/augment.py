@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError
+from ..errors import DataError
 
 _EPS = 1e-3  # tolerance of the validity tests, in pixels and in bilinear weight
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .errors import FlowcliError
+from ..errors import FlowcliError
 
 # Test-time augmentation: the network sees these views of the pair (0: as it is, -1: mirrored
 # left-right, -2: mirrored up-down), all in one batch, and the un-mirrored flows are averaged. Measured

@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from .errors import DataError
-from .metrics import EpeTally
+from ..errors import DataError
+from ..metrics import EpeTally
 from .options import InferenceOptions
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
@@ -25,7 +25,8 @@ PARTS = ("test", "val", "train", "all")
 def folder_pairs(data_dir: Path, *, part: str, scheme: str, seed: int, weights: str | None,
                  strict: bool = False):
     """The samples of one part of a folder split, reusing a run folder's split.json when present."""
-    from .data import find_samples, load_split, split_samples
+    from ..data.folders import find_samples
+    from ..data.splits import load_split, split_samples
 
     samples, incomplete = find_samples(data_dir, strict=strict)
     if part == "all":
@@ -41,7 +42,7 @@ def folder_pairs(data_dir: Path, *, part: str, scheme: str, seed: int, weights: 
 
 
 def folder_batches(samples) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    from .data import FlowDataset
+    from ..data.dataset import FlowDataset
 
     dataset = FlowDataset(samples)
     for i in range(len(dataset)):
@@ -50,7 +51,7 @@ def folder_batches(samples) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, t
 
 
 def generated_batches(count: int, size: tuple[int, int], device):
-    from .synth import SceneGenerator, SynthConfig
+    from ..data.synth import SceneGenerator, SynthConfig
 
     generator = SceneGenerator(SynthConfig(height=size[0], width=size[1]), seed=TEST_SEED, device=device)
     for i in range(count):
@@ -75,7 +76,7 @@ def evaluate(
     strict: bool = False,
 ) -> dict:
     """Evaluate weights; returns {'epe', '1px', '3px', '5px', 'ms_per_image', 'samples': [...], ...}."""
-    from .inference import load_predictor
+    from .engine import load_predictor
 
     if part not in PARTS:
         raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")

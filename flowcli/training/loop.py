@@ -17,13 +17,13 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import load_state, read_config, read_state, save_weights
+from ..checkpoint import load_state, load_training_state, read_config, read_state, save_training_state, save_weights
 from .config import TrainConfig
-from .device import cpu_has_bf16
-from .errors import CheckpointError, DataError, TrainingError
-from .io import atomic_path
+from ..device import cpu_has_bf16
+from ..errors import CheckpointError, DataError, TrainingError
+from ..io import atomic_path
 from .loss import multiscale_epe, masked_mean_epe
-from .model import STRIDE, FlowNetS, ModelConfig
+from ..model import STRIDE, FlowNetS, ModelConfig
 from .sources import FolderSource, SynthSource, epoch_seed
 
 Event = Callable[[str, dict], None]
@@ -54,39 +54,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, **fused)
     raise ValueError(f"unknown optimizer {config.optimizer!r} (adam or adamw)")
-
-
-def save_state(path: Path, model, optimizer, extra: dict) -> None:
-    """Model + optimizer tensors in one safetensors file; scalars as JSON metadata."""
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for index, state in opt["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
-    meta = {"param_groups": json.dumps(groups), "extra": json.dumps(extra)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-
-
-def load_state_file(path: Path, model, optimizer) -> dict:
-    from safetensors import safe_open
-
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: no checkpoint to resume from ({path.name} is missing)")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    return json.loads(meta["extra"])
 
 
 def distributed_context() -> tuple[int, int]:
@@ -212,7 +179,7 @@ def train(
     optimizer = make_optimizer(model, config)
     start_epoch, best, elapsed_before = 0, float("inf"), 0.0
     if resume:
-        extra = load_state_file(out / "state.safetensors", model, optimizer)
+        extra = load_training_state(out / "state.safetensors", model, optimizer)
         start_epoch, best, elapsed_before = extra["epoch"], extra["best_val_epe"], extra["elapsed_s"]
     elif rank == 0:
         with atomic_path(out / "config.json") as tmp:
@@ -229,7 +196,7 @@ def train(
         source = SynthSource(config, device=device, rank=rank)
     augmenter = None
     if config.augment:
-        from .augment import AugmentConfig, augment
+        from ..data.augment import AugmentConfig, augment
 
         # Generated scenes are already random affine layers: resampling them again only blurs.
         geometric = config.geometric if config.geometric is not None else data_dir is not None
@@ -338,7 +305,7 @@ def epoch_end(model, optimizer, source, config, out, epoch, sums, best, clock, r
         save_weights(out / "last.safetensors", model, metadata=meta)
         if record["val_epe"] <= best:
             save_weights(out / "best.safetensors", model, metadata=meta)
-        save_state(out / "state.safetensors", model, optimizer,
+        save_training_state(out / "state.safetensors", model, optimizer,
                    {"epoch": epoch + 1, "best_val_epe": record["best_val_epe"], "elapsed_s": record["elapsed_s"]})
         with atomic_path(out / "log.jsonl") as tmp:
             previous = (out / "log.jsonl").read_text() if (out / "log.jsonl").exists() else ""

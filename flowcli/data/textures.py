@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import DataError, ImageError
-from .io import IMAGE_SUFFIXES, read_image
+from ..errors import DataError, ImageError
+from ..io import IMAGE_SUFFIXES, read_image
 
 MAX_PHOTOS = 256  # more photographs than this add little variety and cost memory and start-up time
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .device import describe, resolve_device, torch_threads
-from .errors import DataError
-from .io import write_flo, write_image
+from ..device import describe, resolve_device, torch_threads
+from ..errors import DataError
+from ..io import write_flo, write_image
 from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to

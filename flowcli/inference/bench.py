@@ -18,11 +18,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
-from .device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
-from .errors import DeviceError
-from .inference import Predictor
-from .model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
+from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
+from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
+from ..errors import DeviceError
+from .engine import Predictor
+from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
 from .options import TTA_VIEWS, InferenceOptions
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against

@@ -10,9 +10,11 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DataError, ImageError
-from .io import IMAGE_SUFFIXES, read_image, write_flow
-from .inference import load_predictor
+from ..errors import DataError, FlowFormatError, ImageError
+from ..io import IMAGE_SUFFIXES, read_image, write_flo, write_image
+from ..viz import flow_to_color
+from .batching import iterate_predictions
+from .engine import load_predictor
 from .options import InferenceOptions
 
 ImageLike = np.ndarray | str | os.PathLike
@@ -86,7 +88,6 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `<id>_flow.<fmt>` for every `<id>_img1.*`/`<id>_img2.*` pair, or with sequence=True
     `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute. Returns counts and pairs/s."""
-    from .inference import predict_many
 
     if fmt not in ("flo", "png"):
         raise DataError(f"unknown output format {fmt!r}: choose flo or png")
@@ -106,9 +107,21 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
         if on_progress:
             on_progress(len(written), len(pairs))
 
-    predict_many(predictor, [(a, b) for _, a, b in pairs], on_result=save)
+    for index, flow in iterate_predictions(predictor, [(a, b) for _, a, b in pairs]):
+        save(index, flow)
     seconds = time.perf_counter() - start
     return {"pairs": len(written), "seconds": seconds, "pairs_per_s": len(written) / seconds,
             "out_dir": str(out)}
 
 
+
+
+def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | None = None) -> None:
+    """Write flow as .flo (exact) or as a colour-coded .png, chosen by the suffix."""
+    extension = Path(path).suffix.lower()
+    if extension == ".flo":
+        write_flo(path, flow)
+    elif extension == ".png":
+        write_image(path, flow_to_color(flow, max_flow=max_flow))
+    else:
+        raise FlowFormatError(f"{path}: output must end in .flo or .png, got {extension!r}")

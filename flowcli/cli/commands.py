@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import PRESETS
-from .options import TTA_VIEWS, InferenceOptions
+from ..training.config import PRESETS
+from ..inference.options import TTA_VIEWS, InferenceOptions
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -30,7 +30,7 @@ err_console = Console(stderr=True)
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         print(f"flowcli {__version__}")
         raise typer.Exit()
@@ -115,7 +115,7 @@ def _extras(result: dict) -> str:
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Expected failures become one red line on stderr and exit code 1; Ctrl-C exits 130."""
-    from .errors import FlowcliError
+    from ..errors import FlowcliError
 
     try:
         yield
@@ -129,8 +129,8 @@ def cli_errors() -> Iterator[None]:
 
 def parse_size(text: str) -> tuple[int, int]:
     """'384x512' -> (384, 512), i.e. HEIGHTxWIDTH."""
-    from .config import parse_size as parse
-    from .errors import FlowcliError
+    from ..training.config import parse_size as parse
+    from ..errors import FlowcliError
 
     try:
         return parse(text)
@@ -146,7 +146,7 @@ def say(text: str, console: Console = out_console) -> None:
 def write_json(path: Path | None, payload) -> None:
     if path is None:
         return
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
@@ -190,12 +190,12 @@ def predict(
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
     with cli_errors():
-        from .errors import FlowcliError
+        from ..errors import FlowcliError
 
         if sequence and not input1.is_dir():
             raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
         if input1.is_dir():
-            from .predict import predict_folder
+            from ..inference.predict import predict_folder
 
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
@@ -211,8 +211,8 @@ def predict(
             raise FlowcliError(f"{output}: output must end in .flo or .png")
         if not output.parent.is_dir():
             raise FlowcliError(f"{output}: output folder {output.parent} does not exist")
-        from .io import write_flow
-        from .predict import estimate_flow
+        from ..inference.predict import write_flow
+        from ..inference.predict import estimate_flow
 
         flow = estimate_flow(input1, input2, weights=weights, device=device, dtype=dtype.value,
                              options=_options(tta, passes, smooth, refine), max_side=max_side)
@@ -238,8 +238,8 @@ def visualize(
 ) -> None:
     """Colour-code a flow field, or draw image 1 | image 2 | ground truth | prediction | error."""
     with cli_errors():
-        from .errors import FlowcliError
-        from .io import read_flow, read_image_pair, write_image
+        from ..errors import FlowcliError
+        from ..io import read_flow, read_image_pair, write_image
 
         if output.suffix.lower() != ".png":
             raise FlowcliError(f"{output}: output must end in .png")
@@ -248,14 +248,14 @@ def visualize(
         if pair is None:
             if flow is None:
                 raise FlowcliError("give a .flo file, or --pair IMG1 IMG2 for a panel")
-            from .viz import flow_to_color
+            from ..viz import flow_to_color
 
             field, valid = read_flow(flow)
             write_image(output, flow_to_color(field, max_flow=max_flow, valid=valid))
             say(f"wrote {output}")
             return
-        from .predict import check_pair, estimate_flow
-        from .viz import panel
+        from ..inference.predict import check_pair, estimate_flow
+        from ..viz import panel
 
         img1, img2 = read_image_pair(*pair)
         if flow is not None:
@@ -271,7 +271,7 @@ def visualize(
                                    f"{img1.shape[1]}x{img1.shape[0]}")
         write_image(output, panel(img1, img2, pred, truth, valid))
         if truth is not None:
-            from .metrics import flow_metrics_np
+            from ..metrics import flow_metrics_np
 
             say(f"wrote {output} (EPE {flow_metrics_np(pred, truth, valid)['epe']:.3f} px)")
         else:
@@ -305,10 +305,10 @@ def train(
     with cli_errors():
         import time
 
-        from .checkpoint import read_config
-        from .config import TrainConfig
-        from .device import resolve_device
-        from .train import train as run_training
+        from ..checkpoint import read_config
+        from ..training.config import TrainConfig
+        from ..device import resolve_device
+        from ..training.loop import train as run_training
 
         name = preset.value if preset else ("quick" if data_dir is None else None)
         config = (PRESETS[name] if name else TrainConfig()).with_overrides(
@@ -373,7 +373,7 @@ def evaluate_command(
 ) -> None:
     """Report EPE (the reference's mean_epe), accuracy and model time per image."""
     with cli_errors():
-        from .evaluate import evaluate
+        from ..inference.evaluate import evaluate
 
         if split == "reference":
             split, scheme = "test", SplitScheme.reference
@@ -388,7 +388,7 @@ def evaluate_command(
         rows = [("data", result["source"]), ("weights", result["weights"]), ("pairs", str(result["pairs"])),
                 ("EPE", f"{result['epe']:.3f} px")]
         if metric == Metric.all:
-            from .metrics import FRAME_PARTS, SPEED_BANDS
+            from ..metrics import FRAME_PARTS, SPEED_BANDS
 
             rows += [(f"< {t}", f"{100 * result[t]:.1f}%") for t in ("1px", "3px", "5px")]
             rows += [(f"EPE {band}", "-" if result[band] is None else f"{result[band]:.3f} px")
@@ -417,9 +417,9 @@ def synth(
 ) -> None:
     """Generate Flying-Chairs-style pairs with exact ground-truth flow (the embedded default data)."""
     with cli_errors():
-        from .device import resolve_device
-        from .errors import FlowcliError
-        from .synth import SynthConfig, measure_speed, write_dataset
+        from ..device import resolve_device
+        from ..errors import FlowcliError
+        from ..data.synth import SynthConfig, measure_speed, write_dataset
 
         height, width = parse_size(size)
         try:
@@ -461,7 +461,7 @@ def bench(
 ) -> None:
     """Time the model (warm-up excluded, CUDA synchronised) and compare with the reference 0.0107 s/img."""
     with cli_errors():
-        from .bench import run_bench, run_sweep
+        from ..inference.bench import run_bench, run_sweep
 
         options = _options(tta, passes, smooth, refine)
         if sweep:
@@ -499,8 +499,8 @@ def bench(
 def info(weights: WeightsOpt = None) -> None:
     """Show a weights file's architecture, parameter count and training metadata."""
     with cli_errors():
-        from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
-        from .errors import FlowcliError
+        from ..checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
+        from ..errors import FlowcliError
 
         if weights == "random":
             raise FlowcliError("info describes a weights file; 'random' has none")
