@@ -2,7 +2,11 @@
 
 
 class FlowcliError(Exception):
-    """Base class: every expected failure of flowcli derives from it."""
+    """Base class: every expected failure of flowcli derives from it.
+
+    Messages name Python parameters as `name=value` (e.g. "max_side=32: ..."); the CLI shows them as
+    its flags ("--max-side 32: ..."), so each reader sees the names they can act on.
+    """
 
 
 class FlowFormatError(FlowcliError):
@@ -27,3 +31,7 @@ class DeviceError(FlowcliError):
 
 class TrainingError(FlowcliError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class OutputError(FlowcliError):
+    """An output path cannot be written (missing or read-only folder, or a file not to overwrite)."""

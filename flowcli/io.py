@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import FlowFormatError, ImageError
+from .errors import FlowFormatError, ImageError, OutputError
 
 FLO_MAGIC = 202021.25
 FLO_MAGIC_BYTES = np.array([FLO_MAGIC], dtype="<f4").tobytes()  # b"PIEH"
@@ -45,6 +45,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Raise OutputError before any work when `path` cannot be written: its folder is missing or
+    read-only, it is a folder, or (overwrite=False) it already exists. Returns it as a Path."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: output folder {parent} is not writable")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)")
+    return path
 
 
 def _check_readable(path: Path, what: str, error: type[Exception]) -> None:

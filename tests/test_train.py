@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowcli.cli.commands import Preset
+from flowcli.cli.common import Preset
 from flowcli.training.config import PRESETS, TrainConfig
 from flowcli.errors import CheckpointError, DataError, TrainingError
 from flowcli.data.synth import SynthConfig, write_dataset

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from ..errors import DataError
 from ..io import atomic_path
 from .folders import Sample, listing
 
 SPLIT_FILE = "FlyingChairs_train_val.txt"
-SCHEMES = ("auto", "official", "reference", "seeded")
+SCHEMES = ("auto", "official", "reference", "seeded")  # how a folder is split; eval also takes "all"
+PARTS = ("train", "val", "test")
 REFERENCE_SEED = 42
 REFERENCE_TRAIN_FRACTION = 0.8
 
@@ -66,6 +65,8 @@ def reference_split(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
     """
     ordered = sorted(samples, key=lambda s: s.flow.name)  # the reference globbed `*_flow.flo`
     train_n = int(REFERENCE_TRAIN_FRACTION * len(ordered))
+    import torch  # here, so that the CLI reads SCHEMES without loading torch
+
     generator = torch.Generator().manual_seed(REFERENCE_SEED)
     train, test = torch.utils.data.random_split(
         ordered, [train_n, len(ordered) - train_n], generator=generator
@@ -93,6 +94,8 @@ def seeded_split(
     sizes = [max(int(round(f * n)), 1 if f > 0 and n >= 3 else 0) for f in fractions[1:]]
     if sum(sizes) > n:
         raise DataError(f"cannot split {n} pairs into fractions {tuple(fractions)}")
+    import torch
+
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val, n_test = sizes
     cuts = {"train": order[: n - n_val - n_test], "val": order[n - n_val - n_test : n - n_test],
@@ -124,7 +127,7 @@ def split_samples(
         return reference_split(samples)
     if split == "seeded":
         return seeded_split(samples, seed=seed, fractions=fractions)
-    raise DataError(f"unknown split {split!r}: expected auto, official, reference or seeded")
+    raise DataError(f"split={split!r} is not a split: choose one of {', '.join(SCHEMES)}")
 
 
 def save_split(path: str | Path, split: dict[str, Sequence[Sample]]) -> None:

@@ -1,0 +1,168 @@
+"""What every command shares: the app, its consoles, options defined once, errors as one line,
+progress bars, tables and JSON output. Heavy imports (torch) stay inside the commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..data.splits import SCHEMES
+from ..inference.options import TTA_VIEWS, InferenceOptions
+from ..training.config import PRESETS
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out_console = Console()
+err_console = Console(stderr=True)
+
+# Options that mean the same thing in several commands, defined once.
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
+WeightsOpt = Annotated[Optional[str], typer.Option(
+    "--weights", "-w", help="Weights .safetensors (default: the shipped weights; 'random': untrained, for smoke tests).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse a folder with incomplete triplets (default: warn and skip them).")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the results as JSON to FILE.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+
+
+class Dtype(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Precision: fp16 needs CUDA; bf16 needs CUDA or a CPU with native bf16.")]
+
+# Choices derived from the library's own tables, so a new one is offered without a second list.
+Tta = Enum("Tta", {name: name for name in TTA_VIEWS}, type=str)
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+SplitScheme = Enum("SplitScheme", {name: name for name in SCHEMES}, type=str)
+DEFAULTS = InferenceOptions()  # the one place --tta, --passes, --smooth and --refine take defaults from
+
+TtaOpt = Annotated[Tta, typer.Option("--tta", help="Also predict the mirrored pair(s) and average (hflip: 2x the time, hvflip: 3x).")]
+PassesOpt = Annotated[int, typer.Option("--passes", min=1, metavar="N", help="Network passes; each extra one predicts the motion left after warping image 2.")]
+SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth the flow along image 1's edges (guided filter).")]
+RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="Lucas-Kanade steps after the network (the first at half resolution); 0 = off.")]
+
+
+def inference_options(tta: Tta, passes: int, smooth: bool, refine: int) -> InferenceOptions:
+    return InferenceOptions(tta=tta.value, passes=passes, smooth=smooth, refine=refine)
+
+
+def options_label(options: InferenceOptions) -> str:
+    """', tta hflip, passes 2' for results computed with those options; '' for the defaults."""
+    label = options.label()
+    return f", {label}" if label else ""
+
+
+def as_flags(message: str) -> str:
+    """A library message names parameters as `name=value`; show them as this CLI's flags."""
+    flags = _flag_names()
+
+    def flag(match: re.Match) -> str:
+        name, value = match[1], match[2]
+        if name not in flags:
+            return match[0]
+        return flags[name] if value == "True" else f"{flags[name]} {value.strip(chr(39))}"
+
+    return re.sub(r"\b([a-z][a-z0-9_]*)=('[^']*'|[^\s,;:)]+)", flag, message)
+
+
+def _flag_names() -> dict[str, str]:
+    """Python parameter name -> the long flag of every command's option (max_side -> --max-side)."""
+    command = typer.main.get_command(app)
+    names: dict[str, str] = {}
+    for sub in getattr(command, "commands", {}).values():
+        for param in sub.params:
+            longs = [opt for opt in param.opts if opt.startswith("--")]
+            if longs:
+                names.setdefault(param.name, longs[0])
+    return names
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Expected failures become one red line on stderr and exit code 1; Ctrl-C exits 130."""
+    from ..errors import FlowcliError
+
+    try:
+        yield
+    except (FlowcliError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        fail(as_flags(str(exc)))
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def warn(message: str, console: Console = err_console) -> None:
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """'384x512' -> (384, 512): HEIGHTxWIDTH, as everywhere in flowcli."""
+    from ..errors import FlowcliError
+    from ..training.config import parse_size as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise FlowcliError(f"{option} {exc}") from None
+
+
+def say(text: str, console: Console = out_console) -> None:
+    """Print plain text: paths with brackets must not be read as rich markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def check_json_path(path: Path | None) -> None:
+    """Refuse an unwritable --json path before the work, not after it."""
+    if path is not None:
+        from ..io import check_writable
+
+        check_writable(path)
+
+
+def write_json(path: Path | None, payload) -> None:
+    """Write a result (anything with to_json(), or plain JSON data) atomically."""
+    if path is None:
+        return
+    from ..io import atomic_path
+
+    text = payload.to_json() if hasattr(payload, "to_json") else json.dumps(payload, indent=2, default=str)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
+    say(f"wrote {path}", err_console)
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> Table:
+    result = Table(title=title, show_header=False, title_justify="left")
+    result.add_column(style="bold")
+    result.add_column(justify="right")
+    for key, value in rows:
+        result.add_row(escape(key), escape(value))
+    return result
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 pair', '3 pairs'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
