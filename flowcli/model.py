@@ -196,3 +196,27 @@ def pad_to_stride(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def conv_gflops(config: ModelConfig, height: int, width: int) -> float:
+    """GFLOP (2 x multiply-adds) of every conv and transposed conv for one image of H x W,
+    padded up to a multiple of 64 as the model does. Runs on the meta device: costs nothing."""
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        kernel = module.weight.shape[2] * module.weight.shape[3]
+        if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters into out_ch x k x k
+            macs += inputs[0].numel() * module.out_channels * kernel // module.groups
+        else:
+            macs += output.numel() * (module.in_channels // module.groups) * kernel
+
+    with torch.device("meta"):
+        model = FlowNetS(config)
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    padded = (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)
+    model.pyramid(torch.empty(1, 6, *padded, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return 2 * macs / 1e9

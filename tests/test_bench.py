@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from flowcli.inference import bench
-from flowcli.inference.bench import conv_gflops, markdown_table, run_bench, run_sweep
+from flowcli.inference.bench import markdown_table, run_bench, run_sweep
 from flowcli.errors import DeviceError
-from flowcli.model import ModelConfig
+from flowcli.model import ModelConfig, conv_gflops
 
 TINY = dict(size=(64, 64), weights="random", model_width=0.25, warmup=1, runs=3)
 FIELDS = ("device", "device_name", "torch_version", "threads", "dtype", "batch_size", "height", "width",

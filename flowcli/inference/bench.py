@@ -22,7 +22,7 @@ from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
 from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError
 from .engine import Predictor
-from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, count_parameters
+from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
 from .options import TTA_VIEWS, InferenceOptions
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
@@ -113,30 +113,6 @@ def markdown_table(rows: Sequence[dict]) -> str:
             f"| {r['speedup_vs_reference']:.2f} | |"
         )
     return "\n".join(lines) + "\n"
-
-
-def conv_gflops(config: ModelConfig, height: int, width: int) -> float:
-    """GFLOP (2 x multiply-adds) of every conv and transposed conv for one image of H x W,
-    padded up to a multiple of 64 as the model does. Runs on the meta device: costs nothing."""
-    macs = 0
-
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        kernel = module.weight.shape[2] * module.weight.shape[3]
-        if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters into out_ch x k x k
-            macs += inputs[0].numel() * module.out_channels * kernel // module.groups
-        else:
-            macs += output.numel() * (module.in_channels // module.groups) * kernel
-
-    with torch.device("meta"):
-        model = FlowNetS(config)
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    padded = (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)
-    model.pyramid(torch.empty(1, 6, *padded, device="meta"))
-    for hook in hooks:
-        hook.remove()
-    return 2 * macs / 1e9
 
 
 def _check_args(size, batch_size: int, warmup: int, runs: int, threads: int | None) -> None:
