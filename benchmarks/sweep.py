@@ -81,13 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(command)
         print("\n".join(hardware))
 
-        def show(row: dict) -> None:
-            size = f"{row['height']}x{row['width']} batch {row['batch_size']}"
-            if "skipped" in row:
-                print(f"{size}: skipped ({row['skipped']})", flush=True)
+        def show(row) -> None:
+            size = f"{row.height}x{row.width} batch {row.batch_size}"
+            if hasattr(row, "skipped"):
+                print(f"{size}: skipped ({row.skipped})", flush=True)
             else:
-                print(f"{size}: {row['median_ms_per_image']:.3f} ms/img, {row['images_per_s']:.1f} img/s",
-                      flush=True)
+                print(f"{size}: {row.median_ms_per_image:.3f} ms/img, {row.images_per_s:.1f} img/s", flush=True)
 
         rows = run_sweep(device=args.device, batch_sizes=args.batch_sizes, sizes=args.sizes, dtype=args.dtype,
                          compile=args.compile, weights=args.weights, model_width=args.model_width,
@@ -96,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except FlowcliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    first = next((r for r in rows if "skipped" not in r), {})
+    first = next((r for r in rows if not hasattr(r, "skipped")), None)
     header = [f"# flowcli bench sweep ({time.strftime('%Y-%m-%d %H:%M')})", "", "```", command, "```", "",
-              *hardware, f"- weights: {first.get('weights', args.weights)}, dtype {args.dtype}, "
-              f"compile {args.compile}, params {first.get('params', 0) / 1e6:.2f}M",
+              *hardware, f"- weights: {first.weights if first else args.weights}, dtype {args.dtype}, "
+              f"compile {args.compile}, params {(first.params if first else 0) / 1e6:.2f}M",
               "- times: median/p90 per image over timed runs, warm-up excluded", ""]
     args.out.write_text("\n".join(header) + "\n" + markdown_table(rows))
     print(f"wrote {args.out}")

@@ -20,14 +20,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise DeviceError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+        raise DeviceError(f"device={name!r} is not a device: use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+            raise DeviceError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise DeviceError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
-        raise DeviceError(f"--device {name}: only cpu and cuda are supported")
+        raise DeviceError(f"device={name}: only cpu and cuda are supported")
     return device
 
 
@@ -35,12 +35,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """fp16 weights are a CUDA feature; bf16 also runs on CPUs with native bf16 (AVX-512 BF16/AMX),
     where it is about 2x faster than fp32 (see README for its EPE difference)."""
     if name not in DTYPES:
-        raise DeviceError(f"--dtype {name}: choose one of {', '.join(DTYPES)}")
+        raise DeviceError(f"dtype={name}: choose one of {', '.join(DTYPES)}")
     if device.type != "cuda":
         if name == "fp16":
-            raise DeviceError("--dtype fp16 needs --device cuda; on CPU use fp32 (or bf16 where supported)")
+            raise DeviceError("dtype=fp16 needs device=cuda; on a CPU use fp32 (or bf16 where supported)")
         if name == "bf16" and not cpu_has_bf16():
-            raise DeviceError("--dtype bf16 needs --device cuda or a CPU with native bf16; use fp32")
+            raise DeviceError("dtype=bf16 needs device=cuda or a CPU with native bf16; use dtype=fp32")
     return DTYPES[name]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,38 +11,41 @@ import torch
 from flowcli.inference import bench
 from flowcli.inference.bench import markdown_table, run_bench, run_sweep
 from flowcli.errors import DeviceError
-from flowcli.model import ModelConfig, conv_gflops
+from flowcli.inference.options import InferenceOptions
+from flowcli.model import FlowNetS, ModelConfig, conv_gflops
 
 TINY = dict(size=(64, 64), weights="random", model_width=0.25, warmup=1, runs=3)
-FIELDS = ("device", "device_name", "torch_version", "threads", "dtype", "batch_size", "height", "width",
-          "params", "gflops_per_image", "median_ms_per_image", "p90_ms_per_image", "images_per_s",
-          "tflops_achieved", "peak_memory_mb", "reference_s_per_image", "speedup_vs_reference",
-          "weights", "compile")
 
 
 def test_run_bench_reports_every_field_with_sane_values():
     threads_before = torch.get_num_threads()
     result = run_bench(device="cpu", batch_size=2, threads=1, **TINY)
-    assert torch.get_num_threads() == threads_before  # --threads applies to the run only
-    assert set(FIELDS) <= set(result)
-    assert result["device"] == "cpu" and result["dtype"] == "fp32" and result["threads"] == 1
-    assert (result["batch_size"], result["height"], result["width"]) == (2, 64, 64)
-    assert result["weights"] == "random" and result["compile"] is False
-    assert 1e6 < result["params"] < 5e6  # width 0.25
-    assert result["gflops_per_image"] == pytest.approx(conv_gflops(ModelConfig(width=0.25), 64, 64))
-    assert 0 < result["median_ms_per_image"] <= result["p90_ms_per_image"]
-    assert result["images_per_s"] == pytest.approx(1000 / result["median_ms_per_image"])
-    assert result["tflops_achieved"] == pytest.approx(result["gflops_per_image"] * result["images_per_s"] / 1000)
-    assert result["peak_memory_mb"] > 0
-    assert result["reference_s_per_image"] == 0.0107
-    assert result["speedup_vs_reference"] == pytest.approx(10.7 / result["median_ms_per_image"])
+    assert torch.get_num_threads() == threads_before  # threads applies to the run only
+    assert result.device == "cpu" and result.dtype == "fp32" and result.threads == 1
+    assert (result.batch_size, result.height, result.width) == (2, 64, 64)
+    assert result.weights == "random" and result.compile is False
+    assert result.params == sum(p.numel() for p in FlowNetS(ModelConfig(width=0.25)).parameters())
+    assert result.gflops_per_image == pytest.approx(conv_gflops(ModelConfig(width=0.25), 64, 64))
+    assert 0 < result.median_ms_per_image <= result.p90_ms_per_image
+    assert result.images_per_s == pytest.approx(1000 / result.median_ms_per_image)
+    assert result.tflops_achieved == pytest.approx(result.gflops_per_image * result.images_per_s / 1000)
+    assert result.peak_memory_mb > 0
+    assert result.speedup_vs_reference == pytest.approx(10.7 / result.median_ms_per_image)
+    saved = json.loads(result.to_json())
+    assert saved["speedup_vs_reference"] == pytest.approx(result.speedup_vs_reference)
+    assert saved["options"] == {"tta": "none", "passes": 1, "smooth": True, "refine": 1}
 
 
-def test_conv_gflops_match_the_measured_table():
-    assert conv_gflops(ModelConfig(width=1.0), 384, 512) == pytest.approx(31.6, abs=0.05)
-    assert conv_gflops(ModelConfig(width=0.5), 384, 512) == pytest.approx(8.4, abs=0.05)
-    # an odd size costs what its padded size costs
-    assert conv_gflops(ModelConfig(width=0.5), 370, 500) == conv_gflops(ModelConfig(width=0.5), 384, 512)
+def test_gflops_count_every_view_and_pass():
+    plain = run_bench(device="cpu", **TINY)
+    more = run_bench(device="cpu", options=InferenceOptions(tta="hflip", passes=2), **TINY)
+    assert more.gflops_per_image == pytest.approx(4 * plain.gflops_per_image)
+
+
+def test_sweep_honours_threads(monkeypatch):
+    rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[1], weights="random", model_width=0.25,
+                     warmup=0, runs=1, threads=1)
+    assert rows[0].threads == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
@@ -51,12 +55,12 @@ def test_cuda_without_cuda_is_refused():
 
 
 def test_fp16_on_cpu_is_refused():
-    with pytest.raises(DeviceError, match="fp16 needs --device cuda"):
+    with pytest.raises(DeviceError, match="fp16 needs device=cuda"):
         run_bench(device="cpu", dtype="fp16", **TINY)
 
 
 def test_sizes_below_64_are_refused():
-    with pytest.raises(DeviceError, match="size 32x64: height and width must be at least 64"):
+    with pytest.raises(DeviceError, match="size=32x64: height and width must be at least 64"):
         run_bench(device="cpu", **{**TINY, "size": (32, 64)})
     with pytest.raises(DeviceError, match="at least 64"):
         run_sweep(device="cpu", sizes=[(64, 48)], batch_sizes=[1], weights="random")
@@ -67,10 +71,10 @@ def test_sweep_skips_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(bench, "_available_memory_bytes", lambda: 500_000)
     rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[4, 1, 2], weights="random",
                      model_width=0.25, warmup=0, runs=2)
-    assert [r["batch_size"] for r in rows] == [1, 2, 4]
-    assert "skipped" not in rows[0] and rows[0]["median_ms_per_image"] > 0
-    assert "does not fit in memory at batch 2" in rows[1]["skipped"]
-    assert "batch 2 already did not fit" in rows[2]["skipped"]
+    assert [r.batch_size for r in rows] == [1, 2, 4]
+    assert not hasattr(rows[0], "skipped") and rows[0].median_ms_per_image > 0
+    assert "does not fit in memory at batch 2" in rows[1].skipped
+    assert "batch 2 already did not fit" in rows[2].skipped
     table = markdown_table(rows)
     assert table.count("\n| 64x64 |") == 3 and "skipped: input 64x64" in table
 
@@ -85,4 +89,4 @@ def test_sweep_script_writes_a_markdown_table(tmp_path, capsys, load_benchmark):
     assert "benchmarks/sweep.py --device cpu" in text and "| 64x64 | 1 |" in text
     assert "sweep.py" in capsys.readouterr().out
     assert module.main(["--device", "cpu", "--dtype", "fp16", "--out", str(out)]) == 1
-    assert "needs --device cuda" in capsys.readouterr().err
+    assert "needs device=cuda" in capsys.readouterr().err

@@ -343,17 +343,6 @@ def test_predict_with_a_non_weights_file_fails_cleanly(run_cli, make_pair, tmp_p
     assert_clean_failure(result, "w.safetensors", "not a safetensors file", before=before, folder=tmp_path)
 
 
-def test_info_shows_the_architecture_and_parameter_count(run_cli, tmp_path):
-    from flowcli.checkpoint import save_weights
-    from flowcli.model import FlowNetS, ModelConfig
-
-    save_weights(tmp_path / "w.safetensors", FlowNetS(ModelConfig(width=0.25)), metadata={"epochs": "2"})
-    result = run_cli("info", "--weights", tmp_path / "w.safetensors")
-    assert result.exit_code == 0, result.output
-    assert "2,436,160" in result.stdout  # width 0.25: see test_model for the layer list
-    assert '"width": 0.25' in result.stdout and "epochs" in result.stdout
-
-
 @pytest.mark.parametrize("name", ["scene[left].flo", "q[/x].flo"])
 def test_error_names_a_file_with_brackets_verbatim(run_cli, tmp_path, name):
     missing = tmp_path / name  # "q[/x].flo" is the file "x].flo" in the (missing) folder "q["

@@ -25,7 +25,7 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
     gt = read_flo(folder / "00002_flow.flo")
     gt[:5, :7] = 1e10  # unknown flow: must be masked and counted, never averaged
     write_flo(folder / "00002_flow.flo", gt)
-    result = evaluate(data_dir=folder, part="all", weights="random")
+    result = evaluate(folder, split="all", weights="random")
 
     predictor = load_predictor("random")
     errors, speeds, outside, hits = [], [], [], 0
@@ -43,27 +43,27 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
         outside.append(((x < 0) | (x > 95) | (y < 0) | (y > 63))[valid])
         hits += int((err < 3).sum())
     errors, speeds, outside = np.concatenate(errors), np.concatenate(speeds), np.concatenate(outside)
-    assert result["pairs"] == 4 and result["invalid_pixels"] == 35
-    assert result["epe"] == pytest.approx(errors.mean(), rel=1e-5)
-    assert result["3px"] == pytest.approx(hits / errors.size, rel=1e-6)
+    assert result.pairs == 4 and result.invalid_pixels == 35
+    assert result.epe == pytest.approx(errors.mean(), rel=1e-5)
+    assert result.within["3px"] == pytest.approx(hits / errors.size, rel=1e-6)
     slow = speeds < 10
     assert 0 < slow.sum() < slow.size  # both bands present in these scenes
-    assert result["s0-10"] == pytest.approx(errors[slow].mean(), rel=1e-5)
-    assert result["s10-40"] == pytest.approx(errors[~slow & (speeds < 40)].mean(), rel=1e-5)
+    assert result.epe_by_speed["s0-10"] == pytest.approx(errors[slow].mean(), rel=1e-5)
+    assert result.epe_by_speed["s10-40"] == pytest.approx(errors[~slow & (speeds < 40)].mean(), rel=1e-5)
     assert 0 < outside.sum() < outside.size  # some pixels move out of the frame
-    assert result["out_of_frame_share"] == pytest.approx(outside.mean())
-    assert result["out-of-frame"] == pytest.approx(errors[outside].mean(), rel=1e-5)
-    assert result["in-frame"] == pytest.approx(errors[~outside].mean(), rel=1e-5)
-    assert [s["id"] for s in result["samples"]] == ["00001", "00002", "00003", "00004"]
-    assert result["samples"][1]["valid_pixels"] == 64 * 96 - 35
-    assert result["ms_per_image"] > 0
+    assert result.out_of_frame_share == pytest.approx(outside.mean())
+    assert result.epe_by_frame["out-of-frame"] == pytest.approx(errors[outside].mean(), rel=1e-5)
+    assert result.epe_by_frame["in-frame"] == pytest.approx(errors[~outside].mean(), rel=1e-5)
+    assert [s.id for s in result.samples] == ["00001", "00002", "00003", "00004"]
+    assert result.samples[1].valid_pixels == 64 * 96 - 35
+    assert result.ms_per_image > 0
 
 
 def test_generated_test_set_is_fixed(tmp_path):
     a = evaluate(count=2, size=(64, 96), weights="random")
     b = evaluate(count=2, size=(64, 96), weights="random")
-    assert a["pairs"] == 2 and a["epe"] == b["epe"] > 0
-    assert "generated test set" in a["source"]
+    assert a.pairs == 2 and a.epe == b.epe > 0
+    assert "generated test set" in a.source
 
 
 def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli):
@@ -79,13 +79,13 @@ def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli
 def test_eval_flo_of_another_size_is_one_clear_error(folder, run_cli):
     write_flo(folder / "00001_flow.flo", np.zeros((32, 32, 2), np.float32))
     with pytest.raises(DataError, match="00001_flow.flo"):
-        evaluate(data_dir=folder, part="all", weights="random")
+        evaluate(folder, split="all", weights="random")
     result = run_cli("eval", folder, "--split", "all", "--weights", "random")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "00001_flow.flo" in result.stderr
 
 
 def test_eval_cli_tta_passes_and_refine_are_reported_and_change_the_prediction(folder, run_cli, tmp_path):
-    plain = evaluate(data_dir=folder, part="all", weights="random")
+    plain = evaluate(folder, split="all", weights="random")
     result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--tta", "hflip", "--passes", "2",
                      "--refine", "2", "--json", tmp_path / "tta.json")
     assert result.exit_code == 0, result.output
@@ -94,9 +94,33 @@ def test_eval_cli_tta_passes_and_refine_are_reported_and_change_the_prediction(f
     assert 0 < saved["out_of_frame_share"] < 1
     shown = " ".join(result.stdout.split())  # the table may wrap
     assert f"EPE out-of-frame ({100 * saved['out_of_frame_share']:.1f}% of pixels)" in shown
-    assert (saved["tta"], saved["passes"], saved["refine"]) == ("hflip", 2, 2)
-    assert (plain["tta"], plain["passes"], plain["refine"]) == ("none", 1, 1)  # one refinement step by default
-    assert saved["epe"] != pytest.approx(plain["epe"], rel=1e-4)
+    assert (saved["options"]["tta"], saved["options"]["passes"], saved["options"]["refine"]) == ("hflip", 2, 2)
+    assert (plain.options.tta, plain.options.passes, plain.options.refine) == ("none", 1, 1)  # one refinement step by default
+    assert saved["epe"] != pytest.approx(plain.epe, rel=1e-4)
     assert run_cli("eval", folder, "--weights", "random", "--tta", "sideways").exit_code == 2
     assert run_cli("eval", folder, "--weights", "random", "--refine", "-1").exit_code == 2
     assert run_cli("eval", folder, "--weights", "random", "--passes", "0").exit_code == 2
+
+
+def test_eval_split_and_part_mean_the_same_as_in_train(folder, run_cli):
+    """--split is the scheme in every command; --part picks train/val/test; unknown values list the choices."""
+    result = run_cli("eval", folder, "--split", "reference", "--part", "train", "--weights", "random", "--metric", "epe")
+    assert result.exit_code == 0, result.output
+    assert "reference split, train" in " ".join(result.stdout.split())
+    result = run_cli("eval", folder, "--split", "nonsense", "--weights", "random")
+    assert result.exit_code == 2 and "reference" in result.output and "all" in result.output
+
+
+def test_eval_small_folder_without_a_test_part_suggests_split_all(tmp_path, run_cli):
+    write_dataset(tmp_path / "two", count=2, seed=1, config=SynthConfig(height=64, width=64))
+    with pytest.raises(DataError, match="split=all evaluates every pair"):
+        evaluate(tmp_path / "two", split="seeded", weights="random")
+    result = run_cli("eval", tmp_path / "two", "--split", "seeded", "--weights", "random")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--split all evaluates every pair" in result.stderr
+
+
+def test_eval_json_to_a_missing_folder_fails_before_the_work(folder, run_cli, tmp_path):
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--json", tmp_path / "no" / "r.json")
+    assert result.exit_code == 1 and "does not exist" in result.stderr and result.stderr.count("\n") == 1
+    assert result.stdout == ""  # the error comes before the work, not after the table

@@ -20,15 +20,10 @@ def test_the_label_names_what_differs_from_the_defaults_in_pipeline_order():
     assert InferenceOptions(refine=2).label() == "refine 2"
 
 
-def test_from_result_reads_the_recorded_options_and_ignores_the_rest():
-    result = {"epe": 3.2, "tta": "hvflip", "refine": 3, "dtype": "bf16"}
-    assert InferenceOptions.from_result(result) == InferenceOptions(tta="hvflip", refine=3)
-
-
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tta": "sideways"}, "--tta sideways: choose one of none, hflip, hvflip"),
-    ({"passes": 0}, "--passes 0: the network runs at least once"),
-    ({"refine": -1}, "--refine -1: the number of refinement steps cannot be negative"),
+    ({"tta": "sideways"}, "tta='sideways': choose one of none, hflip, hvflip"),
+    ({"passes": 0}, "passes=0: the network runs at least once"),
+    ({"refine": -1}, "refine=-1: the number of refinement steps cannot be negative"),
 ])
 def test_bad_values_are_one_clear_error(kwargs, message):
     with pytest.raises(FlowcliError, match=message):

@@ -1,31 +1,47 @@
-"""`flowcli info`: describe a weights file."""
+"""`flowcli info`: what a weights file holds, and which steps run around the network."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .common import (
-    app, out_console, WeightsOpt, cli_errors, table,
+    DEFAULTS, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app, cli_errors, inference_options,
+    out_console, say, table,
 )
 
 
 @app.command()
-def info(weights: WeightsOpt = None) -> None:
-    """Show a weights file's architecture, parameter count and training metadata."""
+def info(
+    weights: WeightsOpt = None,
+    pipeline: Annotated[bool, typer.Option("--pipeline", help="List the steps from the pair to the flow, in order, for the options given.")] = False,
+    tta: TtaOpt = Tta(DEFAULTS.tta),
+    passes: PassesOpt = DEFAULTS.passes,
+    smooth: SmoothOpt = DEFAULTS.smooth,
+    refine: RefineOpt = DEFAULTS.refine,
+) -> None:
+    """Show a weights file's architecture, parameter count and training metadata (or, with --pipeline, what runs)."""
     with cli_errors():
-        from ..checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
         from ..errors import FlowcliError
+
+        if pipeline:
+            from ..inference.pipeline import describe_pipeline
+
+            for number, line in enumerate(describe_pipeline(inference_options(tta, passes, smooth, refine)), 1):
+                say(f"{number}. {line}")
+            return
+        from ..checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
+        from ..model import count_parameters
 
         if weights == "random":
             raise FlowcliError("info describes a weights file; 'random' has none")
         path = Path(weights) if weights else DEFAULT_WEIGHTS
         model = load_model(path)
-        meta = metadata_json(path)
         rows = [("file", str(path)), ("size", f"{path.stat().st_size / 2**20:.2f} MiB"),
-                ("parameters", f"{sum(p.numel() for p in model.parameters()):,}")]
-        rows += [(key, json.dumps(value) if not isinstance(value, str) else value) for key, value in meta.items()]
+                ("parameters", f"{count_parameters(model):,}")]
+        rows += [(key, value if isinstance(value, str) else json.dumps(value))
+                 for key, value in metadata_json(path).items()]
         out_console.print(table("weights", rows))

@@ -14,6 +14,7 @@ from .folders import Sample, listing
 SPLIT_FILE = "FlyingChairs_train_val.txt"
 SCHEMES = ("auto", "official", "reference", "seeded")  # how a folder is split; eval also takes "all"
 PARTS = ("train", "val", "test")
+EVERY_PAIR = "all"  # evaluation without a split: every pair of the folder
 REFERENCE_SEED = 42
 REFERENCE_TRAIN_FRACTION = 0.8
 

@@ -1,10 +1,8 @@
-"""The benchmark API: time the shared inference path (flowcli.inference.Predictor) on random frames.
+"""The benchmark API: time the inference engine (Predictor, with its pipeline) on random frames.
 
-Timing follows nanoGPT's bench: warm-up runs are excluded (they include CUDA graph capture and
-cuDNN autotuning), every timed run ends with torch.cuda.synchronize on CUDA, and the time per
-image is the batch time divided by the batch size. FLOPs are counted analytically from the conv
-and transposed-conv layers for the padded input (2 x multiply-adds); the final bilinear upsampling
-and elementwise work are left out.
+As nanoGPT's bench: warm-up runs are excluded (CUDA graph capture, cuDNN autotuning), every timed
+run ends with torch.cuda.synchronize on CUDA, the time per image is the batch time / batch size.
+GFLOP/img counts the network's convolutions only (model.conv_gflops), not the post-network steps.
 """
 
 from __future__ import annotations
@@ -12,33 +10,82 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from torch import nn
 
 from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
 from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError
-from .engine import Predictor
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
+from ..results import JsonResult
+from .engine import Predictor
 from .options import TTA_VIEWS, InferenceOptions
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
-DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-DEFAULT_SIZES = ((384, 512), (768, 1024), (1080, 1920))
-CPU_BATCH_SIZES = (1, 2, 4)  # run_sweep's defaults on CPU: the CUDA grid would take hours there
-CPU_SIZES = ((384, 512), (768, 1024))
+# run_sweep's default grid (batch sizes, sizes HxW) per device type: the CUDA grid would take hours on a CPU.
+SWEEP_GRID = {
+    "cuda": ((1, 2, 4, 8, 16, 32, 64, 128, 256), ((384, 512), (768, 1024), (1080, 1920))),
+    "cpu": ((1, 2, 4), ((384, 512), (768, 1024))),
+}
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class BenchResult(JsonResult):
+    """One timed configuration. Times in ms per image; peak memory in MB (CUDA: allocated; CPU: max RSS)."""
+
+    device: str
+    device_name: str
+    torch_version: str
+    threads: int
+    dtype: str
+    batch_size: int
+    height: int
+    width: int
+    weights: str
+    options: InferenceOptions
+    compile: bool
+    cuda_graphs: bool
+    params: int
+    gflops_per_image: float
+    median_ms_per_image: float
+    p90_ms_per_image: float
+    images_per_s: float
+    tflops_achieved: float
+    peak_memory_mb: float
+    peak_memory_note: str
+    runs: int
+    warmup: int
+    reference_s_per_image: float = REFERENCE_S_PER_IMAGE
+
+    @property
+    def speedup_vs_reference(self) -> float:
+        return self.reference_s_per_image / (self.median_ms_per_image / 1000)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "speedup_vs_reference": self.speedup_vs_reference}
+
+
+@dataclass(frozen=True)
+class SkippedBench(JsonResult):
+    """A sweep's configuration that was not timed (it did not fit in memory), and why."""
+
+    device: str
+    batch_size: int
+    height: int
+    width: int
+    skipped: str
 
 
 def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
               threads: int | None = None, cuda_graphs: bool = True,
-              options: InferenceOptions = InferenceOptions()) -> dict:
-    """Time `batch_size` x `size` (H, W) frames through the Predictor; returns one result dict.
+              options: InferenceOptions = InferenceOptions()) -> BenchResult:
+    """Time `batch_size` x `size` (H, W) frames through the Predictor.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
     `model_width`, said so in the "weights" field); "random" = a random model of `model_width`.
@@ -59,18 +106,17 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               sizes: Sequence[tuple[int, int]] | None = None, dtype: str = "fp32", compile: bool = False,
               weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
-              cuda_graphs: bool = True, on_result: Callable[[dict], None] | None = None,
-              options: InferenceOptions = InferenceOptions()) -> list[dict]:
-    """run_bench over sizes x batch sizes (defaults: 1..256 x 384x512, 768x1024, 1080x1920 on
-    CUDA; 1, 2, 4 x 384x512, 768x1024 on CPU). A combination that does not fit in memory is
-    recorded as {"batch_size", "height", "width", "skipped": reason}, and so are the larger batches
-    of that size after it. `on_result` sees each row as it is made.
+              cuda_graphs: bool = True, on_result: Callable[[BenchResult | SkippedBench], None] | None = None,
+              options: InferenceOptions = InferenceOptions()) -> list[BenchResult | SkippedBench]:
+    """run_bench over sizes x batch sizes (defaults: SWEEP_GRID for the device's type). A
+    combination that does not fit in memory is a SkippedBench, and so are the larger batches of
+    that size after it. `on_result` sees each row as it is made.
     """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    on_cpu = torch_device.type == "cpu"
-    batch_sizes = sorted(batch_sizes or (CPU_BATCH_SIZES if on_cpu else DEFAULT_BATCH_SIZES))
-    sizes = list(sizes or (CPU_SIZES if on_cpu else DEFAULT_SIZES))
+    default_batches, default_sizes = SWEEP_GRID[torch_device.type]
+    batch_sizes = sorted(batch_sizes or default_batches)
+    sizes = list(sizes or default_sizes)
     for size in sizes:
         _check_args(size, batch_sizes[0], warmup, runs, threads)
     model, label = _load(weights, model_width)
@@ -96,21 +142,20 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
     return rows
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
+def markdown_table(rows: Sequence[BenchResult | SkippedBench]) -> str:
     """Results of run_bench/run_sweep as a markdown table (skipped rows keep their reason)."""
     head = ("| size (HxW) | batch | median ms/img | p90 ms/img | img/s | GFLOP/img | TFLOP/s | peak MB "
             "| x reference | note |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        size = f"{r['height']}x{r['width']}"
-        if "skipped" in r:
-            lines.append(f"| {size} | {r['batch_size']} | - | - | - | - | - | - | - | skipped: {r['skipped']} |")
+        size = f"{r.height}x{r.width}"
+        if isinstance(r, SkippedBench):
+            lines.append(f"| {size} | {r.batch_size} | - | - | - | - | - | - | - | skipped: {r.skipped} |")
             continue
         lines.append(
-            f"| {size} | {r['batch_size']} | {r['median_ms_per_image']:.3f} | {r['p90_ms_per_image']:.3f} "
-            f"| {r['images_per_s']:.1f} | {r['gflops_per_image']:.2f} | {r['tflops_achieved']:.3f} "
-            f"| {r['peak_memory_mb']:.0f} "
-            f"| {r['speedup_vs_reference']:.2f} | |"
+            f"| {size} | {r.batch_size} | {r.median_ms_per_image:.3f} | {r.p90_ms_per_image:.3f} "
+            f"| {r.images_per_s:.1f} | {r.gflops_per_image:.2f} | {r.tflops_achieved:.3f} "
+            f"| {r.peak_memory_mb:.0f} | {r.speedup_vs_reference:.2f} | |"
         )
     return "\n".join(lines) + "\n"
 
@@ -118,11 +163,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def _check_args(size, batch_size: int, warmup: int, runs: int, threads: int | None) -> None:
     height, width = size
     if min(height, width) < MIN_SIDE:
-        raise DeviceError(f"size {height}x{width}: height and width must be at least {MIN_SIDE}")
-    if batch_size < 1 or runs < 1 or warmup < 0:
-        raise DeviceError(f"batch size and runs must be >= 1 and warm-up >= 0, got {batch_size}, {runs}, {warmup}")
+        raise DeviceError(f"size={height}x{width}: height and width must be at least {MIN_SIDE}")
+    for name, value, least in (("batch_size", batch_size, 1), ("runs", runs, 1), ("warmup", warmup, 0)):
+        if value < least:
+            raise DeviceError(f"{name}={value}: must be at least {least}")
     if threads is not None and threads < 1:
-        raise DeviceError(f"--threads {threads}: must be at least 1")
+        raise DeviceError(f"threads={threads}: must be at least 1")
 
 
 def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
@@ -136,13 +182,13 @@ def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
     return load_model(path), str(path)
 
 
-def _skipped(device: torch.device, batch: int, height: int, width: int, reason: str) -> dict:
-    return {"device": str(device), "batch_size": batch, "height": height, "width": width, "skipped": reason}
+def _skipped(device: torch.device, batch: int, height: int, width: int, reason: str) -> SkippedBench:
+    return SkippedBench(str(device), batch, height, width, reason)
 
 
 def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.dtype, size, batch_size: int,
              compile: bool, warmup: int, runs: int, min_seconds: float, cuda_graphs: bool,
-             options: InferenceOptions) -> dict:
+             options: InferenceOptions) -> BenchResult:
     height, width = size
     on_cuda = device.type == "cuda"
     views = len(TTA_VIEWS[options.tta])
@@ -182,21 +228,16 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
     median = statistics.median(per_image_ms)
     p90 = per_image_ms[min(len(per_image_ms) - 1, int(round(0.9 * (len(per_image_ms) - 1))))]
     images_per_s = 1000 / median
-    return {
-        "device": str(device), "device_name": describe(device), "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(), "dtype": DTYPE_NAMES.get(dtype, str(dtype)),
-        "batch_size": batch_size, "height": height, "width": width,
-        "params": count_parameters(model), "gflops_per_image": gflops,
-        "median_ms_per_image": median, "p90_ms_per_image": p90, "images_per_s": images_per_s,
-        "tflops_achieved": gflops * images_per_s / 1000, "peak_memory_mb": peak_mb,
-        "peak_memory_note": "torch.cuda.max_memory_allocated" if on_cuda
+    return BenchResult(
+        device=str(device), device_name=describe(device), torch_version=torch.__version__,
+        threads=torch.get_num_threads(), dtype=DTYPE_NAMES.get(dtype, str(dtype)), batch_size=batch_size,
+        height=height, width=width, weights=label, options=options, compile=compile,
+        cuda_graphs=cuda_graphs and on_cuda, params=count_parameters(model), gflops_per_image=gflops,
+        median_ms_per_image=median, p90_ms_per_image=p90, images_per_s=images_per_s,
+        tflops_achieved=gflops * images_per_s / 1000, peak_memory_mb=peak_mb,
+        peak_memory_note="torch.cuda.max_memory_allocated" if on_cuda
         else f"process max RSS (was {rss_before:.0f} MB before the model was moved)",
-        "reference_s_per_image": REFERENCE_S_PER_IMAGE,
-        "speedup_vs_reference": REFERENCE_S_PER_IMAGE / (median / 1000),
-        "weights": label, **options.as_dict(), "compile": compile,
-        "cuda_graphs": cuda_graphs and on_cuda,
-        "runs": len(times), "warmup": warmup,
-    }
+        runs=len(times), warmup=warmup)
 
 
 def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) -> None:
@@ -205,13 +246,12 @@ def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) 
     if available is None:
         return
     padded = (-(-height // STRIDE) * STRIDE) * (-(-width // STRIDE) * STRIDE)
-    # Peak RSS growth of one forward, measured at 1080x1920 batch 2: 28.4 fp32 values per padded
-    # pixel at width 0.5, 46.2 at width 1.0 (21 at width 0.25, 768x1024); ~10 % headroom on top.
+    # fp32 values per padded pixel, from peak RSS growth with ~10 % headroom (benchmarks/README.md)
     estimate = 4 * batch * padded * (12 + 40 * config.width)
     if estimate > available:
         raise DeviceError(
             f"input {height}x{width} does not fit in memory at batch {batch} (needs about "
-            f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try a smaller --batch-size"
+            f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try batch_size=1 or a smaller size"
         )
 
 

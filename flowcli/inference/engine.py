@@ -83,7 +83,7 @@ class Predictor:
         except Exception as exc:
             if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")) and not _is_out_of_memory(exc):
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                raise DeviceError(f"--compile failed ({type(exc).__name__}: {first}); run without --compile") from None
+                raise DeviceError(f"compile=True failed ({type(exc).__name__}: {first}); run without it") from None
             raise
 
     def _forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
@@ -136,7 +136,7 @@ class Predictor:
         self.release()
         where = "GPU memory" if self.is_cuda else "memory"
         return DeviceError(f"input {height}x{width} does not fit in {where} at batch {batch}; "
-                           "try --max-side N or a smaller --batch-size")
+                           "try max_side=N or batch_size=1")
 
     def release(self) -> None:
         """Drop captured CUDA graphs and return cached GPU memory."""
@@ -242,16 +242,16 @@ def _check_compile_toolchain(device: torch.device) -> None:
     try:
         import torch._dynamo
     except Exception as exc:  # broken or absent in some builds
-        raise DeviceError(f"--compile: torch.compile is unavailable ({type(exc).__name__})") from None
+        raise DeviceError(f"compile=True: torch.compile is unavailable ({type(exc).__name__})") from None
     if not torch._dynamo.is_dynamo_supported():
-        raise DeviceError("--compile: torch.compile is not supported with this Python/torch; run without --compile")
+        raise DeviceError("compile=True: torch.compile is not supported with this Python/torch; run without it")
     if device.type == "cuda":
         from torch.utils._triton import has_triton
 
         if not has_triton():
-            raise DeviceError("--compile on CUDA needs Triton (pip install triton); run without --compile")
+            raise DeviceError("compile=True on CUDA needs Triton (pip install triton); run without it")
     elif not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-        raise DeviceError("--compile on CPU needs a C++ compiler (g++ or clang++); run without --compile")
+        raise DeviceError("compile=True on CPU needs a C++ compiler (g++ or clang++); run without it")
 
 
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32",

@@ -1,43 +1,155 @@
-"""Evaluation: EPE (the reference mean_epe), 1/3/5 px accuracy and model time per image.
+"""Evaluation: EPE (the reference's mean_epe), 1/3/5 px accuracy, EPE by speed and in/out of frame,
+and the model's time per image.
 
 On a folder it evaluates one part of a split (by default the test part of the split that trained
-the weights, when the weights sit in a run folder with split.json); without a folder it evaluates
-a fixed, seeded generated test set that training never sees.
+the weights, when they sit in a run folder with split.json); without a folder, a fixed, seeded
+generated test set that training never sees.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
+from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from ..errors import DataError
-from ..metrics import EpeTally
+from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally
+from ..results import JsonResult
 from .options import InferenceOptions
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
-PARTS = ("test", "val", "train", "all")
 
 
-def folder_pairs(data_dir: Path, *, part: str, scheme: str, seed: int, weights: str | None,
-                 strict: bool = False):
-    """The samples of one part of a folder split, reusing a run folder's split.json when present."""
+@dataclass(frozen=True)
+class SampleEpe:
+    id: str
+    epe: float
+    valid_pixels: int
+
+
+@dataclass(frozen=True)
+class EvalResult(JsonResult):
+    """What `evaluate` measured. EPEs in pixels over valid pixels; shares in [0, 1]; a speed band or
+    frame part without pixels is None."""
+
+    source: str
+    weights: str
+    device: str
+    dtype: str
+    options: InferenceOptions
+    pairs: int
+    epe: float
+    within: dict[str, float]  # "1px" -> share of pixels with EPE below 1 px, ...
+    epe_by_speed: dict[str, float | None]  # "s0-10", "s10-40", "s40+" (true speed in px)
+    epe_by_frame: dict[str, float | None]  # "in-frame", "out-of-frame" (does the true match leave image 2?)
+    out_of_frame_share: float
+    valid_pixels: int
+    invalid_pixels: int  # unknown ground truth (> 1e9 in .flo), masked
+    ms_per_image: float
+    median_ms_per_image: float
+    incomplete_triplets: tuple[str, ...]
+    samples: tuple[SampleEpe, ...]
+
+
+def evaluate(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    split: str = "auto",
+    part: str = "test",
+    seed: int = 0,
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    options: InferenceOptions = InferenceOptions(),
+    count: int = 64,
+    size: tuple[int, int] = (384, 512),
+    warmup: int = 2,
+    strict: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate weights on `part` of a folder's `split` (split="all": every pair), or on `count`
+    generated test pairs of `size` (H, W) when data_dir is None."""
+    from .engine import load_predictor
+
+    if split not in (*SCHEMES, EVERY_PAIR):
+        raise DataError(f"split={split!r} is not a split: choose one of {', '.join((*SCHEMES, EVERY_PAIR))}")
+    if part not in PARTS:
+        raise DataError(f"part={part!r} is not a part of a split: choose one of {', '.join(PARTS)}")
+    if count < 1:
+        raise DataError(f"count={count}: evaluate at least one pair")
+    predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
+    incomplete: list[str] = []
+    if data_dir is not None:
+        samples, incomplete = folder_pairs(Path(data_dir), split=split, part=part, seed=seed,
+                                           weights=weights, strict=strict)
+        total, batches = len(samples), folder_batches(samples)
+        what = "every pair" if split == EVERY_PAIR else f"{split} split, {part}"
+        source = f"{data_dir} ({what})"
+    else:
+        total, batches = count, generated_batches(count, size, predictor.device)
+        source = f"generated test set (seed {TEST_SEED}, {count} pairs, {size[0]}x{size[1]})"
+
+    samples_out, times, tally, invalid = [], [], EpeTally(), 0
+    for index, (sample_id, img1, img2, flow, valid) in enumerate(batches):
+        if index < warmup:  # the first calls pay for allocation and graph capture
+            predictor(img1, img2)
+        seconds, pred = _timed(predictor, img1, img2)
+        times.append(seconds)
+        err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+        invalid += int((~valid).sum())
+        samples_out.append(SampleEpe(sample_id, err.mean().item() if err.numel() else float("nan"), err.numel()))
+        if on_progress:
+            on_progress(index + 1, total)
+    if tally.valid == 0:
+        raise DataError("no pixel with valid ground truth in the evaluated pairs")
+    summary = tally.result()
+    times.sort()
+    return EvalResult(
+        source=source, weights=str(weights) if weights is not None else "default",
+        device=str(predictor.device), dtype=dtype, options=options, pairs=len(samples_out),
+        epe=summary["epe"], within={f"{t:g}px": summary[f"{t:g}px"] for t in THRESHOLDS},
+        epe_by_speed={band: summary[band] for band in SPEED_BANDS},
+        epe_by_frame={part_: summary[part_] for part_ in FRAME_PARTS},
+        out_of_frame_share=summary["out_of_frame_share"], valid_pixels=summary["valid_pixels"],
+        invalid_pixels=invalid, ms_per_image=1000 * sum(times) / len(times),
+        median_ms_per_image=1000 * times[len(times) // 2], incomplete_triplets=tuple(incomplete),
+        samples=tuple(samples_out))
+
+
+def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """One call's wall time, CUDA synchronised on both ends."""
+    cuda = predictor.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(predictor.device)
+    start = time.perf_counter()
+    pred = predictor(img1, img2)
+    if cuda:
+        torch.cuda.synchronize(predictor.device)
+    return time.perf_counter() - start, pred
+
+
+def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, strict: bool = False):
+    """The samples of one part of a folder's split (reusing a run folder's split.json when split is
+    auto and the weights sit in one), and the folder's incomplete triplets."""
     from ..data.folders import find_samples
     from ..data.splits import load_split, split_samples
 
     samples, incomplete = find_samples(data_dir, strict=strict)
-    if part == "all":
+    if split == EVERY_PAIR:
         return samples, incomplete
     run_split = Path(weights).parent / "split.json" if weights not in (None, "random") else None
-    if scheme == "auto" and run_split is not None and run_split.is_file():
+    if split == "auto" and run_split is not None and run_split.is_file():
         parts = load_split(run_split, samples)
     else:
-        parts = split_samples(samples, split=scheme, seed=seed, folder=data_dir)
-    if part not in parts or not parts[part]:
-        raise DataError(f"{data_dir}: the {scheme} split has no {part!r} part")
+        parts = split_samples(samples, split=split, seed=seed, folder=data_dir)
+    if not parts.get(part):
+        raise DataError(f"{data_dir}: the {split} split of its {len(samples)} pairs has no {part} part; "
+                        f"split={EVERY_PAIR} evaluates every pair")
     return parts[part], incomplete
 
 
@@ -57,75 +169,3 @@ def generated_batches(count: int, size: tuple[int, int], device):
     for i in range(count):
         img1, img2, flow = generator.batch(1)
         yield f"gen{i:05d}", img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
-
-
-def evaluate(
-    *,
-    data_dir: str | os.PathLike | None = None,
-    part: str = "test",
-    scheme: str = "auto",
-    seed: int = 0,
-    weights: str | os.PathLike | None = None,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    options: InferenceOptions = InferenceOptions(),
-    count: int = 64,
-    size: tuple[int, int] = (384, 512),
-    warmup: int = 2,
-    on_progress: Callable[[int, int], None] | None = None,
-    strict: bool = False,
-) -> dict:
-    """Evaluate weights; returns {'epe', '1px', '3px', '5px', 'ms_per_image', 'samples': [...], ...}."""
-    from .engine import load_predictor
-
-    if part not in PARTS:
-        raise DataError(f"unknown split part {part!r}: choose one of {', '.join(PARTS)}")
-    predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
-    torch_device = predictor.device
-    incomplete: list[str] = []
-    if data_dir is not None:
-        samples, incomplete = folder_pairs(Path(data_dir), part=part, scheme=scheme, seed=seed,
-                                           weights=None if weights is None else str(weights), strict=strict)
-        total, batches = len(samples), folder_batches(samples)
-        source = f"{data_dir} ({scheme} split, {part})"
-    else:
-        total, batches = count, generated_batches(count, size, torch_device)
-        source = f"generated test set (seed {TEST_SEED}, {count} pairs, {size[0]}x{size[1]})"
-    if total == 0:
-        raise DataError("nothing to evaluate")
-
-    per_sample, times = [], []
-    tally, invalid_sum = EpeTally(), 0
-    for index, (sample_id, img1, img2, flow, valid) in enumerate(batches):
-        if index < warmup:  # the first calls pay for allocation and graph capture
-            predictor(img1, img2)
-        if torch_device.type == "cuda":
-            torch.cuda.synchronize(torch_device)
-        start = time.perf_counter()
-        pred = predictor(img1, img2)
-        if torch_device.type == "cuda":
-            torch.cuda.synchronize(torch_device)
-        times.append(time.perf_counter() - start)
-        err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
-        invalid_sum += int((~valid).sum())
-        per_sample.append({"id": sample_id, "epe": err.mean().item() if err.numel() else float("nan"),
-                           "valid_pixels": err.numel()})
-        if on_progress:
-            on_progress(index + 1, total)
-    if tally.valid == 0:
-        raise DataError("no pixel with valid ground truth in the evaluated pairs")
-    times.sort()
-    return {
-        "source": source,
-        "weights": str(weights) if weights is not None else "default",
-        "device": str(torch_device),
-        "dtype": dtype,
-        **options.as_dict(),
-        "pairs": len(per_sample),
-        **tally.result(),
-        "ms_per_image": 1000 * sum(times) / len(times),
-        "median_ms_per_image": 1000 * times[len(times) // 2],
-        "invalid_pixels": invalid_sum,
-        "incomplete_triplets": incomplete,
-        "samples": per_sample,
-    }

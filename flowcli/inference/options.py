@@ -1,9 +1,6 @@
-"""The steps around the network that every inference command shares, with their defaults in one place.
-
-`flowcli predict`, `eval`, `bench`, `visualize` and the Python API (`Predictor`, `estimate_flow`,
-`evaluate`, `predict_folder`, `run_bench`) all take one InferenceOptions; `flowcli.inference.Predictor`
-carries it out. Nothing heavy is imported here, so the CLI takes its defaults from this module
-without loading torch.
+"""InferenceOptions: the choices around the network that every inference command shares, with their
+defaults in one place. pipeline.build_pipeline turns them into the steps that run. Nothing heavy is
+imported here, so the CLI takes its defaults from this module without loading torch.
 """
 
 from __future__ import annotations
@@ -12,34 +9,27 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import FlowcliError
 
-# Test-time augmentation: the network sees these views of the pair (0: as it is, -1: mirrored
-# left-right, -2: mirrored up-down), all in one batch, and the un-mirrored flows are averaged. Measured
-# on the generated test set with the stage-4 weights: EPE 4.118 (none), 3.950 (hflip), 3.900 (hvflip).
+# Test-time augmentation: the views of the pair the network sees in one batch (0: as it is, -1: mirrored
+# left-right, -2: mirrored up-down); their un-mirrored flows are averaged.
 TTA_VIEWS = {"none": (0,), "hflip": (0, -1), "hvflip": (0, -1, -2)}
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """What runs around the network, in this order: passes (with the views of tta inside each), the
-    first refinement step (half resolution), the smoothing, the other refinement steps."""
+    """What runs around the network; `flowcli info --pipeline` prints the steps they make, in order."""
 
     tta: str = "none"  # also predict the mirrored pair(s) and average (TTA_VIEWS)
     passes: int = 1  # network passes; each extra one predicts what is left after warping image 2
-    smooth: bool = True  # guided filter along image 1's colour edges (flowcli.guided)
-    refine: int = 1  # Lucas-Kanade steps on the pair (flowcli.refine); 0 = none
+    smooth: bool = True  # guided filter along image 1's colour edges (inference/guided.py)
+    refine: int = 1  # Lucas-Kanade steps on the pair (inference/refine.py); 0 = none
 
     def __post_init__(self) -> None:
         if self.tta not in TTA_VIEWS:
-            raise FlowcliError(f"--tta {self.tta}: choose one of {', '.join(TTA_VIEWS)}")
+            raise FlowcliError(f"tta={self.tta!r}: choose one of {', '.join(TTA_VIEWS)}")
         if self.refine < 0:
-            raise FlowcliError(f"--refine {self.refine}: the number of refinement steps cannot be negative")
+            raise FlowcliError(f"refine={self.refine}: the number of refinement steps cannot be negative")
         if self.passes < 1:
-            raise FlowcliError(f"--passes {self.passes}: the network runs at least once")
-
-    @classmethod
-    def from_result(cls, result: dict) -> "InferenceOptions":
-        """The options recorded in a results dict (eval, bench); missing ones take their defaults."""
-        return cls(**{f.name: result[f.name] for f in fields(cls) if f.name in result})
+            raise FlowcliError(f"passes={self.passes}: the network runs at least once")
 
     def as_dict(self) -> dict:
         return asdict(self)
