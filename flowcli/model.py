@@ -183,9 +183,7 @@ def check_input(img1: torch.Tensor, img2: torch.Tensor) -> None:
 def pad_to_stride(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Replicate-pad up to a multiple of STRIDE, split evenly between opposite sides; returns the
     padded tensor and the (top, left) offset of the original in it, to crop the flow back.
-    Even padding measured better than padding only bottom and right: EPE 4.504 -> 4.391 on 24
-    generated 340x460 crops, 4.224 -> 4.057 at 300x400, 5.622 -> 5.422 at 200x270 (stage-4 weights,
-    smoothing on, no refinement; reflection and zero padding were worse than both)."""
+    Even padding beat bottom/right, reflection and zero padding: benchmarks/README.md, "Padding"."""
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % STRIDE, -width % STRIDE
     top, left = pad_h // 2, pad_w // 2

@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from .draws import uniform
 
 _EPS = 1e-3  # tolerance of the validity tests, in pixels and in bilinear weight
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation ranges. Defaults are moderate; `AugmentConfig.paper()` gives the FlowNet ranges.
+    """Augmentation ranges: moderate defaults; the comments give the FlowNet paper's where they differ.
 
     Ranges are (low, high); scale, colour and gamma are drawn log-uniformly, so a range such as
     (0.8, 1.25) is centred on 1. Translations are fractions of the input width, for x and y.
@@ -52,12 +53,6 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.8, 1.25)  # paper (0.7, 1.5)
     noise: float = 0.02  # Gaussian noise sigma drawn from U[0, noise]; paper 0.04
     pair_jitter: float = 0.02  # sigma of image 2's extra brightness and log-colour difference
-
-    @classmethod
-    def paper(cls, crop: tuple[int, int] | None = None) -> "AugmentConfig":
-        """The ranges of the FlowNet paper (Dosovitskiy et al. 2015)."""
-        return cls(crop=crop, translate=0.2, rotate=17.0, scale=(0.9, 2.0), brightness=0.2,
-                   contrast=(-0.8, 0.4), colour=(0.5, 2.0), gamma=(0.7, 1.5), noise=0.04)
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -154,10 +149,6 @@ def _check_batch(img1, img2, flow, valid) -> tuple[int, int]:
 # ---- geometry --------------------------------------------------------------------------------
 
 
-def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float):
-    return torch.rand(shape, generator=generator, device=generator.device) * (high - low) + low
-
-
 def _rotation(angle: torch.Tensor) -> torch.Tensor:
     """(B,) radians -> (B, 2, 2) rotation matrices (y down, so positive turns clockwise on screen)."""
     cos, sin = torch.cos(angle), torch.sin(angle)
@@ -174,7 +165,7 @@ def _inverse(m: torch.Tensor) -> torch.Tensor:
 def _draw_affines(batch, in_size, out_size, cfg: AugmentConfig, generator, device):
     """Per-sample (M1, t1, M2, t2) with A(p) = M p + t, in pixel coordinates (x, y)."""
     in_w, _ = in_size
-    u = _uniform(generator, (batch, 10), 0.0, 1.0).to(device)  # every geometric draw at once
+    u = uniform(generator, 0.0, 1.0, (batch, 10)).to(device)  # every geometric draw at once
 
     def span(column: int, low: float, high: float) -> torch.Tensor:
         return low + u[:, column] * (high - low)
@@ -263,13 +254,13 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
 
     def log_uniform(bounds, *shape: int) -> torch.Tensor:
         log_low, log_high = math.log(bounds[0]), math.log(bounds[1])
-        return torch.exp(_uniform(generator, shape, log_low, log_high)).to(img1.device)
+        return torch.exp(uniform(generator, log_low, log_high, shape)).to(img1.device)
 
     colour = log_uniform(cfg.colour, batch, 3, 1, 1)
     gamma = log_uniform(cfg.gamma, batch, 1, 1, 1)
     brightness = normal(batch, 1, 1, 1) * cfg.brightness
-    contrast = 1 + _uniform(generator, (batch, 1, 1, 1), *cfg.contrast).to(img1.device)
-    sigma = _uniform(generator, (batch, 1, 1, 1), 0.0, cfg.noise).to(img1.device)
+    contrast = 1 + uniform(generator, *cfg.contrast, (batch, 1, 1, 1)).to(img1.device)
+    sigma = uniform(generator, 0.0, cfg.noise, (batch, 1, 1, 1)).to(img1.device)
     jitter_brightness = normal(batch, 1, 1, 1) * cfg.pair_jitter
     jitter_colour = torch.exp(normal(batch, 3, 1, 1) * cfg.pair_jitter)
     noise1, noise2 = normal(*img1.shape), normal(*img2.shape)

@@ -31,6 +31,7 @@ from torch import Tensor
 from ..device import describe, resolve_device, torch_threads
 from ..errors import DataError
 from ..io import write_flo, write_image
+from .draws import uniform
 from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
@@ -48,10 +49,8 @@ class SynthConfig:
     chairs_pixels: bool = False  # True: sizes and motions in 512x384 pixels at any size (a window of a full scene)
     object_radius: tuple[float, float] = (20.0, 80.0)  # px, times a size factor N(0.8, 0.8)
     object_size_clip: tuple[float, float] = (0.2, 2.5)  # bounds of that size factor
-    # Motions: the public generator's ranges, with the ones marked * narrowed so that at 512x384 the
-    # mean displacement (11.7 px) and OpenCV DIS (medium)'s EPE relative to it (0.32) come close to
-    # what 9 real Flying Chairs pairs measured (10.5 px, 0.35); with the public ranges objects moved
-    # 2.5x as far as the background and the ratio was 0.47 (benchmarks/realism.py, 200 scenes).
+    # Motions: the public generator's ranges, those marked * narrowed so that mean displacement and
+    # OpenCV DIS's error relative to it match real Flying Chairs pairs (benchmarks/README.md, realism.py).
     bg_translate: float = 30.0  # * px, heavy-tailed: sign(n) |n|^power, n ~ N(0, 1), clipped
     bg_translate_power: float = 4.0
     bg_rotate_deg: float = 10.0
@@ -139,7 +138,7 @@ class _Draw:
         self.g = g
 
     def uniform(self, lo: float, hi: float, shape: tuple[int, ...]) -> Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=self.g, dtype=torch.float64)
+        return uniform(self.g, lo, hi, shape, dtype=torch.float64)
 
     def log_uniform(self, lo: float, hi: float, shape: tuple[int, ...]) -> Tensor:
         return torch.exp(self.uniform(math.log(lo), math.log(hi), shape))

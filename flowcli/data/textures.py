@@ -1,10 +1,9 @@
 """Texture and shape banks for the scene generator, drawn once so that scenes only sample them,
 plus the two lookup helpers the renderer needs (mirror-repeat indexing, each mask's extent).
 
-Training speed is bounded by the generator (see notes/training-facts.md): drawing shapes and
-textures per pixel per scene was 6x slower than drawing banks once and sampling them. Everything
-here is vectorised over pixels and runs once, on the CPU with a seeded generator, so the banks are
-the same whatever device later renders with them.
+The generator bounds training speed, and drawing banks once then sampling them was much faster than
+drawing per scene (benchmarks/README.md, "Generator"). Everything here runs once, vectorised, on
+the CPU with a seeded generator, so the banks are the same whatever device later renders with them.
 """
 
 from __future__ import annotations
@@ -18,15 +17,12 @@ from torch import Tensor
 
 from ..errors import DataError, ImageError
 from ..io import IMAGE_SUFFIXES, read_image
+from .draws import uniform
 
 MAX_PHOTOS = 256  # more photographs than this add little variety and cost memory and start-up time
 
 
 # ----------------------------------------------------------------------------- random helpers
-def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
-    return lo + (hi - lo) * torch.rand(*shape, generator=g)
-
-
 def _randint(g: torch.Generator, lo: int, hi: int) -> int:
     """An int in [lo, hi], both included."""
     return int(torch.randint(lo, hi + 1, (1,), generator=g))
@@ -35,7 +31,7 @@ def _randint(g: torch.Generator, lo: int, hi: int) -> int:
 def _colours(g: torch.Generator, n: int, k: int) -> Tensor:
     """(n, k, 3) random colours; a third of the palettes are near-grey, as photographs often are."""
     base = torch.rand(n, 1, 3, generator=g)
-    spread = _uniform(g, 0.2, 1.0, n, 1, 1)
+    spread = uniform(g, 0.2, 1.0, (n, 1, 1))
     cols = base + spread * (torch.rand(n, k, 3, generator=g) - 0.5)
     grey = cols.mean(dim=2, keepdim=True)
     sat = torch.where(torch.rand(n, 1, 1, generator=g) < 0.33, 0.25, 1.0)
@@ -68,12 +64,12 @@ def fractal_noise(g: torch.Generator, n: int, channels: int, size: int, alpha: T
 
 def _noise_textures(g: torch.Generator, n: int, size: int) -> Tensor:
     """Colour 1/f noise through a random palette: clouds, rock, foliage, blurred photographs."""
-    grey = fractal_noise(g, n, 1, size, _uniform(g, 0.9, 2.2, n))
-    colour = fractal_noise(g, n, 3, size, _uniform(g, 0.8, 1.8, n))
+    grey = fractal_noise(g, n, 1, size, uniform(g, 0.9, 2.2, (n,)))
+    colour = fractal_noise(g, n, 3, size, uniform(g, 0.8, 1.8, (n,)))
     pal = _colours(g, n, 3).view(n, 3, 3, 1, 1)
-    t = torch.sigmoid(grey * _uniform(g, 0.7, 3.0, n, 1, 1, 1))
+    t = torch.sigmoid(grey * uniform(g, 0.7, 3.0, (n, 1, 1, 1)))
     img = torch.where(t < 0.5, _mix(pal[:, 0], pal[:, 1], 2 * t), _mix(pal[:, 1], pal[:, 2], 2 * t - 1))
-    return img + _uniform(g, 0.02, 0.15, n, 1, 1, 1) * colour
+    return img + uniform(g, 0.02, 0.15, (n, 1, 1, 1)) * colour
 
 
 def _voronoi_textures(g: torch.Generator, n: int, size: int) -> Tensor:
@@ -90,8 +86,8 @@ def _voronoi_textures(g: torch.Generator, n: int, size: int) -> Tensor:
         cell_cols = _colours(g, 1, k)[0]
         img = cell_cols[idx[:, 0]]  # (size*size, 3)
         cell = (near[:, :1] * math.sqrt(k)).clamp(0, 1)
-        img = img * (1 - _uniform(g, 0.0, 0.5, 1) * cell)
-        width = _uniform(g, 0.002, 0.02, 1)
+        img = img * (1 - uniform(g, 0.0, 0.5, (1,)) * cell)
+        width = uniform(g, 0.002, 0.02, (1,))
         edge = torch.sigmoid((width - (near[:, 1:] - near[:, :1])) * 600)
         img = _mix(img, torch.rand(1, 3, generator=g) * 0.4, edge)
         out.append(img.T.reshape(3, size, size))
@@ -133,7 +129,7 @@ def _tile_textures(g: torch.Generator, n: int, size: int) -> Tensor:
     brick = (torch.rand(n, 1, 1, 1, generator=g) < 0.4).float()
     u = x * cells + brick * 0.5 * (row % 2)
     u, v = u - u.floor() - 0.5, y * cells - row - 0.5
-    r = _uniform(g, 0.15, 0.45, n, 1, 1, 1)
+    r = uniform(g, 0.15, 0.45, (n, 1, 1, 1))
     motif = torch.randint(0, 4, (n, 1, 1, 1), generator=g)
     disk = u**2 + v**2 < r**2
     square = torch.maximum(u.abs(), v.abs()) < r
@@ -148,13 +144,13 @@ def _tile_textures(g: torch.Generator, n: int, size: int) -> Tensor:
 def _gradient_textures(g: torch.Generator, n: int, size: int) -> Tensor:
     """Smooth linear or radial colour ramps with a little noise (sky, walls under light)."""
     y, x = _grid(size)
-    ang = _uniform(g, 0, 2 * math.pi, n, 1, 1, 1)
+    ang = uniform(g, 0, 2 * math.pi, (n, 1, 1, 1))
     lin = (x - 0.5) * torch.cos(ang) + (y - 0.5) * torch.sin(ang) + 0.5
     c = torch.rand(n, 2, 1, 1, generator=g)
     rad = ((x - c[:, :1]) ** 2 + (y - c[:, 1:]) ** 2).sqrt()
     t = torch.where(torch.rand(n, 1, 1, 1, generator=g) < 0.5, lin, rad).clamp(0, 1)
     pal = _colours(g, n, 2).view(n, 2, 3, 1, 1)
-    noise = fractal_noise(g, n, 1, size, _uniform(g, 1.0, 2.0, n))
+    noise = fractal_noise(g, n, 1, size, uniform(g, 1.0, 2.0, (n,)))
     return _mix(pal[:, 0], pal[:, 1], t) + 0.05 * noise
 
 
@@ -175,9 +171,9 @@ def _dead_leaves_textures(g: torch.Generator, n: int, size: int) -> Tensor:
         u = torch.rand(k, generator=g)
         radius = ((lo**-2 - u * (lo**-2 - hi**-2)) ** -0.5).sort(descending=True).values
         centre = torch.rand(k, 2, generator=g)
-        boxy = torch.rand(k, generator=g) < _uniform(g, 0.0, 1.0, 1)  # some textures mostly boxes (towns)
-        aspect = torch.exp(_uniform(g, -0.7, 0.7, k))
-        cols = _colours(g, 1, k)[0] * _uniform(g, 0.4, 1.3, k, 1)
+        boxy = torch.rand(k, generator=g) < uniform(g, 0.0, 1.0, (1,))  # some textures mostly boxes (towns)
+        aspect = torch.exp(uniform(g, -0.7, 0.7, (k,)))
+        cols = _colours(g, 1, k)[0] * uniform(g, 0.4, 1.3, (k, 1))
         # Each pixel takes the colour of the last shape covering it (shape 0's colour if none):
         # shapes are tested in chunks, a few large tensor ops instead of one small op per shape.
         top = torch.zeros(size, size, dtype=torch.int16)
@@ -201,7 +197,7 @@ def _dead_leaves_textures(g: torch.Generator, n: int, size: int) -> Tensor:
 
 # (maker, share of the bank, fit for a background): periodic and near-flat textures are kept off
 # backgrounds, where they made scenes ambiguous (a shifted grid matches itself) and unlike the
-# photographs behind Flying Chairs; measured: DIS failed on exactly those backgrounds.
+# photographs behind Flying Chairs (benchmarks/realism.py: DIS failed on exactly those backgrounds).
 _KINDS = ((_noise_textures, 0.25, True), (_dead_leaves_textures, 0.25, True), (_voronoi_textures, 0.1, True),
           (_stripe_textures, 0.1, False), (_tile_textures, 0.15, False), (_gradient_textures, 0.15, False))
 
@@ -222,15 +218,15 @@ def build_texture_bank(*, count: int, size: int, generator: torch.Generator) -> 
     # Mixtures: two textures through a soft noise mask, or luminance modulation by noise.
     pick = torch.randperm(count, generator=g)
     other = bank[pick]
-    soft = torch.sigmoid(fractal_noise(g, count, 1, size, _uniform(g, 1.5, 2.5, count))
-                         * _uniform(g, 2.0, 10.0, count, 1, 1, 1))
+    soft = torch.sigmoid(fractal_noise(g, count, 1, size, uniform(g, 1.5, 2.5, (count,)))
+                         * uniform(g, 2.0, 10.0, (count, 1, 1, 1)))
     how = torch.rand(count, 1, 1, 1, generator=g)
     mixed = how[:, 0, 0, 0] < 0.3
     bank = torch.where(how < 0.3, _mix(bank, other, soft), bank)
     backdrop = torch.where(mixed, backdrop & backdrop[pick], backdrop)
-    lum = fractal_noise(g, count, 1, size, _uniform(g, 1.0, 2.0, count))
+    lum = fractal_noise(g, count, 1, size, uniform(g, 1.0, 2.0, (count,)))
     bank = torch.where((how >= 0.3) & (how < 0.6), bank * (1 + 0.25 * lum), bank)
-    grain = _uniform(g, 0.0, 0.03, count, 1, 1, 1) * torch.randn(count, 3, size, size, generator=g)
+    grain = uniform(g, 0.0, 0.03, (count, 1, 1, 1)) * torch.randn(count, 3, size, size, generator=g)
     return (bank + grain).clamp(0, 1), backdrop
 
 
@@ -277,9 +273,9 @@ def _box(x: Tensor, y: Tensor, x0: float, x1: float, y0: float, y1: float) -> Te
 
 def _ellipse(x: Tensor, y: Tensor, g: torch.Generator, scale: float = 1.0,
              centre: tuple[float, float] = (0.0, 0.0)) -> Tensor:
-    a = float(_uniform(g, 0.45, 0.92, 1)) * scale
-    b = a * float(_uniform(g, 0.25, 1.0, 1))
-    u, v = _rotate(x - centre[0], y - centre[1], float(_uniform(g, 0, math.pi, 1)))
+    a = float(uniform(g, 0.45, 0.92, (1,))) * scale
+    b = a * float(uniform(g, 0.25, 1.0, (1,)))
+    u, v = _rotate(x - centre[0], y - centre[1], float(uniform(g, 0, math.pi, (1,))))
     return (u / a) ** 2 + (v / b) ** 2 < 1
 
 
@@ -287,10 +283,10 @@ def _polygon(x: Tensor, y: Tensor, g: torch.Generator, curved: bool, scale: floa
     """Star-shaped polygon with 3-20 spokes; curved ones bulge some edges in or out."""
     k = _randint(g, 3, 20)
     jitter = 0.2 if k <= 4 else 0.4
-    spokes = torch.arange(k) + _uniform(g, -jitter, jitter, k)
-    theta = spokes * (2 * math.pi / k) + float(_uniform(g, 0, 2 * math.pi, 1))
+    spokes = torch.arange(k) + uniform(g, -jitter, jitter, (k,))
+    theta = spokes * (2 * math.pi / k) + float(uniform(g, 0, 2 * math.pi, (1,)))
     theta = torch.sort(torch.remainder(theta, 2 * math.pi)).values
-    radius = _uniform(g, 0.35, 1.0, k) * 0.65 * scale
+    radius = uniform(g, 0.35, 1.0, (k,)) * 0.65 * scale
     phi = torch.remainder(torch.atan2(y, x), 2 * math.pi)
     i = (torch.searchsorted(theta, phi.contiguous()) - 1) % k
     j = (i + 1) % k
@@ -302,7 +298,7 @@ def _polygon(x: Tensor, y: Tensor, g: torch.Generator, curved: bool, scale: floa
     if curved:
         span = torch.remainder(theta[j] - theta[i], 2 * math.pi).clamp_min(1e-6)
         s = (torch.remainder(phi - theta[i], 2 * math.pi) / span).clamp(0, 1)
-        bulge = _uniform(g, -0.45, 0.45, k) * (torch.rand(k, generator=g) < 0.6)
+        bulge = uniform(g, -0.45, 0.45, (k,)) * (torch.rand(k, generator=g) < 0.6)
         edge = edge * (1 + bulge[i] * torch.sin(math.pi * s))
     return x**2 + y**2 < edge**2
 
@@ -314,20 +310,20 @@ def _blob(x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
     r2 = x**2 + y**2
     shape = (1 - r2 / 0.6 + 0.35 * noise > 0.3) & (r2 < 0.9)
     for _ in range(_randint(g, 1, 3)):
-        c = (_uniform(g, -0.35, 0.35, 2)).tolist()
-        shape &= ~_ellipse(x, y, g, scale=float(_uniform(g, 0.12, 0.3, 1)), centre=(c[0], c[1]))
+        c = (uniform(g, -0.35, 0.35, (2,))).tolist()
+        shape &= ~_ellipse(x, y, g, scale=float(uniform(g, 0.12, 0.3, (1,))), centre=(c[0], c[1]))
     return shape
 
 
 def _bars(x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
     """One thin bar, or two crossing/touching ones (X, T, L shapes)."""
-    half = float(_uniform(g, 0.03, 0.1, 1))
-    length = float(_uniform(g, 0.6, 0.92, 1))
+    half = float(uniform(g, 0.03, 0.1, (1,)))
+    length = float(uniform(g, 0.6, 0.92, (1,)))
     shape = _capsule(x, y, (-length, 0.0), (length, 0.0), half) if torch.rand(1, generator=g) < 0.5 \
         else _box(x, y, -length, length, -half, half)
     if torch.rand(1, generator=g) < 0.4:
-        u, v = _rotate(x, y, float(_uniform(g, 0.4, math.pi - 0.4, 1)))
-        off = float(_uniform(g, -0.5, 0.5, 1))
+        u, v = _rotate(x, y, float(uniform(g, 0.4, math.pi - 0.4, (1,))))
+        off = float(uniform(g, -0.5, 0.5, (1,)))
         shape |= _capsule(u, v, (off, -length * 0.8), (off, length * 0.8), half)
     return shape & (x**2 + y**2 < 0.9)
 
@@ -336,7 +332,7 @@ def _chair(x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
     """Seat and back on 3-4 thin legs, seen from the side or the front (y grows downwards)."""
     if torch.rand(1, generator=g) < 0.5:
         x = -x
-    r = lambda lo, hi: float(_uniform(g, lo, hi, 1))  # noqa: E731
+    r = lambda lo, hi: float(uniform(g, lo, hi, (1,)))  # noqa: E731
     half_w, seat_top = r(0.3, 0.45), r(-0.1, 0.15)
     seat_bot = seat_top + r(0.05, 0.13)
     leg, foot = r(0.02, 0.06), r(0.75, 0.92)
@@ -370,13 +366,13 @@ def _chair(x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
 def _ring_or_union(x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
     """An elliptic ring, or a union of 2-3 smaller ellipses and polygons."""
     if torch.rand(1, generator=g) < 0.4:
-        a, b = float(_uniform(g, 0.6, 0.92, 1)), float(_uniform(g, 0.4, 0.92, 1))
-        u, v = _rotate(x, y, float(_uniform(g, 0, math.pi, 1)))
+        a, b = float(uniform(g, 0.6, 0.92, (1,))), float(uniform(g, 0.4, 0.92, (1,)))
+        u, v = _rotate(x, y, float(uniform(g, 0, math.pi, (1,))))
         q = (u / a) ** 2 + (v / b) ** 2
-        return (q < 1) & (q > float(_uniform(g, 0.2, 0.6, 1)))
+        return (q < 1) & (q > float(uniform(g, 0.2, 0.6, (1,))))
     shape = torch.zeros_like(x, dtype=torch.bool)
     for _ in range(_randint(g, 2, 3)):
-        c = _uniform(g, -0.35, 0.35, 2).tolist()
+        c = uniform(g, -0.35, 0.35, (2,)).tolist()
         if torch.rand(1, generator=g) < 0.5:
             shape |= _ellipse(x, y, g, scale=0.55, centre=(c[0], c[1]))
         else:

@@ -1,15 +1,11 @@
 """Edge-aware smoothing of a flow field, with image 1 as the guide (He et al.'s fast guided filter).
 
-FlowNetS predicts at 1/4 resolution and its flow is upsampled bilinearly, so motion edges are blurred
-and misplaced; after `--passes` each pixel has also picked its own candidate flow, which leaves
-speckle. Within every window the guided filter fits the flow as a linear function of image 1's
-colours, so it smooths inside objects and puts the flow's edges where the image has them. The fit is
-made at 1/4 resolution and its coefficients are upsampled (a few ms per 384x512 flow on 2 CPU cores;
-at full resolution it cost 4x as much and was no more accurate). On by default in the Predictor.
-Tuned on the first 16 generated test pairs with the stage-4 weights, after 2 passes (EPE 3.612
-unfiltered): grey guide 3.463, colour guide 3.336 (radius 8: 3.353, 16: 3.353, 20: 3.401; eps 1e-4:
-3.346, 1e-2: 3.395 at radius 8); on the plain network's flow 4.289 -> 4.145; checked on 16 scenes of
-another seed (2.447 -> 2.266 after 2 passes). No learned parameters, any device.
+FlowNetS's flow is predicted at 1/4 resolution and upsampled bilinearly, so motion edges are blurred
+and misplaced; after `--passes` each pixel has also picked its own candidate, which leaves speckle.
+Within every window the filter fits the flow as a linear function of image 1's colours, so it
+smooths inside objects and puts the flow's edges where the image has them. The fit is made at 1/4
+resolution and its coefficients upsampled. RADIUS and EPS were tuned on generated pairs
+(benchmarks/README.md, "The post-network pipeline"). No learned parameters, any device.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
-"""Full-resolution refinement of a predicted flow: a few Lucas-Kanade steps on the image pair.
+"""Refinement of a predicted flow: a few Lucas-Kanade steps on the image pair, no learned parameters.
 
-FlowNetS predicts at 1/4 resolution and is weakest below a pixel (with the stage-4 weights, half
-of the generated test pixels are within 1 px, against three quarters for OpenCV DIS). The FlowNet
-paper refined FlowNetS variationally ("+v"); this is a cheaper local variant: each step warps
-image 2 by the current flow, solves the 2x2 least-squares system of brightness constancy over a
-small window around every pixel, and keeps the update only where it lowers that window's
-photometric error, so occlusions and motion boundaries keep the network's flow.
-All tensor ops, batched, on any device; no learned parameters.
-
-A step can also run on the pair and flow halved (`scale=2`), its update upsampled: each window then
-covers twice the distance and the step costs a third. The Predictor's first step works that way,
-before the guided filter, the others at full resolution after it. Measured on 32 generated test
-pairs with the stage-4 weights (smoothed network flow 4.378): one full-resolution step 4.083 (~17 ms
-on 2 CPU cores at 384x512), one half-resolution step 4.049 (~5 ms; window 5: 4.050, 9: 4.062,
-quarter resolution 4.258); the half step before the filter instead of after 3.972; then one full
-step 3.830 (two full steps after the filter, the 0.4.0 `--refine 2`: 4.001; a second half step
-instead 3.904, but no gain on 16 scenes of another seed). The real 50x50 Chairs pair: 1.079 (no
-refinement) -> 0.924 -> 0.871.
+FlowNetS predicts at 1/4 resolution and is weakest below a pixel; the FlowNet paper refined it
+variationally ("+v"). This is a cheaper local variant: each step warps image 2 by the current flow,
+solves the 2x2 least-squares system of brightness constancy over a small window around every pixel,
+and keeps the update only where it lowers that window's photometric error, so occlusions and motion
+boundaries keep the network's flow. With scale=2 a step runs on the pair and flow halved: each
+window covers twice the distance at a third of the cost (the schedule: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -35,7 +24,7 @@ MAX_STEP = 1.0  # px per step and component: the linearisation holds for about a
 def refine_flow(img1: Tensor, img2: Tensor, flow: Tensor, *, iterations: int = 2, window: int = WINDOW,
                 scale: int = 1) -> Tensor:
     """(B, 3, H, W) frames in [0, 1] and a (B, 2, H, W) flow from img1 to img2 -> the refined flow.
-    scale=2: the steps run at half resolution (see the module's docstring)."""
+    scale=2: the steps run at half resolution, their change upsampled."""
     if iterations < 0 or window < 1 or window % 2 == 0 or scale not in (1, 2):
         raise ValueError(f"iterations must be >= 0, window a positive odd number and scale 1 or 2, "
                          f"got {iterations}, {window}, {scale}")
@@ -68,7 +57,7 @@ def refine_flow(img1: Tensor, img2: Tensor, flow: Tensor, *, iterations: int = 2
 def _change_at_half_resolution(img1: Tensor, img2: Tensor, flow: Tensor, iterations: int, window: int) -> Tensor:
     """What steps on 2x2-averaged frames and flow change in the flow, upsampled bilinearly.
     Odd sides are padded by one replicated row/column first, so both grids stay aligned. (Bilinear
-    downsampling by exactly 2 is the 2x2 mean, and 4x faster than avg_pool2d on CPU.)"""
+    downsampling by exactly 2 is the 2x2 mean, and faster than avg_pool2d on CPU.)"""
     height, width = flow.shape[-2:]
     pad = (0, width % 2, 0, height % 2)
     img1, img2, flow = (F.interpolate(F.pad(x, pad, mode="replicate") if any(pad) else x, scale_factor=0.5,

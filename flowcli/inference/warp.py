@@ -1,7 +1,7 @@
 """Backward warping and windowed photometric error: how flowcli checks a flow against its pair.
 
-Both post-network steps use them: `flowcli.refine` (Lucas-Kanade) and the Predictor's re-prediction
-passes (`--passes`) warp image 2 by the current flow and keep a change only where it lowers the
+Both post-network steps use them: refine.py (Lucas-Kanade) and the pipeline's extra network passes
+(`--passes`) warp image 2 by the current flow and keep a change only where it lowers the
 colour error summed over a small window, so a step that makes things worse somewhere is undone there.
 """
 
@@ -36,11 +36,8 @@ def window_error(img1: Tensor, warped: Tensor, window: int) -> Tensor:
 def box_sum(x: Tensor, window: int) -> Tensor:
     """Sum over a window x window square around every pixel (zeros outside).
 
-    Along x by running sums (cumsum along the last dimension is fast); along y by adding shifted
-    rows, sums of 1, 2, 4, ... rows built by doubling (cumsum along rows took 5x as long on CPU).
-    1.5x faster than running sums along both axes and 5x faster than avg_pool2d for the six maps a
-    refine step needs (2 CPU cores, 384x512). In float32 the running sums cost up to ~7e-4 of
-    absolute error on 1080x1920 frames; float64 sums changed no EPE digit on the generated test set.
+    Along x by running sums; along y by adding shifted rows, sums of 1, 2, 4, ... rows built by
+    doubling (cumsum along rows is slow on CPU: benchmarks/README.md, "Window sums").
     """
     r, height = window // 2, x.shape[-2]
     rows = {1: F.pad(x, (0, 0, r, r))}  # rows[n][..., i, :] = sum of the n padded rows from i
