@@ -117,8 +117,8 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
 
     try:
         return parse(text)
-    except ValueError as exc:
-        raise FlowcliError(f"{option} {exc}") from None
+    except ValueError:
+        raise FlowcliError(f"{option} {text}: expected HEIGHTxWIDTH with positive sides, e.g. 384x512") from None
 
 
 def say(text: str, console: Console = out_console) -> None:

@@ -1,4 +1,4 @@
-"""`flowcli synth`: generate Flying-Chairs-style pairs."""
+"""`flowcli synth`: write generated Flying-Chairs-style pairs (the embedded default data), or time the generator."""
 
 from __future__ import annotations
 
@@ -7,33 +7,35 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (
-    app, out_console, DeviceOpt, cli_errors, parse_size, say, progress_bar, table,
-)
+from .common import DeviceOpt, app, cli_errors, out_console, parse_size, plural, progress_bar, say, table
 
 
 @app.command()
 def synth(
-    out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo into.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The same folder, as an option.")] = None,
     count: Annotated[int, typer.Option(min=1, help="Number of pairs.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same pairs.")] = 0,
     size: Annotated[str, typer.Option(help="Image size HxW.")] = "384x512",
-    textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures.")] = None,
+    textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures too.")] = None,
     bench: Annotated[bool, typer.Option("--bench", help="Measure generation speed instead of writing files.")] = False,
-    device: DeviceOpt = "cpu",
-    overwrite: Annotated[bool, typer.Option(help="Allow writing into a folder that already holds pairs.")] = False,
+    device: DeviceOpt = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the dataset a folder already holds.")] = False,
 ) -> None:
     """Generate Flying-Chairs-style pairs with exact ground-truth flow (the embedded default data)."""
     with cli_errors():
+        from ..data.synth import SynthConfig, measure_speed, write_dataset
         from ..device import resolve_device
         from ..errors import FlowcliError
-        from ..data.synth import SynthConfig, measure_speed, write_dataset
 
+        if out_dir is not None and output is not None and out_dir != output:
+            raise FlowcliError(f"two output folders given ({out_dir} and --output {output}): give one")
+        out_dir = out_dir or output
         height, width = parse_size(size)
         try:
             scenes = SynthConfig(height=height, width=width)
         except ValueError as exc:
-            raise FlowcliError(str(exc)) from None
+            raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
         if bench:
             result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0)
@@ -44,7 +46,7 @@ def synth(
             raise FlowcliError("give an output folder (or --bench)")
         with progress_bar() as bar:
             task = bar.add_task("synth", total=count, info="")
-            ids = write_dataset(out_dir, count=count, seed=seed, config=scenes,
-                                textures_dir=textures, overwrite=overwrite,
+            ids = write_dataset(out_dir, count=count, seed=seed, config=scenes, textures_dir=textures,
+                                overwrite=overwrite, device=torch_device,
                                 on_progress=lambda done: bar.update(task, completed=done))
-        say(f"wrote {len(ids)} pairs ({width}x{height}) to {out_dir}")
+        say(f"wrote {plural(len(ids), 'pair')} ({height}x{width}) to {out_dir}")

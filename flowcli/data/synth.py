@@ -452,8 +452,8 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted(out_dir.glob("*_flow.flo"))
     if existing and not overwrite:
-        raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} flow files); "
-                        "use an empty folder or overwrite")
+        raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} *_flow.flo); "
+                        "use an empty folder or overwrite=True")
     generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir)
     if overwrite:
         for pattern in DATASET_FILES:
