@@ -177,7 +177,7 @@ def check_input(img1: torch.Tensor, img2: torch.Tensor) -> None:
     if img1.shape != img2.shape:
         raise ValueError(f"frames differ in shape: {tuple(img1.shape)} vs {tuple(img2.shape)}")
     if min(img1.shape[-2:]) < MIN_SIDE:
-        raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {img1.shape[-1]}x{img1.shape[-2]}")
+        raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {img1.shape[-2]}x{img1.shape[-1]} (HxW)")
 
 
 def pad_to_stride(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

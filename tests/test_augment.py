@@ -126,7 +126,7 @@ def test_random_crop_centre_and_errors():
     c1, _, cflow, cvalid = random_crop(img1, img2, flow, valid, (32, 40))
     assert torch.equal(c1, img1[..., 16:48, 20:60]) and torch.equal(cflow, flow[..., 16:48, 20:60])
     assert cvalid.shape == (2, 32, 40)
-    with pytest.raises(DataError, match="image 80x64 is smaller than the crop size 96x32"):
+    with pytest.raises(DataError, match=r"image 64x80 \(HxW\) is smaller than the crop size 32x96"):
         random_crop(img1, img2, flow, valid, (32, 96))
     with pytest.raises(DataError, match="smaller than the crop size"):
         augment(img1, img2, flow, valid, config=AugmentConfig(crop=(70, 40)), generator=torch.Generator())

@@ -159,9 +159,9 @@ def test_dataset_size_errors(tmp_path):
     folder = make_folder(tmp_path, n=2)
     write_flo(folder / "00001_flow.flo", np.zeros((64, 32, 2), np.float32))
     samples, _ = find_samples(folder)
-    with pytest.raises(DataError, match=r"00001_flow.flo: flow is 32x64 but 00001_img1.ppm is 64x64"):
+    with pytest.raises(DataError, match=r"00001_flow.flo: flow is 64x32 \(HxW\) but 00001_img1.ppm is 64x64"):
         FlowDataset(samples)[0]
-    with pytest.raises(DataError, match="00002_img1.ppm: image 64x64 is smaller than the crop size 96x48"):
+    with pytest.raises(DataError, match=r"00002_img1.ppm: image 64x64 \(HxW\) is smaller than the crop size 48x96"):
         FlowDataset(samples, crop=(48, 96))[1]
 
 

@@ -128,7 +128,7 @@ def random_crop(
 
 
 def _too_small(width: int, height: int, crop: tuple[int, int]) -> str:
-    return f"image {width}x{height} is smaller than the crop size {crop[1]}x{crop[0]}"
+    return f"image {height}x{width} (HxW) is smaller than the crop size {crop[0]}x{crop[1]}"
 
 
 def _check_batch(img1, img2, flow, valid) -> tuple[int, int]:

@@ -56,8 +56,8 @@ class FlowDataset(torch.utils.data.Dataset):
         flow, valid = read_flow(sample.flow)
         if flow.shape[:2] != img1.shape[:2]:
             raise DataError(
-                f"{sample.flow}: flow is {flow.shape[1]}x{flow.shape[0]} but {sample.img1.name}"
-                f" is {img1.shape[1]}x{img1.shape[0]}"
+                f"{sample.flow}: flow is {flow.shape[0]}x{flow.shape[1]} (HxW) but {sample.img1.name}"
+                f" is {img1.shape[0]}x{img1.shape[1]}"
             )
         arrays = (img1, img2, flow, valid)
         if self._cache is not None:
@@ -70,8 +70,8 @@ class FlowDataset(torch.utils.data.Dataset):
         crop_h, crop_w = self.crop
         if height < crop_h or width < crop_w:
             raise DataError(
-                f"{self.samples[index].img1}: image {width}x{height} is smaller than the crop size"
-                f" {crop_w}x{crop_h}"
+                f"{self.samples[index].img1}: image {height}x{width} (HxW) is smaller than the crop size"
+                f" {crop_h}x{crop_w}"
             )
         rng = np.random.default_rng([self.seed, self.epoch, index])
         top = int(rng.integers(0, height - crop_h + 1))
