@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     height, width = args.size
     r = measure_speed(device=args.device, batch_size=args.batch_size, height=height, width=width,
                       seconds=args.seconds)
-    print("| device | threads | batch | size | pairs | seconds | pairs/s | bank build s |")
+    print("| device | threads | batch | size (HxW) | pairs | seconds | pairs/s | bank build s |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {r['device']} | {torch.get_num_threads()} | {r['batch_size']} | {width}x{height} "
-          f"| {r['pairs']} | {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {r['init_s']:.2f} |")
+    print(f"| {r.device} | {torch.get_num_threads()} | {r.batch_size} | {height}x{width} "
+          f"| {r.pairs} | {r.seconds:.2f} | {r.pairs_per_s:.1f} | {r.init_s:.2f} |")
     print(f"\ncommand: {command_line(__file__, argv)}")
 
 

@@ -183,8 +183,9 @@ def test_config_is_checked():
 def test_measure_speed_reports_pairs_per_second():
     result = measure_speed(device="cpu", batch_size=2, height=32, width=48, seconds=0.05,
                            config=SMALL)
-    assert result["pairs"] >= 2 and result["pairs_per_s"] > 0
-    assert (result["height"], result["width"], result["batch_size"]) == (32, 48, 2)
+    assert result.pairs >= 2 and result.pairs % 2 == 0  # whole batches
+    assert result.pairs_per_s == pytest.approx(result.pairs / result.seconds) and result.seconds >= 0.05
+    assert (result.height, result.width, result.batch_size) == (32, 48, 2)
 
 
 def test_front_layers_match_a_brute_force_render():

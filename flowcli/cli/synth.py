@@ -39,8 +39,10 @@ def synth(
         torch_device = resolve_device(device)
         if bench:
             result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0)
-            out_console.print(table("generator speed", [(k, f"{v:.1f}" if isinstance(v, float) else str(v))
-                                                         for k, v in result.items()]))
+            out_console.print(table("generator speed", [
+                ("device", result.device), ("batch x size", f"{result.batch_size} x {height}x{width}"),
+                ("pairs/s", f"{result.pairs_per_s:.1f}"), ("timed", f"{result.pairs} pairs in {result.seconds:.1f} s"),
+                ("bank building", f"{result.init_s:.2f} s")]))
             return
         if out_dir is None:
             raise FlowcliError("give an output folder (or --bench)")

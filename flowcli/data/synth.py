@@ -31,6 +31,7 @@ from torch import Tensor
 from ..device import describe, resolve_device, torch_threads
 from ..errors import DataError
 from ..io import write_flo, write_image
+from ..results import JsonResult
 from .draws import uniform
 from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
 
@@ -474,8 +475,20 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
     return ids
 
 
+@dataclass(frozen=True)
+class GeneratorSpeed(JsonResult):
+    device: str
+    batch_size: int
+    height: int
+    width: int
+    pairs: int
+    seconds: float
+    pairs_per_s: float
+    init_s: float  # building the texture and shape banks, before the first scene
+
+
 def measure_speed(*, device: str | torch.device, batch_size: int, height: int, width: int,
-                  seconds: float, config: SynthConfig | None = None, seed: int = 0) -> dict:
+                  seconds: float, config: SynthConfig | None = None, seed: int = 0) -> GeneratorSpeed:
     """Generated pairs per second after one warm-up batch; bank building is timed separately."""
     cfg = replace(config or SynthConfig(), height=height, width=width)
     dev = resolve_device(device)
@@ -494,5 +507,4 @@ def measure_speed(*, device: str | torch.device, batch_size: int, height: int, w
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
-    return {"device": describe(dev), "batch_size": batch_size, "height": height, "width": width,
-            "pairs": pairs, "seconds": elapsed, "pairs_per_s": pairs / elapsed, "init_s": init_s}
+    return GeneratorSpeed(describe(dev), batch_size, height, width, pairs, elapsed, pairs / elapsed, init_s)
