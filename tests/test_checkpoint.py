@@ -12,7 +12,8 @@ from flowcli.errors import CheckpointError
 from flowcli.model import FlowNetS, ModelConfig
 
 import flowcli.checkpoint as checkpoint
-from flowcli.checkpoint import FORMAT, load_model, metadata_json, read_config, save_weights
+from flowcli.checkpoint import (FORMAT, load_model, load_training_state, metadata_json, read_config,
+                                read_training_extra, save_training_state, save_weights)
 
 SMALL = ModelConfig(width=0.25)
 
@@ -154,7 +155,7 @@ def test_missing_default_weights_says_none_are_shipped(tmp_path, monkeypatch):
         load_model()
     message = str(info.value)
     assert message.startswith("no trained weights shipped yet")
-    assert str(missing) in message and "--weights" in message
+    assert str(missing) in message and "weights=PATH" in message  # the library names its parameter
     assert "\n" not in message
 
 
@@ -184,3 +185,56 @@ def test_saved_weights_get_the_usual_file_mode_not_the_temporary_files(tmp_path,
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o644
+
+
+def test_training_state_round_trip_restores_model_and_optimizer(tmp_path):
+    def set_grads(model, seed):  # stands in for a backward pass, at no cost
+        generator = torch.Generator().manual_seed(seed)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=generator)
+
+    torch.manual_seed(3)
+    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    for seed in (0, 1):  # Adam's moments and step count away from their initial values
+        set_grads(model, seed)
+        optimizer.step()
+    with torch.no_grad():
+        model.conv1[1].running_mean.uniform_()  # as a training forward pass would move it
+    path = tmp_path / "state.safetensors"
+    save_training_state(path, model, optimizer, {"epoch": 2, "best_val_epe": 3.25})
+    assert read_training_extra(path) == {"epoch": 2, "best_val_epe": 3.25}
+
+    torch.manual_seed(4)
+    restored = FlowNetS(ModelConfig(width=0.25, batch_norm=True)).train()
+    restored_opt = torch.optim.AdamW(restored.parameters(), lr=0.5)
+    assert load_training_state(path, restored, restored_opt) == {"epoch": 2, "best_val_epe": 3.25}
+    for name, tensor in model.state_dict().items():  # BatchNorm running statistics included
+        assert torch.equal(restored.state_dict()[name], tensor), name
+    assert restored_opt.param_groups[0]["lr"] == 1e-3 and restored_opt.param_groups[0]["weight_decay"] == 1e-4
+    saved_state, restored_state = optimizer.state_dict()["state"], restored_opt.state_dict()["state"]
+    assert saved_state.keys() == restored_state.keys() and len(saved_state) == len(list(model.parameters()))
+    for index, state in saved_state.items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(restored_state[index][key]), torch.as_tensor(value)), (index, key)
+    # the next step is the same step: the restored pair goes on exactly where the saved one was
+    for m, opt in ((model, optimizer), (restored, restored_opt)):
+        set_grads(m, 2)
+        opt.step()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], tensor), name
+
+
+def test_training_state_errors_name_the_file(tmp_path, small_model):
+    optimizer = torch.optim.AdamW(small_model.parameters())
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        load_training_state(tmp_path / "state.safetensors", small_model, optimizer)
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, small_model)  # a weights file, not a training state
+    with pytest.raises(CheckpointError, match="not a training-state file") as info:
+        load_training_state(weights, small_model, optimizer)
+    assert str(weights) in str(info.value)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="unreadable training state"):
+        read_training_extra(junk)
