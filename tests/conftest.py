@@ -9,6 +9,8 @@ Fixtures (all function-scoped unless noted):
 - `tiny_pair`: `make_pair()` with the defaults: two structured 64x80 .ppm frames.
 - `run_cli`: `run_cli(*args)` invokes `flowcli.cli.app` in-process with typer's CliRunner and returns
   the Result (`exit_code`, `stdout`, `stderr` kept separate, `output` = both, `exception`).
+- `make_chairs_folder`: factory `make_chairs_folder(folder, n=10, size=(64, 64))` writing n random
+  Flying Chairs triplets 00001.. (random images, random flow) into `folder`; returns it.
 - `load_benchmark`: `load_benchmark("sweep")` imports benchmarks/sweep.py as a module, with benchmarks/
   on sys.path (as when it runs as a script) so its sibling imports work.
 """
@@ -75,6 +77,23 @@ def make_pair(tmp_path):
         write_image(path1, img1)
         write_image(path2, img2)
         return path1, path2
+
+    return _make
+
+
+@pytest.fixture
+def make_chairs_folder():
+    """Factory writing n random Flying Chairs triplets named 00001.. into a folder."""
+    from flowcli.io import write_flo, write_image
+
+    def _make(folder: Path, n: int = 10, size: tuple[int, int] = (64, 64)) -> Path:
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng(0)
+        for i in range(1, n + 1):
+            for kind in ("img1", "img2"):
+                write_image(folder / f"{i:05d}_{kind}.ppm", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+            write_flo(folder / f"{i:05d}_flow.flo", rng.normal(0, 3, (*size, 2)).astype(np.float32))
+        return folder
 
     return _make
 
