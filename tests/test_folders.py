@@ -10,7 +10,7 @@ from flowcli.errors import DataError
 
 def test_find_samples_sorted_and_complete(tmp_path, make_chairs_folder):
     samples, incomplete = find_samples(make_chairs_folder(tmp_path))
-    assert ids(samples) == [f"{i:05d}" for i in range(1, 11)] and incomplete == []
+    assert [s.id for s in samples] == [f"{i:05d}" for i in range(1, 11)] and incomplete == []
     assert samples[0].img1 == tmp_path / "00001_img1.ppm" and samples[0].flow.name == "00001_flow.flo"
 
 
