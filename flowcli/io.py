@@ -1,4 +1,5 @@
-"""The one file-format module: Middlebury .flo, images, atomic writes. Needs numpy and imageio only.
+"""The one file-format module: Middlebury .flo, images, atomic writes. Needs numpy and imageio only
+(and Pillow, imageio's own image backend, whose pixel limit read_image applies).
 
 Every reader validates what it reads and raises a typed error naming the file; every writer
 writes atomically (temporary file in the same folder, then rename), so an interrupted or failed
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,7 +33,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"{path}: output folder {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror or type(exc).__name__})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -42,6 +47,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # mode once it is written
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if str(tmp_path) not in (str(exc.filename), str(exc.filename2)):
+            raise
+        # the temporary name means nothing to the user: name the output instead
+        raise OutputError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -78,16 +88,15 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     if len(data) < 12:
         raise FlowFormatError(f"{path}: too short for a .flo header ({len(data)} bytes)")
     if data[:4] != FLO_MAGIC_BYTES:
-        magic = np.frombuffer(data[:4], "<f4")[0]
-        raise FlowFormatError(f"{path}: not a .flo file (magic {magic!r}, expected {FLO_MAGIC})")
+        raise FlowFormatError(f"{path}: not a .flo file (starts with {data[:4]!r}, expected {FLO_MAGIC_BYTES!r})")
     width, height = (int(v) for v in np.frombuffer(data[4:12], "<i4"))
     if not (0 < width <= MAX_FLO_SIDE and 0 < height <= MAX_FLO_SIDE):
-        raise FlowFormatError(f"{path}: implausible size {width}x{height} in header")
+        raise FlowFormatError(f"{path}: implausible size {height}x{width} in header")
     expected = 12 + width * height * 2 * 4
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "over-long"
         raise FlowFormatError(
-            f"{path}: {kind} .flo ({len(data)} bytes, expected {expected} for {width}x{height})"
+            f"{path}: {kind} .flo ({len(data)} bytes, expected {expected} for {height}x{width})"
         )
     return np.frombuffer(data, "<f4", offset=12).reshape(height, width, 2).astype(np.float32)
 
@@ -103,16 +112,21 @@ def check_flow_array(flow: np.ndarray) -> np.ndarray:
 def flo_bytes(flow: np.ndarray) -> bytes:
     """Serialise a flow array into the exact bytes of a .flo file."""
     flow = check_flow_array(flow)
+    return _flo_header(flow) + np.ascontiguousarray(flow, dtype="<f4").tobytes()
+
+
+def _flo_header(flow: np.ndarray) -> bytes:
     height, width = flow.shape[:2]
-    header = FLO_MAGIC_BYTES + np.array([width, height], dtype="<i4").tobytes()
-    return header + np.ascontiguousarray(flow, dtype="<f4").tobytes()
+    return FLO_MAGIC_BYTES + np.array([width, height], dtype="<i4").tobytes()
 
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
     """Write an (H, W, 2) flow as a .flo file, atomically."""
-    payload = flo_bytes(flow)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(payload)
+    flow = check_flow_array(flow)
+    # written from the array itself: a 20000x20000 flow is 3.2 GB, too much to copy into bytes first
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        file.write(_flo_header(flow))
+        file.write(np.ascontiguousarray(flow, dtype="<f4").data)
 
 
 def split_valid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,16 +142,51 @@ def read_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return split_valid(read_flo(path))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8: grayscale expanded to RGB, alpha dropped."""
-    import imageio.v3 as iio
+def read_image(path: str | os.PathLike, *, large: bool = False) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8: grayscale expanded to RGB, alpha dropped.
 
+    Images over Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS) raise an ImageError
+    that says so; large=True reads them anyway, for a caller that shrinks them right after (max_side).
+    """
     path = Path(path)
     _check_readable(path, "image", ImageError)
     try:
-        img = np.asarray(iio.imread(path))
+        reader, limit = _open_image(path)
+        with reader:
+            height, width = reader.properties().shape[:2]
+            too_large = not large and limit is not None and height * width > limit
+            img = None if too_large else np.asarray(reader.read())
     except Exception as exc:  # imageio raises many types for "not an image"
         raise ImageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if too_large:
+        raise ImageError(
+            f"{path}: a {height}x{width} image is over Pillow's limit of {limit:,} pixels "
+            "(PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs); "
+            "predict with max_side=N reads a downsized copy"
+        )
+    return _as_rgb(img, path)
+
+
+# Pillow's pixel limit is one global: readers switch it off one at a time, for the header only
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_image(path: Path):
+    """(imageio reader, Pillow's pixel limit): the header is parsed with Pillow's own check off, so
+    that it neither warns nor raises; read_image applies the limit itself, or lifts it."""
+    import imageio.v3 as iio
+    from PIL import Image  # imageio's decoder for these formats (a dependency of imageio)
+
+    with _PILLOW_LIMIT_LOCK:
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return iio.imopen(path, "r"), limit
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _as_rgb(img: np.ndarray, path: Path) -> np.ndarray:
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
@@ -175,8 +224,12 @@ def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike, *,
                     read: Callable[[str | os.PathLike], np.ndarray] = read_image) -> tuple[np.ndarray, np.ndarray]:
     """Read two images that must have the same size (`read` decodes one; a caching reader may stand in)."""
     img1, img2 = read(path1), read(path2)
-    if img1.shape != img2.shape:
-        raise ImageError(
-            f"{path1} is {img1.shape[1]}x{img1.shape[0]} but {path2} is {img2.shape[1]}x{img2.shape[0]}"
-        )
+    check_same_size(img1, img2, (str(path1), str(path2)))
     return img1, img2
+
+
+def check_same_size(img1: np.ndarray, img2: np.ndarray, names: tuple[str, str] = ("image 1", "image 2")) -> None:
+    """Raise ImageError (sizes as HEIGHTxWIDTH) unless the two frames have the same shape."""
+    if img1.shape != img2.shape:
+        raise ImageError(f"{names[0]} is {img1.shape[0]}x{img1.shape[1]} but {names[1]} is "
+                         f"{img2.shape[0]}x{img2.shape[1]}: the two images must have the same size")

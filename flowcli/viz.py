@@ -6,7 +6,11 @@ maximum); zero flow is white. numpy only.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from .errors import FlowcliError, FlowFormatError, ImageError
 
 # Number of hue steps between the six primary/secondary colours of the Middlebury wheel.
 RY, YG, GC, CB, BM, MR = 15, 6, 4, 11, 13, 6
@@ -34,20 +38,39 @@ def color_wheel() -> np.ndarray:
 
 
 WHEEL = color_wheel()
+CHUNK_PIXELS = 1 << 20  # pixels coloured at a time: a float64 copy of a 20000x20000 field takes 3.2 GB
 
 
 def flow_to_color(flow: np.ndarray, *, max_flow: float | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 2) flow -> (H, W, 3) uint8 colour image; invalid pixels are black."""
-    flow = np.asarray(flow, dtype=np.float64)
+    check_max_flow(max_flow)
+    flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2:
-        raise ValueError(f"expected an HxWx2 flow, got shape {flow.shape}")
+        raise FlowFormatError(f"expected an HxWx2 flow, got shape {flow.shape}")
+    valid = None if valid is None else np.asarray(valid, dtype=bool)
+    rows = max(1, CHUNK_PIXELS // max(flow.shape[1], 1))
+    chunks = [slice(top, top + rows) for top in range(0, flow.shape[0], rows)]
+    known = lambda rows: _known(flow[rows], None if valid is None else valid[rows])
+    if max_flow is None:  # the field's own maximum (0 when nothing is known)
+        max_flow = max((float(np.sqrt(u**2 + v**2).max(initial=0.0)) for u, v, _ in map(known, chunks)), default=0.0)
+    image = np.empty((*flow.shape[:2], 3), np.uint8)
+    for rows in chunks:
+        image[rows] = _colour(*known(rows), max_flow)
+    return image
+
+
+def _known(flow: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, known) in float64, unknown pixels (not finite, over 1e9, or not valid) zeroed."""
+    flow = flow.astype(np.float64)
     u, v = flow[..., 0], flow[..., 1]
-    finite = np.isfinite(u) & np.isfinite(v) & (np.abs(u) < 1e9) & (np.abs(v) < 1e9)
+    known = np.isfinite(u) & np.isfinite(v) & (np.abs(u) < 1e9) & (np.abs(v) < 1e9)
     if valid is not None:
-        finite &= np.asarray(valid, dtype=bool)
-    u, v = np.where(finite, u, 0), np.where(finite, v, 0)
+        known &= valid
+    return np.where(known, u, 0), np.where(known, v, 0), known
+
+
+def _colour(u: np.ndarray, v: np.ndarray, known: np.ndarray, scale: float) -> np.ndarray:
     radius = np.sqrt(u**2 + v**2)
-    scale = max_flow if max_flow is not None else (radius.max() if finite.any() else 0.0)
     if scale > 0:
         u, v, radius = u / scale, v / scale, radius / scale
     angle = np.arctan2(-v, -u) / np.pi  # in [-1, 1]; rightward flow lands at hue 0 (red)
@@ -60,8 +83,15 @@ def flow_to_color(flow: np.ndarray, *, max_flow: float | None = None, valid: np.
     r = radius[..., None]
     col = np.where(inside, 1 - r * (1 - col), col * 0.75)  # out of range: desaturated, darker
     image = np.floor(255 * col).astype(np.uint8)
-    image[~finite] = 0
+    image[~known] = 0
     return image
+
+
+def check_max_flow(max_flow: float | None) -> None:
+    """max_flow is None (the field's own maximum) or a positive, finite number of pixels."""
+    if max_flow is not None and not (max_flow > 0 and math.isfinite(max_flow)):
+        raise FlowcliError(f"max_flow={max_flow:g}: must be a positive number of pixels "
+                           "(the magnitude shown fully saturated)")
 
 
 def error_to_color(error: np.ndarray, *, max_error: float | None = None) -> np.ndarray:
@@ -80,27 +110,30 @@ def panel(
     gt: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     *,
+    max_flow: float | None = None,
     gap: int = 4,
 ) -> np.ndarray:
     """image 1 | image 2 | ground truth | prediction | error map, side by side (one uint8 image).
 
-    Ground truth and prediction share one colour scale (the ground truth's maximum) so that
-    they can be compared by eye. Without ground truth: image 1 | image 2 | prediction.
+    Ground truth and prediction share one colour scale (max_flow, by default the ground truth's
+    maximum) so that they can be compared by eye. Without ground truth: image 1 | image 2 | prediction.
     """
+    check_max_flow(max_flow)
     if gt is not None:
         valid = np.ones(gt.shape[:2], bool) if valid is None else valid
         radius = np.linalg.norm(np.where(valid[..., None], gt, 0), axis=2)
-        max_flow = float(radius.max()) or None
+        max_flow = max_flow or float(radius.max()) or None
         error = np.where(valid, np.linalg.norm(gt - pred, axis=2), 0)
         tiles = [img1, img2, flow_to_color(gt, max_flow=max_flow, valid=valid),
                  flow_to_color(pred, max_flow=max_flow), error_to_color(error)]
     else:
-        tiles = [img1, img2, flow_to_color(pred)]
+        tiles = [img1, img2, flow_to_color(pred, max_flow=max_flow)]
     height = tiles[0].shape[0]
     spacer = np.full((height, gap, 3), 255, np.uint8)
     row = []
     for tile in tiles:
         if tile.shape[:2] != (height, tiles[0].shape[1]):
-            raise ValueError(f"panel tiles differ in size: {tile.shape[:2]} vs {tiles[0].shape[:2]}")
+            raise ImageError(f"panel tiles differ in size: {tile.shape[0]}x{tile.shape[1]} vs "
+                             f"{tiles[0].shape[0]}x{tiles[0].shape[1]}")
         row += [tile, spacer]
     return np.concatenate(row[:-1], axis=1)

@@ -11,6 +11,10 @@ Fixtures (all function-scoped unless noted):
   the Result (`exit_code`, `stdout`, `stderr` kept separate, `output` = both, `exception`).
 - `make_chairs_folder`: factory `make_chairs_folder(folder, n=10, size=(64, 64))` writing n random
   Flying Chairs triplets 00001.. (random images, random flow) into `folder`; returns it.
+- `visible_files(folder)`: the names in a folder; `assert_clean_failure(result, *words, before=,
+  folder=)`: exit code 1, one `error: ...` line holding `words`, no traceback, nothing new in `folder`.
+- `bn_model`: factory `bn_model(seed=0)`: an eval-mode width-0.25 FlowNetS with BatchNorm whose
+  statistics and affine terms are far from identity, and flow heads far from zero.
 - `load_benchmark`: `load_benchmark("sweep")` imports benchmarks/sweep.py as a module, with benchmarks/
   on sys.path (as when it runs as a script) so its sibling imports work.
 """
@@ -117,3 +121,55 @@ def run_cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return _run
+
+
+def _visible_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def _assert_clean_failure(result, *words: str, before: set[str], folder: Path) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught crash
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert _visible_files(folder) == before  # no output, no temporary file left behind
+
+
+@pytest.fixture
+def visible_files():
+    return _visible_files
+
+
+@pytest.fixture
+def assert_clean_failure():
+    return _assert_clean_failure
+
+
+def _bn_model(seed: int = 0):
+    """Width 0.25 with BatchNorm whose running statistics and affine terms are far from identity."""
+    import torch
+    from torch import nn
+
+    from flowcli.model import FlowNetS, ModelConfig
+
+    torch.manual_seed(seed)
+    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.3, 3.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    # larger flow heads than the near-zero init, so differences would show
+    for head in (model.predict_flow2, model.predict_flow3):
+        nn.init.normal_(head.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture
+def bn_model():
+    return _bn_model

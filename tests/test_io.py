@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from flowcli.errors import FlowFormatError, ImageError
+from flowcli.errors import FlowFormatError, ImageError, OutputError
 from flowcli.inference.predict import write_flow
 from flowcli.io import (
     atomic_path,
@@ -85,15 +85,15 @@ def _header(width: int, height: int) -> bytes:
     return b"PIEH" + struct.pack("<ii", width, height)
 
 
-BAD_FLO = {
-    "wrong magic": (b"PIEX" + struct.pack("<ii", 2, 2) + bytes(32), "not a .flo file"),
+BAD_FLO = {  # sizes in messages are HEIGHTxWIDTH; the header stores width first
+    "wrong magic": (b"PIEX" + struct.pack("<ii", 2, 2) + bytes(32), "not a .flo file (starts with b'PIEX'"),
     "short header": (b"PIEH" + struct.pack("<i", 2), "too short"),
     "empty": (b"", "too short"),
-    "truncated": (_header(2, 2) + bytes(31), "truncated"),
+    "truncated": (_header(3, 2) + bytes(47), "truncated .flo (59 bytes, expected 60 for 2x3)"),
     "over-long": (_header(2, 2) + bytes(33), "over-long"),
-    "negative width": (_header(-3, 2) + bytes(32), "implausible size -3x2"),
-    "zero height": (_header(2, 0), "implausible size 2x0"),
-    "huge width": (_header(10**6, 2) + bytes(32), "implausible size 1000000x2"),
+    "negative width": (_header(-3, 2) + bytes(32), "implausible size 2x-3"),
+    "zero height": (_header(2, 0), "implausible size 0x2"),
+    "huge width": (_header(10**6, 2) + bytes(32), "implausible size 2x1000000"),
 }
 
 
@@ -106,6 +106,7 @@ def test_malformed_flo_raises_naming_the_file(tmp_path, case):
         read_flo(path)
     assert str(path) in str(info.value)
     assert words in str(info.value)
+    assert "np." not in str(info.value)  # no numpy reprs in messages
     with pytest.raises(FlowFormatError):
         read_flow(path)
 
@@ -164,6 +165,27 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.flo"]
+
+
+@pytest.mark.parametrize("where", ["mkstemp", "write", "rename"])
+def test_a_failed_write_names_the_output_never_the_temporary_file(tmp_path, monkeypatch, where):
+    import os
+    import tempfile
+
+    target = tmp_path / "out.flo"
+    denied = lambda name, other=None: PermissionError(13, "Permission denied", str(name), None, other)
+    if where == "mkstemp":
+        monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(denied(tmp_path / ".out.flo.x1")))
+    elif where == "rename":
+        monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(denied(a, str(b))))
+    with pytest.raises(OutputError) as info:
+        with atomic_path(target) as tmp:
+            if where == "write":
+                raise denied(tmp)
+            tmp.write_bytes(b"data")
+    assert str(info.value).startswith(f"{target}: cannot write")
+    assert "Permission denied" in str(info.value) and ".out.flo." not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_flow_arrays_are_refused_with_their_shape(tmp_path):
@@ -238,13 +260,58 @@ def test_non_image_file_raises_image_error_naming_it(tmp_path):
         read_image(tmp_path)
 
 
+def test_images_over_pillows_limit_are_refused_unless_large_and_pillow_never_warns(tmp_path, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    image = (np.arange(20 * 30 * 3) % 251).astype(np.uint8).reshape(20, 30, 3)
+    write_image(tmp_path / "big.png", image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (DecompressionBombWarning included) fails the test
+        for limit in (299, 599):  # Pillow alone: an error above twice its limit, a warning between
+            monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+            with pytest.raises(ImageError) as info:
+                read_image(tmp_path / "big.png")
+            assert str(info.value) == (
+                f"{tmp_path / 'big.png'}: a 20x30 image is over Pillow's limit of {limit:,} pixels "
+                "(PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs); "
+                "predict with max_side=N reads a downsized copy")
+            assert np.array_equal(read_image(tmp_path / "big.png", large=True), image)
+            assert Image.MAX_IMAGE_PIXELS == limit  # lifted for that read only
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)
+        assert np.array_equal(read_image(tmp_path / "big.png"), image)  # at the limit: fine
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the user switched the check off
+        assert np.array_equal(read_image(tmp_path / "big.png"), image)
+
+
+def test_lifting_pillows_limit_for_some_reads_never_lifts_it_for_others(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    write_image(tmp_path / "big.png", np.zeros((20, 30, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+
+    def read(large: bool) -> bool:
+        try:
+            return read_image(tmp_path / "big.png", large=large).shape == (20, 30, 3)
+        except ImageError:
+            return False
+
+    kinds = [True, False] * 100
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(read, kinds)) == kinds  # every lifted read succeeds, every other one is refused
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 def test_image_pair_of_different_sizes_is_refused(tmp_path):
     write_image(tmp_path / "a.ppm", np.zeros((4, 5, 3), np.uint8))
     write_image(tmp_path / "b.ppm", np.zeros((4, 6, 3), np.uint8))
     with pytest.raises(ImageError) as info:
         read_image_pair(tmp_path / "a.ppm", tmp_path / "b.ppm")
     message = str(info.value)
-    assert "5x4" in message and "6x4" in message and "a.ppm" in message and "b.ppm" in message
+    assert f"{tmp_path / 'a.ppm'} is 4x5 but {tmp_path / 'b.ppm'} is 4x6" in message  # HEIGHTxWIDTH
 
 
 def test_write_flow_png_is_the_colour_coding(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flowcli.errors import FlowcliError, FlowFormatError, ImageError
 from flowcli.viz import WHEEL, error_to_color, flow_to_color, panel
 
 
@@ -87,9 +88,30 @@ def test_invalid_pixels_are_black():
     assert image[1, 0].tolist() == colour(1.0, 1.0, max_flow=None)  # own maximum: full saturation
 
 
+def test_large_fields_are_coloured_in_chunks_to_the_same_pixels(monkeypatch):
+    import flowcli.viz
+
+    rng = np.random.default_rng(2)
+    flow = rng.normal(0, 4, (37, 23, 2)).astype(np.float32)
+    flow[5, 5] = (np.nan, 0)
+    flow[30, 1] = (50.0, 0)  # the maximum sits in the last chunk: every chunk must use it
+    whole = flow_to_color(flow)
+    monkeypatch.setattr(flowcli.viz, "CHUNK_PIXELS", 23 * 4)  # 4 rows at a time, 10 chunks
+    assert np.array_equal(flow_to_color(flow), whole)
+    assert whole[5, 5].tolist() == [0, 0, 0] and whole[30, 1].tolist() == [255, 0, 0]
+
+
 def test_wrong_flow_shape_is_refused():
-    with pytest.raises(ValueError, match=r"\(4, 4, 3\)"):
+    with pytest.raises(FlowFormatError, match=r"\(4, 4, 3\)"):
         flow_to_color(np.zeros((4, 4, 3)))
+
+
+@pytest.mark.parametrize("max_flow", [0, -2.5, float("nan"), float("inf")])
+def test_max_flow_must_be_a_positive_number(max_flow):
+    with pytest.raises(FlowcliError, match=f"max_flow={max_flow:g}: must be a positive number"):
+        flow_to_color(np.ones((2, 2, 2)), max_flow=max_flow)
+    with pytest.raises(FlowcliError, match="max_flow="):
+        panel(*[np.zeros((2, 2, 3), np.uint8)] * 2, np.ones((2, 2, 2)), max_flow=max_flow)
 
 
 def test_error_map_is_black_at_zero_and_bright_at_max():
@@ -133,5 +155,54 @@ def test_panel_default_gap_and_tile_order():
 
 def test_panel_refuses_tiles_of_different_sizes():
     img = np.zeros((6, 10, 3), np.uint8)
-    with pytest.raises(ValueError, match="differ in size"):
+    with pytest.raises(ImageError, match="differ in size: 6x9 vs 6x10"):
         panel(img, img, np.zeros((6, 9, 2), np.float32))
+
+
+def test_panel_max_flow_sets_the_scale_of_ground_truth_and_prediction():
+    img = np.zeros((4, 5, 3), np.uint8)
+    gt = np.zeros((4, 5, 2), np.float32)
+    gt[..., 0] = 2.0
+    pred = gt / 2
+    out = panel(img, img, pred, gt, max_flow=4.0, gap=0)
+    assert np.array_equal(out[:, 10:15], flow_to_color(gt, max_flow=4.0))  # half saturated, not full
+    assert np.array_equal(out[:, 15:20], flow_to_color(pred, max_flow=4.0))
+    alone = panel(img, img, pred, max_flow=4.0, gap=0)
+    assert np.array_equal(alone[:, 10:15], flow_to_color(pred, max_flow=4.0))
+
+
+# -- flowcli.inference.visualize: the API behind `flowcli visualize` ------------------------------------
+
+def test_draw_flow_returns_the_colour_image_and_writes_it_when_asked(tmp_path):
+    from flowcli.inference.visualize import draw_flow
+    from flowcli.io import read_image, write_flo
+
+    flow = np.random.default_rng(0).normal(0, 2, (6, 7, 2)).astype(np.float32)
+    flow[0, 0] = (2e9, 0)  # unknown: black
+    drawing = draw_flow(flow, max_flow=3.0)
+    assert drawing.output is None and drawing.epe is None
+    assert np.array_equal(drawing.image, flow_to_color(flow, max_flow=3.0))
+    assert drawing.image[0, 0].tolist() == [0, 0, 0]
+    write_flo(tmp_path / "f.flo", flow)
+    written = draw_flow(tmp_path / "f.flo", max_flow=3.0, output=tmp_path / "f.png")
+    assert np.array_equal(read_image(tmp_path / "f.png"), drawing.image)
+    assert written.as_dict() == {"output": str(tmp_path / "f.png"), "height": 6, "width": 7, "epe": None}
+
+
+def test_draw_panel_with_a_given_flow_and_ground_truth_reports_the_epe():
+    from flowcli.inference.visualize import draw_panel
+
+    img = np.zeros((4, 5, 3), np.uint8)
+    gt = np.zeros((4, 5, 2), np.float32)
+    gt[..., 0] = 3.0
+    gt[0, 0] = (np.nan, 0)  # unknown: left out of the EPE
+    pred = np.zeros((4, 5, 2), np.float32)
+    pred[..., 1] = 4.0  # error 5 px everywhere
+    pred[0, 0] = (100, 0)
+    drawing = draw_panel(img, img, flow=pred, gt=gt)
+    assert drawing.epe == pytest.approx(5.0)
+    assert drawing.image.shape == (4, 5 * 5 + 4 * 4, 3)
+    with pytest.raises(FlowcliError, match="drawn as the prediction"):
+        draw_panel(img, img, flow=pred, weights="random")
+    with pytest.raises(ImageError, match="prediction is 4x4 but the images are 4x5"):
+        draw_panel(img, img, flow=pred[:, :4])

@@ -87,13 +87,21 @@ def _flag_names() -> dict[str, str]:
     return names
 
 
+DECODER_MODULES = r"(PIL|imageio)(\.|$)"  # their warnings (DecompressionBombWarning, ...) are not for the terminal
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Expected failures become one red line on stderr and exit code 1; Ctrl-C exits 130."""
+    """Expected failures become one red line on stderr and exit code 1; Ctrl-C exits 130; the image
+    decoders' own warnings stay quiet (flowcli says what matters in its own words)."""
+    import warnings
+
     from ..errors import FlowcliError
 
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=DECODER_MODULES)
+            yield
     except (FlowcliError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(as_flags(str(exc)))
     except KeyboardInterrupt:

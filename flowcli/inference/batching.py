@@ -12,9 +12,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..data.prefetch import prefetch
+from ..errors import FlowcliError
 from ..io import read_image, read_image_pair
 from .engine import Predictor
-from .resize import resize_flow, resize_for_max_side
+from .resize import check_max_side, resize_flow, resize_for_max_side
 
 
 def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]], *,
@@ -22,9 +23,10 @@ def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]]
     """Yield (index, (H, W, 2) flow at the input's size) for every (image 1, image 2) path pair, in
     order. An unreadable pair raises its ImageError when its turn comes."""
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise FlowcliError(f"workers={workers}: must be at least 1")
+    check_max_side(max_side)
     pairs = list(pairs)
-    decodes = _SharedDecodes(pairs)
+    decodes = _SharedDecodes(pairs, large=max_side is not None)  # a frame over Pillow's limit is shrunk right away
 
     def load(index: int):
         img1, img2 = read_image_pair(*pairs[index], read=decodes.read)
@@ -43,10 +45,10 @@ def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]]
 class _SharedDecodes:
     """read_image for pairs that share images (a video's frames: each is the second image of one
     pair and the first of the next): a path is decoded once, by the first thread that asks for it,
-    and forgotten after its last use. A 512x384 PNG takes ~8 ms to decode on this CPU; decoding
-    each frame twice cost ~15 % of `predict --sequence`'s throughput on 2 cores."""
+    and forgotten after its last use, because decoding is a large share of `predict --sequence`."""
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]]):
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], *, large: bool = False):
+        self._large = large
         self._uses = Counter(path for pair in pairs for path in pair)
         self._decoded: dict[Path, Future] = {}
         self._lock = threading.Lock()
@@ -62,7 +64,7 @@ class _SharedDecodes:
                 self._decoded.pop(path, None)
         if first:
             try:
-                future.set_result(read_image(path))
+                future.set_result(read_image(path, large=self._large))
             except BaseException as exc:  # the other pair that uses the image gets the same error
                 future.set_exception(exc)
         return future.result()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DeviceError, ImageError
+from ..io import check_same_size
 from ..model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .fold import fold_batchnorm
 from .options import InferenceOptions
@@ -216,8 +217,7 @@ class Predictor:
         for name, img in (("image 1", img1), ("image 2", img2)):
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ImageError(f"{name}: expected an HxWx3 uint8 image, got {tuple(img.shape)} {img.dtype}")
-        if img1.shape != img2.shape:
-            raise ImageError(f"frames differ in size: {img1.shape[1]}x{img1.shape[0]} vs {img2.shape[1]}x{img2.shape[0]}")
+        check_same_size(img1, img2)
         height, width = img1.shape[:2]
         if max_side is not None:
             img1, img2, _ = resize_for_max_side(img1, img2, max_side)

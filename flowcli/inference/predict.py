@@ -1,47 +1,93 @@
-"""Prediction API: two images (arrays or paths) -> an HxWx2 flow; or a whole folder of pairs."""
+"""Prediction API: two images (arrays or paths) -> an HxWx2 flow, written to a file or returned; or a
+whole folder of pairs."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError, FlowFormatError, ImageError
-from ..io import IMAGE_SUFFIXES, read_image, write_flo, write_image
+from ..errors import DataError, FlowFormatError, ImageError, OutputError
+from ..io import IMAGE_SUFFIXES, check_same_size, check_writable, read_image, write_flo, write_image
+from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
 from .engine import load_predictor
 from .options import InferenceOptions
+from .resize import check_max_side, max_side_warning, resize_flow, resize_for_max_side
 
 ImageLike = np.ndarray | str | os.PathLike
+FLOW_SUFFIXES = (".flo", ".png")
 
 
-def check_pair(img1: np.ndarray, img2: np.ndarray, names=("image 1", "image 2")) -> None:
-    if img1.shape != img2.shape:
-        raise ImageError(f"{names[0]} is {img1.shape[1]}x{img1.shape[0]} but {names[1]} is "
-                         f"{img2.shape[1]}x{img2.shape[0]}: the two images must have the same size")
+@dataclass(frozen=True)
+class PredictResult(JsonResult):
+    """What predict_file wrote: the flow's size, its mean and largest magnitude, and warnings."""
+
+    output: str
+    height: int
+    width: int
+    mean_flow: float  # mean |flow| in px
+    max_flow: float  # largest |flow| in px
+    warnings: tuple[str, ...] = ()
 
 
-def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "cpu",
+@dataclass(frozen=True)
+class PredictFolderResult(JsonResult):
+    """What predict_folder wrote, and how fast (decoding, network and writing, end to end)."""
+
+    pairs: int
+    seconds: float
+    pairs_per_s: float
+    out_dir: str
+    warnings: tuple[str, ...] = ()
+
+
+def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "auto",
                   dtype: str = "fp32", options: InferenceOptions | None = None, max_side: int | None = None,
                   predictor=None, **overrides) -> np.ndarray:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
     Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
-    `max_side` downsizes large inputs for the network and scales the flow back up. `options`
-    (flowcli.options.InferenceOptions) and keyword overrides such as passes=2 say what runs around
-    the network.
+    `max_side` downsizes large inputs for the network (reading even images over Pillow's pixel
+    limit) and scales the flow back up; `resize.max_side_warning` says when it shrinks too far.
+    `options` (InferenceOptions) and keyword overrides such as passes=2 say what runs around the network.
     """
+    check_max_side(max_side)
     names = tuple(str(i) if not isinstance(i, np.ndarray) else f"image {n}" for n, i in ((1, img1), (2, img2)))
-    img1 = img1 if isinstance(img1, np.ndarray) else read_image(img1)
-    img2 = img2 if isinstance(img2, np.ndarray) else read_image(img2)
-    check_pair(img1, img2, names)
+    img1, img2 = (i if isinstance(i, np.ndarray) else read_image(i, large=max_side is not None) for i in (img1, img2))
+    for name, img in zip(names, (img1, img2)):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ImageError(f"{name}: expected an HxWx3 uint8 image, got {tuple(img.shape)} {img.dtype}")
+    check_same_size(img1, img2, names)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options, **overrides)
-    return predictor.predict_numpy(img1, img2, max_side=max_side)
+    height, width = img1.shape[:2]
+    # shrunk here, not in predict_numpy, so that huge frames are freed before the flow is resized back
+    img1, img2, _ = resize_for_max_side(img1, img2, max_side) if max_side is not None else (img1, img2, 1.0)
+    return resize_flow(predictor.predict_numpy(img1, img2), height, width)
+
+
+def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *, weights=None,
+                 device: str = "auto", dtype: str = "fp32", options: InferenceOptions | None = None,
+                 max_side: int | None = None, **overrides) -> PredictResult:
+    """estimate_flow, written to `output` (.flo exact, .png colour-coded). The output is checked
+    before any work and replaced if it exists: the caller named it."""
+    output = check_writable(output)
+    check_flow_suffix(output)
+    check_max_side(max_side)
+    flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
+                         max_side=max_side, **overrides)
+    write_flow(output, flow)
+    height, width = flow.shape[:2]
+    magnitude = np.hypot(flow[..., 0], flow[..., 1])  # np.linalg.norm is much slower on a huge flow
+    warning = max_side_warning(height, width, max_side)
+    return PredictResult(str(output), height, width, float(magnitude.mean()), float(magnitude.max()),
+                         (warning,) if warning else ())
 
 
 PAIR_PATTERN = re.compile(r"^(?P<id>.+)_img1$")
@@ -83,45 +129,67 @@ def _natural_key(path: Path) -> list:
 
 
 def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, weights=None,
-                   device: str = "cpu", dtype: str = "fp32", options: InferenceOptions = InferenceOptions(),
-                   fmt: str = "flo", sequence: bool = False,
-                   on_progress: Callable[[int, int], None] | None = None) -> dict:
+                   device: str = "auto", dtype: str = "fp32", options: InferenceOptions | None = None,
+                   fmt: str = "flo", sequence: bool = False, max_side: int | None = None,
+                   overwrite: bool = False,
+                   on_progress: Callable[[int, int], None] | None = None) -> PredictFolderResult:
     """Write `<id>_flow.<fmt>` for every `<id>_img1.*`/`<id>_img2.*` pair, or with sequence=True
-    `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute. Returns counts and pairs/s."""
+    `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute.
 
+    `out_dir` is created if missing; flows already in it are refused before any work unless
+    overwrite=True. `max_side` as for estimate_flow.
+    """
     if fmt not in ("flo", "png"):
-        raise DataError(f"unknown output format {fmt!r}: choose flo or png")
+        raise DataError(f"fmt={fmt!r}: choose flo or png")
+    check_max_side(max_side)
     pairs = find_frame_pairs(folder) if sequence else find_image_pairs(folder)
     out = Path(out_dir)
-    if not out.parent.is_dir():
-        raise DataError(f"{out}: its parent folder does not exist")
+    targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
+    _check_out_dir(out, targets, overwrite)
     out.mkdir(exist_ok=True)
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     start = time.perf_counter()
-    written = []
-
-    def save(index: int, flow: np.ndarray) -> None:
-        target = out / f"{pairs[index][0]}_flow.{fmt}"
-        write_flow(target, flow)
-        written.append(target)
+    warnings: dict[str, None] = {}  # one line per distinct frame size, in order
+    predictions = iterate_predictions(predictor, [(a, b) for _, a, b in pairs], max_side=max_side)
+    for done, (index, flow) in enumerate(predictions, 1):
+        write_flow(targets[index], flow)
+        warnings.setdefault(max_side_warning(*flow.shape[:2], max_side))
         if on_progress:
-            on_progress(len(written), len(pairs))
-
-    for index, flow in iterate_predictions(predictor, [(a, b) for _, a, b in pairs]):
-        save(index, flow)
+            on_progress(done, len(pairs))
     seconds = time.perf_counter() - start
-    return {"pairs": len(written), "seconds": seconds, "pairs_per_s": len(written) / seconds,
-            "out_dir": str(out)}
+    return PredictFolderResult(len(pairs), seconds, len(pairs) / max(seconds, 1e-9), str(out),
+                               tuple(w for w in warnings if w))
 
 
+def _check_out_dir(out: Path, targets: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an output folder that cannot be written or that already holds flows."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, expected a folder for the flows")
+    if not out.is_dir():
+        check_writable(out)  # its parent must exist and be writable
+        return
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: output folder is not writable")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        names = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise OutputError(f"{out}: {len(existing)} of the {len(targets)} flows already exist ({names}); "
+                          "overwrite=True replaces them")
+    for target in existing:
+        check_writable(target)  # e.g. a folder of that name
+
+
+def check_flow_suffix(path: str | os.PathLike) -> None:
+    """A flow is written as .flo (exact) or .png (colour-coded)."""
+    extension = Path(path).suffix.lower()
+    if extension not in FLOW_SUFFIXES:
+        raise FlowFormatError(f"{path}: output must end in .flo or .png, got {extension!r}")
 
 
 def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | None = None) -> None:
     """Write flow as .flo (exact) or as a colour-coded .png, chosen by the suffix."""
-    extension = Path(path).suffix.lower()
-    if extension == ".flo":
+    check_flow_suffix(path)
+    if Path(path).suffix.lower() == ".flo":
         write_flo(path, flow)
-    elif extension == ".png":
-        write_image(path, flow_to_color(flow, max_flow=max_flow))
     else:
-        raise FlowFormatError(f"{path}: output must end in .flo or .png, got {extension!r}")
+        write_image(path, flow_to_color(flow, max_flow=max_flow))

@@ -2,34 +2,81 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import FlowcliError
 from ..model import MIN_SIDE
+
+DETAIL_SIDE = 128  # frames shrunk below this lose so much detail that the flow can be worse than zero flow
+STRIP_VALUES = 1 << 24  # floats per strip when shrinking: a whole 20000x20000 frame in float32 takes 4.8 GB
+
+
+def check_max_side(max_side: int | None) -> None:
+    """max_side is None (no downsizing) or at least the network's smallest input, 64 px."""
+    if max_side is not None and max_side < MIN_SIDE:
+        raise FlowcliError(f"max_side={max_side}: must be at least {MIN_SIDE} (the network's smallest input)")
+
+
+def network_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The (height, width) the network sees for a frame of this size: the longer side shrunk to
+    `max_side` when it exceeds it, aspect ratio kept, but no side below 64 px."""
+    check_max_side(max_side)
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
+
+
+def max_side_warning(height: int, width: int, max_side: int | None) -> str | None:
+    """The one-line warning when `max_side` shrinks a frame of this size below 128 px, else None."""
+    small = network_size(height, width, max_side)
+    if small == (height, width) or min(small) >= DETAIL_SIDE:
+        return None
+    longer = max(height, width)
+    enough = math.ceil(DETAIL_SIDE * longer / min(height, width))
+    while enough < longer and min(network_size(height, width, enough)) < DETAIL_SIDE:
+        enough += 1
+    hint = f"max_side={enough} keeps {DETAIL_SIDE} px" if enough < longer else f"max_side={longer} keeps the full size"
+    return (f"max_side={max_side}: the network sees {small[0]}x{small[1]} frames, and under {DETAIL_SIDE} px "
+            f"its flow can be worse than zero flow ({hint})")
 
 
 def resize_for_max_side(img1: np.ndarray, img2: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Shrink two (H, W, 3) uint8 frames so that the longer side is at most `max_side`.
+    """Shrink two (H, W, 3) uint8 frames to `network_size` (the longer side at most `max_side`).
 
     Returns (img1, img2, scale) with scale = new longer side / old (1.0 and the frames themselves
-    when they already fit). Aspect ratio is kept, but no side goes below 64 px. Undo on the flow
-    with `resize_flow(flow, H, W)`.
+    when they already fit). Undo on the flow with `resize_flow(flow, H, W)`.
     """
-    if max_side < MIN_SIDE:
-        raise ValueError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
     height, width = img1.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1.0:
+    size = network_size(height, width, max_side)
+    if size == (height, width):
         return img1, img2, 1.0
-    size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
-    return _resize_image(img1, size), _resize_image(img2, size), scale
+    return _resize_image(img1, size), _resize_image(img2, size), max_side / max(height, width)
 
 
 def _resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    """Antialiased bilinear shrink of an (H, W, 3) uint8 frame; the filter is separable, so a large
+    frame is narrowed strip by strip first and only its narrow float copy is ever whole."""
+    height, width = img.shape[:2]
+    rows = max(1, STRIP_VALUES // (3 * width))
+    if height > rows:
+        x = torch.cat([_shrink(_as_float(img[top:top + rows]), (min(rows, height - top), size[1]))
+                       for top in range(0, height, rows)], dim=2)
+    else:
+        x = _as_float(img)
+    return _shrink(x, size)[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _as_float(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+
+
+def _shrink(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:

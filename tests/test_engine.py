@@ -1,4 +1,5 @@
-"""The shared inference path: BN folding, Predictor equivalence, --max-side, many pairs from files, errors."""
+"""The inference engine (Predictor): equals the plain model, runs the pipeline's options, small frames,
+out-of-memory and compile errors, CUDA graph bookkeeping."""
 
 from __future__ import annotations
 
@@ -11,29 +12,10 @@ import torch
 from torch import nn
 
 from flowcli.errors import DeviceError, FlowcliError, ImageError
-from flowcli.inference.batching import iterate_predictions
 from flowcli.inference.engine import Predictor
 from flowcli.inference.fold import fold_batchnorm
-from flowcli.inference.resize import resize_flow, resize_for_max_side
-from flowcli.io import read_image, read_image_pair, write_image
 from flowcli.inference.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig
-
-
-def bn_model(seed: int = 0) -> FlowNetS:
-    """Width 0.25 with BatchNorm whose running statistics and affine terms are far from identity."""
-    torch.manual_seed(seed)
-    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.3, 3.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
-    # larger flow heads than the near-zero init, so differences would show
-    for head in (model.predict_flow2, model.predict_flow3):
-        nn.init.normal_(head.weight, std=0.05)
-    return model.eval()
 
 
 def frames(batch: int, height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,27 +24,8 @@ def frames(batch: int, height: int, width: int, seed: int = 1) -> tuple[torch.Te
             torch.rand(batch, 3, height, width, generator=generator))
 
 
-def test_fold_batchnorm_keeps_outputs_and_leaves_the_original():
-    model = bn_model()
-    img1, img2 = frames(2, 70, 100)
-    with torch.no_grad():
-        expected = model(img1, img2)
-        rng = torch.get_rng_state()
-        folded = fold_batchnorm(model)
-        assert torch.equal(rng, torch.get_rng_state())  # no hidden random init
-        got = folded(img1, img2)
-    assert expected.abs().max() > 0.1  # not a trivially zero comparison
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-    assert folded.config.batch_norm is False and not folded.training
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert folded.conv1[0].bias is not None
-    # the original still has its BatchNorm, and the folded weights load into a plain model
-    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    FlowNetS(folded.config).load_state_dict(folded.state_dict(), strict=True)
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_predictor_matches_the_plain_model_on_cpu(channels_last):
+def test_predictor_matches_the_plain_model_on_cpu(channels_last, bn_model):
     model = bn_model()
     img1, img2 = frames(2, 70, 100)
     with torch.no_grad():
@@ -82,7 +45,7 @@ def mirrored(flow: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tta, flips", [("hflip", (-1,)), ("hvflip", (-1, -2))])
-def test_tta_averages_the_unmirrored_flows_of_the_mirrored_pairs(tta, flips):
+def test_tta_averages_the_unmirrored_flows_of_the_mirrored_pairs(tta, flips, bn_model):
     img1, img2 = frames(2, 70, 100)
     plain = Predictor(bn_model(), device="cpu", refine=0)  # the smoothing is linear in the flow; refining is not
     views = [plain(img1, img2)] + [mirrored(plain(img1.flip(d), img2.flip(d)), d) for d in flips]
@@ -92,16 +55,16 @@ def test_tta_averages_the_unmirrored_flows_of_the_mirrored_pairs(tta, flips):
     torch.testing.assert_close(got, sum(views) / len(views), atol=1e-4, rtol=1e-4)
 
 
-def test_tta_hflip_makes_the_prediction_mirror_equivariant():
+def test_tta_hflip_makes_the_prediction_mirror_equivariant(bn_model):
     img1, img2 = frames(1, 64, 128)
     predictor = Predictor(bn_model(), device="cpu", tta="hflip")
     flow = predictor(img1, img2)
     torch.testing.assert_close(mirrored(predictor(img1.flip(-1), img2.flip(-1)), -1), flow, atol=1e-4, rtol=1e-4)
-    with pytest.raises(FlowcliError, match="--tta sideways: choose one of none, hflip, hvflip"):
+    with pytest.raises(FlowcliError, match="tta='sideways': choose one of none, hflip, hvflip"):
         Predictor(bn_model(), device="cpu", tta="sideways")
 
 
-def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default():
+def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default(bn_model):
     from flowcli.inference.guided import guided_filter
 
     img1, img2 = frames(2, 64, 96)
@@ -112,7 +75,7 @@ def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graphs_capture_every_inference_option():
+def test_cuda_graphs_capture_every_inference_option(bn_model):
     """Passes, mirrored views, the guided filter and refinement all run inside one captured graph."""
     img1, img2 = frames(2, 70, 100)
     options = dict(tta="hflip", passes=2, refine=2)  # refine 2: a half- and a full-resolution step
@@ -122,7 +85,7 @@ def test_cuda_graphs_capture_every_inference_option():
         torch.testing.assert_close(graphed(img1, img2), eager, atol=1e-3, rtol=1e-3)
 
 
-def test_refine_steps_half_resolution_before_the_smoothing_full_after_and_one_by_default():
+def test_refine_steps_half_resolution_before_the_smoothing_full_after_and_one_by_default(bn_model):
     from flowcli.inference.guided import guided_filter
     from flowcli.inference.refine import refine_flow
 
@@ -133,7 +96,7 @@ def test_refine_steps_half_resolution_before_the_smoothing_full_after_and_one_by
     torch.testing.assert_close(default, guided_filter(img1, half), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(two, refine_flow(img1, img2, default, iterations=1), atol=1e-4, rtol=1e-4)
     assert (half - raw).abs().max() > 0.01 and (two - default).abs().max() > 0.01
-    with pytest.raises(FlowcliError, match="--refine -1"):
+    with pytest.raises(FlowcliError, match="refine=-1"):
         Predictor(bn_model(), device="cpu", refine=-1)
 
 
@@ -154,7 +117,7 @@ class StepPredictor(Predictor):
         return flow
 
 
-def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_match_better():
+def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_match_better(bn_model):
     img1 = frames(1, 64, 96)[0]
     img2 = img1.roll(4, dims=-1)  # img2(x + 4) = img1(x): the true flow is (4, 0)
     # away from the borders: at the right one image 2 wraps around, and the smoothing after the
@@ -172,11 +135,11 @@ def test_extra_passes_compose_the_residual_and_keep_it_only_where_the_colours_ma
     torch.testing.assert_close(two, expected.index_fill(1, torch.tensor([0]), 4.0), atol=1e-4, rtol=0)
     # pass 3 (plain pair, nothing left to find) answers 2 px: 6 px would match worse, the gate keeps 4
     torch.testing.assert_close(three, two)
-    with pytest.raises(FlowcliError, match="--passes 0: the network runs at least once"):
+    with pytest.raises(FlowcliError, match="passes=0: the network runs at least once"):
         Predictor(bn_model(), device="cpu", passes=0)
 
 
-def test_options_come_as_an_object_with_keyword_overrides():
+def test_options_come_as_an_object_with_keyword_overrides(bn_model):
     predictor = Predictor(bn_model(), device="cpu", options=InferenceOptions(passes=2, tta="hflip"), refine=0)
     assert predictor.options == InferenceOptions(tta="hflip", passes=2, refine=0)
     assert Predictor(bn_model(), device="cpu").options == InferenceOptions()
@@ -184,15 +147,15 @@ def test_options_come_as_an_object_with_keyword_overrides():
         Predictor(bn_model(), device="cpu", sharpen=True)
 
 
-def test_predictor_rejects_bad_frames():
+def test_predictor_rejects_bad_frames(bn_model):
     predictor = Predictor(bn_model(), device="cpu")
-    with pytest.raises(ValueError, match="at least 64x64, got 80x0"):
+    with pytest.raises(ValueError, match=r"at least 64x64, got 0x80 \(HxW\)"):
         predictor(*frames(1, 0, 80))
     with pytest.raises(ValueError, match=r"\(1, 4, 64, 64\)"):
         predictor(torch.rand(1, 4, 64, 64), torch.rand(1, 4, 64, 64))
 
 
-def test_frames_under_64_px_are_upscaled_by_an_integer_factor_and_the_flow_scaled_back():
+def test_frames_under_64_px_are_upscaled_by_an_integer_factor_and_the_flow_scaled_back(bn_model):
     predictor = Predictor(bn_model(), device="cpu")
     img1, img2 = frames(2, 25, 70)  # factor ceil(64 / 25) = 3 -> 75x210
     big = [torch.nn.functional.interpolate(x, scale_factor=3, mode="bilinear", align_corners=False)
@@ -204,24 +167,24 @@ def test_frames_under_64_px_are_upscaled_by_an_integer_factor_and_the_flow_scale
     torch.testing.assert_close(got, expected)
 
 
-def test_out_of_memory_becomes_a_device_error(monkeypatch):
+def test_out_of_memory_becomes_a_device_error(monkeypatch, bn_model):
     predictor = Predictor(bn_model(), device="cpu")
 
     def fail(*_):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(predictor, "_forward", fail)
-    with pytest.raises(DeviceError, match=r"input 64x96 does not fit in memory at batch 3; try --max-side"):
+    with pytest.raises(DeviceError, match=r"input 64x96 does not fit in memory at batch 3; try max_side=N or batch_size=1"):
         predictor(*frames(3, 64, 96))
 
 
-def test_compile_without_a_toolchain_is_a_device_error(monkeypatch):
+def test_compile_without_a_toolchain_is_a_device_error(monkeypatch, bn_model):
     monkeypatch.setattr("flowcli.inference.engine.shutil.which", lambda _: None)
     with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
         Predictor(bn_model(), device="cpu", compile=True)
 
 
-def test_predict_numpy_and_max_side():
+def test_predict_numpy_and_max_side(bn_model):
     predictor = Predictor(bn_model(), device="cpu", smooth=False, refine=0)
     rng = np.random.default_rng(0)
     img1 = rng.integers(0, 256, (80, 150, 3), dtype=np.uint8)
@@ -233,76 +196,11 @@ def test_predict_numpy_and_max_side():
     np.testing.assert_allclose(flow, expected[0].permute(1, 2, 0).numpy(), atol=1e-4, rtol=1e-4)
     small = predictor.predict_numpy(img1, img2, max_side=100)
     assert small.shape == (80, 150, 2)
-    with pytest.raises(ImageError, match="differ in size"):
+    with pytest.raises(ImageError, match="image 1 is 80x150 but image 2 is 70x150"):
         predictor.predict_numpy(img1, img2[:70])
 
 
-def test_resize_for_max_side_and_back():
-    img = np.zeros((100, 300, 3), np.uint8)
-    a, b, scale = resize_for_max_side(img, img, 150)
-    assert a.shape == b.shape == (64, 150, 3) and scale == pytest.approx(0.5)  # 50 -> clamped to 64
-    same, _, one = resize_for_max_side(img, img, 300)
-    assert same is img and one == 1.0
-    with pytest.raises(ValueError, match="at least 64"):
-        resize_for_max_side(img, img, 32)
-    flow = np.stack([np.full((32, 32), 1.0), np.full((32, 32), 2.0)], axis=-1).astype(np.float32)
-    up = resize_flow(flow, 64, 128)  # u scaled by 128/32, v by 64/32
-    assert up.shape == (64, 128, 2)
-    np.testing.assert_allclose(up[..., 0], 4.0)
-    np.testing.assert_allclose(up[..., 1], 4.0)
-
-
-def test_iterate_predictions_returns_every_pair_in_order(tmp_path):
-    rng = np.random.default_rng(3)
-    pairs = []
-    for index, (height, width) in enumerate([(64, 80), (64, 80), (72, 64)]):  # the size changes mid-batch
-        paths = (tmp_path / f"{index}_img1.png", tmp_path / f"{index}_img2.ppm")
-        for path in paths:
-            write_image(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        pairs.append(paths)
-    predictor = Predictor(bn_model(), device="cpu", refine=0)
-    results = list(iterate_predictions(predictor, pairs))
-    assert [i for i, _ in results] == [0, 1, 2]
-    for (index, flow), (path1, path2) in zip(results, pairs):
-        expected = predictor.predict_numpy(*read_image_pair(path1, path2))
-        np.testing.assert_allclose(flow, expected, atol=1e-4, rtol=1e-4)
-    # with --max-side the flow comes back at the input size
-    assert [f.shape for _, f in iterate_predictions(predictor, pairs, max_side=64)] == [
-        (64, 80, 2), (64, 80, 2), (72, 64, 2)]
-
-
-def test_frames_shared_by_two_pairs_are_decoded_once(tmp_path, monkeypatch):
-    import flowcli.inference.batching
-
-    rng = np.random.default_rng(5)
-    frames = [tmp_path / f"frame{n}.png" for n in range(4)]
-    for path in frames:
-        write_image(path, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
-    decoded = []
-    monkeypatch.setattr(flowcli.inference.batching, "read_image", lambda path: decoded.append(path) or read_image(path))
-    predictor = Predictor(bn_model(), device="cpu", refine=0)
-    results = []
-    pairs = list(zip(frames, frames[1:]))
-    results = [flow for _, flow in iterate_predictions(predictor, pairs, workers=2)]
-    assert len(results) == 3
-    assert sorted(decoded) == frames  # each once, though the middle two are in two pairs
-    for flow, (path1, path2) in zip(results, pairs):
-        np.testing.assert_allclose(flow, predictor.predict_numpy(read_image(path1), read_image(path2)),
-                                   atol=1e-4, rtol=1e-4)
-
-
-def test_iterate_predictions_raises_for_a_missing_image(tmp_path):
-    path = tmp_path / "a.ppm"
-    write_image(path, np.zeros((64, 64, 3), np.uint8))
-    predictor = Predictor(bn_model(), device="cpu")
-    seen = []
-    with pytest.raises(ImageError, match="no such file"):
-        for index, _ in iterate_predictions(predictor, [(path, path), (path, tmp_path / "missing.ppm")]):
-            seen.append(index)
-    assert seen == [0]
-
-
-def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch):
+def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch, bn_model):
     """The capture/replay logic (static buffers, one graph per shape, output copies) on CPU: the
     torch.cuda calls are replaced by stand-ins whose replay recomputes from the static inputs."""
     predictor = Predictor(bn_model(), device="cpu", smooth=False, refine=0)
@@ -334,7 +232,7 @@ def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_cuda_graphs_match_eager(dtype):
+def test_cuda_graphs_match_eager(dtype, bn_model):
     model = bn_model()
     img1, img2 = frames(2, 70, 100)
     with torch.no_grad():
