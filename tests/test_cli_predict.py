@@ -228,3 +228,15 @@ def test_predict_bad_input_fails_cleanly(run_cli, make_pair, tmp_path, case, ass
     before = visible_files(tmp_path)
     result = run_cli(*args, "--weights", "random")
     assert_clean_failure(result, *words, before=before, folder=tmp_path)
+
+
+def test_predict_verbose_lists_the_pipeline_before_writing(run_cli, tiny_pair, tmp_path):
+    from flowcli.inference.options import InferenceOptions
+    from flowcli.inference.pipeline import describe_pipeline
+
+    result = run_cli("predict", *tiny_pair, "-o", tmp_path / "v.flo", "--weights", "random", "--passes", "2",
+                     "--verbose")
+    assert result.exit_code == 0, result.output
+    steps = [f"{n}. {line}" for n, line in enumerate(describe_pipeline(InferenceOptions(passes=2)), 1)]
+    assert result.stderr.splitlines()[:len(steps)] == steps
+    assert (tmp_path / "v.flo").is_file()

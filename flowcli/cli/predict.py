@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    app, DeviceOpt, WeightsOpt, OverwriteOpt, Dtype, DtypeOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt,
-    RefineOpt, inference_options, as_flags, cli_errors, say, warn, plural, progress_bar,
+    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
+    as_flags, cli_errors, err_console, plural, progress_bar, say, warn,
 )
+
 
 @app.command()
 def predict(
@@ -32,12 +33,18 @@ def predict(
                                            "write the flow from each frame to the next (frames in name "
                                            "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,
     overwrite: OverwriteOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
     with cli_errors():
         from ..errors import FlowcliError
 
         options = inference_options(tta, passes, smooth, refine)
+        if verbose:
+            from ..inference.pipeline import describe_pipeline
+
+            for number, line in enumerate(describe_pipeline(options), 1):
+                say(f"{number}. {line}", err_console)
         if sequence and not input1.is_dir():
             raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
         if input1.is_dir():
