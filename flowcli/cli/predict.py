@@ -9,7 +9,7 @@ import typer
 
 from .common import (
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
-    as_flags, cli_errors, err_console, plural, progress_bar, say, warn,
+    as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
 )
 
 
