@@ -16,7 +16,7 @@ from .common import (
 @app.command()
 def bench(
     device: DeviceOpt = "auto",
-    size: Annotated[str, typer.Option(help="Input size HxW.")] = "384x512",
+    size: Annotated[str, typer.Option(metavar="HxW", help="Input size, height x width.")] = "384x512",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
     dtype: DtypeOpt = Dtype.fp32,
     tta: TtaOpt = Tta(DEFAULTS.tta),

@@ -19,14 +19,15 @@ from ..data.splits import SCHEMES
 from ..inference.options import TTA_VIEWS, InferenceOptions
 from ..training.config import PRESETS
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# Plain help (rich_markup_mode=None): the rich layout printed a <bool> metavar beside every flag.
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 out_console = Console()
 err_console = Console(stderr=True)
 
 # Options that mean the same thing in several commands, defined once.
-DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", metavar="DEVICE", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
-    "--weights", "-w", help="Weights .safetensors (default: the shipped weights; 'random': untrained, for smoke tests).")]
+    "--weights", "-w", metavar="FILE", help="Weights .safetensors (default: the shipped weights; 'random': untrained, for smoke tests).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse a folder with incomplete triplets (default: warn and skip them).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the results as JSON to FILE.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]

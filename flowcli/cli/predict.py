@@ -28,7 +28,7 @@ def predict(
     refine: RefineOpt = DEFAULTS.refine,
     max_side: Annotated[Optional[int], typer.Option(metavar="N", help="Shrink inputs whose longer side exceeds N px (at least 64) for the "
                                                     "network, flow scaled back; also reads images over Pillow's pixel limit.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Folder mode: write flo or png files.")] = "flo",
+    fmt: Annotated[str, typer.Option("--format", metavar="flo|png", help="Folder mode: write flo or png files.")] = "flo",
     sequence: Annotated[bool, typer.Option("--sequence", help="Folder mode: the folder holds video frames; "
                                            "write the flow from each frame to the next (frames in name "
                                            "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,

@@ -16,7 +16,7 @@ def synth(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The same folder, as an option.")] = None,
     count: Annotated[int, typer.Option(min=1, help="Number of pairs.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same pairs.")] = 0,
-    size: Annotated[str, typer.Option(help="Image size HxW.")] = "384x512",
+    size: Annotated[str, typer.Option(metavar="HxW", help="Image size, height x width.")] = "384x512",
     textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures too.")] = None,
     bench: Annotated[bool, typer.Option("--bench", help="Measure generation speed instead of writing files.")] = False,
     device: DeviceOpt = "auto",
