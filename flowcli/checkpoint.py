@@ -98,8 +98,8 @@ def load_model(
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if weights is None and not path.is_file():
         raise CheckpointError(
-            f"no trained weights shipped yet ({path} is missing); pass --weights PATH "
-            "(or --weights random for a smoke test)"
+            f"no trained weights shipped yet ({path} is missing); pass weights=PATH "
+            "(or weights=random for a smoke test)"
         )
     file_config = read_config(path)
     if config is not None and config != file_config:
@@ -130,7 +130,6 @@ def metadata_json(path: str | os.PathLike) -> dict:
 def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         extra: dict) -> None:
     """Model + optimizer tensors in one safetensors file (for --resume); scalars as JSON metadata."""
-
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
@@ -142,14 +141,14 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
         save_file(tensors, str(tmp), metadata=meta)
 
 
+def read_training_extra(path: str | os.PathLike) -> dict:
+    """The `extra` of a training-state file (epoch, best validation EPE, ...) without its tensors."""
+    return json.loads(_open_training_state(path, keys=False)[0]["extra"])
+
+
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what save_training_state wrote into model and optimizer; returns its `extra`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: no checkpoint to resume from ({path.name} is missing)")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    meta, tensors = _open_training_state(path, keys=True)
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -158,3 +157,18 @@ def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return json.loads(meta["extra"])
+
+
+def _open_training_state(path: str | os.PathLike, *, keys: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no checkpoint to resume from ({path.name} is missing)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if keys else {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    if "extra" not in meta or "param_groups" not in meta:
+        raise CheckpointError(f"{path}: not a training-state file (no optimizer metadata)")
+    return meta, tensors

@@ -118,7 +118,7 @@ def run_cli():
     runner = CliRunner()
 
     def _run(*args):
-        return runner.invoke(app, [str(a) for a in args])
+        return runner.invoke(app, [str(a) for a in args], prog_name="flowcli")
 
     return _run
 

@@ -3,7 +3,6 @@ test_cli_predict.py, test_cli_visualize.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -74,6 +73,21 @@ def test_error_in_a_real_process_is_one_line_without_traceback(tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.flo'}: no such file"
     assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (("eval", "--split", "nonsense"), ("'--split'", "'reference'", "'all'", "flowcli eval --help")),
+    (("predict", "a.ppm", "b.ppm", "-o", "f.flo", "--passes", "0"), ("'--passes'", "flowcli predict --help")),
+    (("predict",), ("Missing argument", "flowcli predict --help")),
+    (("nosuch",), ("No such command 'nosuch'",)),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(run_cli, args, words):
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
 
 
 # -- bad input: exit 1, one line on stderr, no output -----------------------------------------------

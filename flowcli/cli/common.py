@@ -19,8 +19,36 @@ from ..data.splits import SCHEMES
 from ..inference.options import TTA_VIEWS, InferenceOptions
 from ..training.config import PRESETS
 
+try:  # typer >= 0.29 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer runs on click
+    from click.exceptions import ClickException
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown choice, a missing argument) as one line, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `flowcli`: the help, as before
+                exc.show()
+                raise SystemExit(exc.exit_code) from None
+            where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+            _print_error(f"{exc.format_message()}{where}")
+            raise SystemExit(exc.exit_code) from None
+        except typer.Abort:
+            _print_error("aborted")
+            raise SystemExit(1) from None
+        raise SystemExit(code or 0)
+
+
 # Plain help (rich_markup_mode=None): the rich layout printed a <bool> metavar beside every flag.
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 out_console = Console()
 err_console = Console(stderr=True)
 
@@ -111,8 +139,12 @@ def cli_errors() -> Iterator[None]:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(1)
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def warn(message: str, console: Console = err_console) -> None:

@@ -8,55 +8,55 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..training.config import PRESETS
+from ..data.splits import SCHEMES
 from .common import (
-    app, out_console, err_console, DeviceOpt, StrictOpt, JsonOpt, Preset, SplitScheme, cli_errors, parse_size, say, write_json, progress_bar, table,
+    app, out_console, err_console, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
+    fail, parse_size, say, write_json, progress_bar, table,
 )
 
 
 @app.command()
 def train(
     data_dir: Annotated[Optional[Path], typer.Argument(help="Flying Chairs folder; omit to train on generated data.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", "--out", help="Run folder (default: runs/train-<date-time>).")] = None,
     preset: Annotated[Optional[Preset], typer.Option(help="Start from a named recipe (default: quick without DATA_DIR).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: extend the run to this many).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     width: Annotated[Optional[float], typer.Option(help="FlowNetS channel multiplier (1.0 = paper).")] = None,
-    crop: Annotated[Optional[str], typer.Option(help="Training crop HxW, multiples of 64, e.g. 320x448.")] = None,
-    split: Annotated[Optional[SplitScheme], typer.Option(help="How to split DATA_DIR (reference = the reference's 80/20).")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Training crop HEIGHTxWIDTH, multiples of 64, e.g. 320x448.")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (its config is reused).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=0, help="Data workers: loader processes for a folder; for generated data, any value > 0 generates the next batch in a background thread (for GPUs; on a 2-core CPU it is slower).")] = None,
+    num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Data workers: loader processes for a folder; for generated data, > 0 generates the next batch in a background thread (for GPUs).")] = None,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Train FlowNetS on a Flying Chairs folder, or on generated look-alike data by default."""
     with cli_errors():
+        import os
         import time
 
-        from ..checkpoint import read_config
-        from ..training.config import TrainConfig
         from ..device import resolve_device
+        from ..training.config import resolve_config
         from ..training.loop import train as run_training
 
-        name = preset.value if preset else ("quick" if data_dir is None else None)
-        config = (PRESETS[name] if name else TrainConfig()).with_overrides(
+        if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
+            fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
+        check_json_path(json_out)
+        config = resolve_config(
+            preset.value if preset else None, data_dir=data_dir, init=init, resume=resume,
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
-            crop=parse_size(crop) if crop else None, split=split.value if split else None,
-            steps_per_epoch=steps_per_epoch, augment=False if no_augment else None, num_workers=workers,
-            freeze_bn=True if freeze_bn else None)
-        if init is not None:
-            file_config = read_config(init)
-            config = config.with_overrides(init=str(init), width=width or file_config.width,
-                                           batch_norm=file_config.batch_norm)
-        run_dir = resume or out or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+            crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
+            augment=False if no_augment else None, num_workers=num_workers, freeze_bn=True if freeze_bn else None)
+        run_dir = resume or output or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         torch_device = resolve_device(device)
         with progress_bar() as bar:
             task = bar.add_task("train", total=None, info="")
@@ -76,14 +76,32 @@ def train(
                 elif kind == "warning":
                     bar.console.print(f"[yellow]warning:[/] {escape(info['message'])}")
 
+            primary = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
             try:
-                summary = run_training(config, out_dir=run_dir, data_dir=data_dir, resume=resume is not None,
-                                       device=torch_device, on_event=on_event, strict=strict)
+                result = run_training(config, output=run_dir, data_dir=data_dir,
+                                      resume=resume is not None, overwrite=overwrite, device=torch_device,
+                                      on_event=on_event if primary else None, strict=strict)
             except KeyboardInterrupt:
-                err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {escape(str(run_dir))}")
+                if (Path(run_dir) / "state.safetensors").is_file():
+                    err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {escape(str(run_dir))}")
+                else:
+                    err_console.print("[yellow]interrupted[/] before the first checkpoint; nothing was kept")
                 raise typer.Exit(130)
-        out_console.print(table("training", [
-            ("run folder", str(run_dir)), ("epochs", str(summary.get("epoch", "-"))),
-            ("best val EPE", f"{summary['best_val_epe']:.3f}"),
-            ("weights", str(Path(run_dir) / "best.safetensors"))]))
-        write_json(json_out, summary)
+        if not primary:
+            return
+        if result.trained_epochs == 0:
+            say(finished_line(result))
+        else:
+            out_console.print(table("training", [
+                ("run folder", result.run_dir), ("epochs", f"{result.epoch} of {result.epochs}"),
+                ("best val EPE", f"{result.best_val_epe:.3f}"), ("weights", result.weights)]))
+        write_json(json_out, result)
+
+
+def finished_line(result) -> str:
+    """Resuming a finished run trains nothing (exit 0): say so, and how to extend it."""
+    if result.stopped_by == "minutes":
+        return (f"{result.run_dir}: finished at epoch {result.epoch}, its {result.minutes:g}-minute budget spent; "
+                f"to train on, resume with --minutes M (M > {result.minutes:g})")
+    return (f"{result.run_dir}: finished at epoch {result.epoch} of {result.epochs}; "
+            f"to train on, resume with --epochs N (N > {result.epoch})")

@@ -1,14 +1,28 @@
-"""Training configuration and named presets; saved as config.json in every run folder."""
+"""Training configuration, named presets, and how a run's config is resolved (preset, overrides,
+--init, --resume); saved as config.json in every run folder."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from ..data.splits import SCHEMES
+from ..errors import CheckpointError, TrainingError
+
+CROP_MULTIPLE = 64  # FlowNetS's stride (model.STRIDE), repeated so that presets load without torch
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("onecycle", "constant")
+RESUMABLE = ("epochs", "minutes", "num_workers")  # what a resumed run may change: no past step depends on it
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run; a run folder's config.json rebuilds it exactly."""
+    """Everything that decides a training run; a run folder's config.json rebuilds it exactly.
+
+    Invalid values raise TrainingError on construction, naming the field as `name=value`.
+    """
 
     epochs: int = 20
     batch_size: int = 8
@@ -36,25 +50,62 @@ class TrainConfig:
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
 
+    def __post_init__(self) -> None:
+        for key in ("crop", "synth_size"):  # JSON gives lists
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        problems = _problems(self)
+        if problems:
+            name, why = problems[0]
+            raise TrainingError(f"{name}={show(getattr(self, name))}: {why}")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
         raw = json.loads(text)
-        known = {f.name: f for f in fields(cls)}
-        for key in ("crop", "synth_size"):
-            if key in raw:
-                raw[key] = tuple(raw[key])
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     def with_overrides(self, **changes) -> "TrainConfig":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _problems(c: TrainConfig):
+    """(field, why) for each invalid value, in the order a reader checks them."""
+    checks = [
+        ("epochs", c.epochs >= 1, "at least 1 epoch is needed"),
+        ("batch_size", c.batch_size >= 1, "the batch size must be at least 1"),
+        ("lr", c.lr > 0, "the learning rate must be positive"),
+        ("width", c.width > 0, "the channel multiplier must be positive"),
+        ("crop", min(c.crop) >= CROP_MULTIPLE and not any(side % CROP_MULTIPLE for side in c.crop),
+         f"both sides must be positive multiples of {CROP_MULTIPLE}"),
+        ("steps_per_epoch", c.steps_per_epoch >= 1, "at least 1 step per epoch is needed"),
+        ("minutes", c.minutes is None or c.minutes > 0, "the time budget must be positive (leave it out for none)"),
+        ("split", c.split in SCHEMES, f"choose {', '.join(SCHEMES)} ('all' would leave no validation part)"),
+        ("optimizer", c.optimizer in OPTIMIZERS, "choose " + " or ".join(OPTIMIZERS)),
+        ("schedule", c.schedule in SCHEDULES, "choose " + " or ".join(SCHEDULES)),
+        ("warmup", 0 <= c.warmup < 1, "the warm-up is a fraction of the run, in [0, 1)"),
+        ("weight_decay", c.weight_decay >= 0, "must not be negative"),
+        ("clip", c.clip >= 0, "must not be negative (0 disables clipping)"),
+        ("synth_size", min(c.synth_size) >= 1, "both sides must be positive"),
+        ("synth_reuse", c.synth_reuse >= 1, "each generated batch trains at least once"),
+        ("val_count", c.val_count >= 1, "the validation set needs at least 1 pair"),
+        ("num_workers", c.num_workers >= 0, "must not be negative"),
+    ]
+    return [(name, why) for name, ok, why in checks if not ok]
+
+
+def show(value) -> str:
+    """A value as the CLI spells it: sizes as HEIGHTxWIDTH, text quoted."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return f"{value[0]}x{value[1]}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 PRESETS: dict[str, TrainConfig] = {
-    # About a minute on 2 CPU cores: a narrow network on small generated scenes whose motions
-    # shrink with the image (learning is visible within minutes; Chairs-size motions need longer).
+    # A narrow network on small generated scenes whose motions shrink with the image, so that
+    # learning shows within minutes on a CPU.
     "quick": TrainConfig(epochs=8, batch_size=8, crop=(128, 192), width=0.25, batch_norm=True, lr=1e-3,
                          steps_per_epoch=60, synth_size=(192, 256), synth_chairs_pixels=False,
                          synth_reuse=3, val_count=16),
@@ -73,6 +124,68 @@ PRESETS: dict[str, TrainConfig] = {
                        batch_norm=True, steps_per_epoch=50, synth_reuse=2, lr=2e-4, val_count=64,
                        num_workers=1, minutes=5.5),
 }
+
+
+def resolve_config(
+    preset: str | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    **overrides,
+) -> TrainConfig:
+    """The config a run trains with; overrides set to None keep the value they would replace.
+
+    A new run: the preset (default: "quick" for generated data, the plain defaults for a folder),
+    then the overrides, then `init`'s architecture (its width unless one is given, its BatchNorm).
+    resume=RUN_DIR: that run's saved config, of which only RESUMABLE fields may change.
+    """
+    if resume is not None:
+        if preset is not None:
+            raise TrainingError(f"preset={preset}: a resumed run keeps its saved settings; leave the preset out")
+        saved, saved_data = read_run_config(resume)
+        config = saved.with_overrides(init=str(init) if init is not None else None, **overrides)
+        check_resumable(saved, config, Path(resume))
+        check_same_data(saved_data, data_dir, Path(resume))
+        return config
+    name = preset if preset is not None else ("quick" if data_dir is None else None)
+    if name is not None and name not in PRESETS:
+        raise TrainingError(f"preset={name}: no such preset (choose {', '.join(PRESETS)})")
+    config = (PRESETS[name] if name else TrainConfig()).with_overrides(**overrides)
+    if init is not None:
+        from ..checkpoint import read_config
+
+        architecture = read_config(init)
+        config = config.with_overrides(init=str(init), width=overrides.get("width") or architecture.width,
+                                       batch_norm=architecture.batch_norm)
+    return config
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, str | None]:
+    """(config, data folder or None for generated data) saved in a run folder's config.json."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no run to resume (config.json is missing)")
+    try:
+        saved = json.loads(path.read_text())
+        return TrainConfig.from_json(json.dumps(saved["train"])), saved["data_dir"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a run configuration ({exc})") from None
+
+
+def check_resumable(saved: TrainConfig, config: TrainConfig, run_dir: Path) -> None:
+    """Refuse a resumed config that contradicts the saved one (other than RESUMABLE fields)."""
+    for f in fields(TrainConfig):
+        new, old = getattr(config, f.name), getattr(saved, f.name)
+        if f.name not in RESUMABLE and new != old:
+            raise TrainingError(f"{f.name}={show(new)}: the run in {run_dir} was set up with {show(old)}; "
+                                "a resumed run keeps its settings (only epochs, minutes and workers may change)")
+
+
+def check_same_data(saved: str | None, data_dir: str | os.PathLike | None, run_dir: Path) -> None:
+    if data_dir is not None and (saved is None or Path(data_dir).resolve() != Path(saved).resolve()):
+        raise TrainingError(f"{data_dir}: the run in {run_dir} trains on {saved or 'generated data'}; "
+                            "leave the data folder out to resume it")
 
 
 def parse_size(text: str) -> tuple[int, int]:

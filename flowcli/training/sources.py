@@ -24,18 +24,16 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 
 class FolderSource:
-    """Batches from a Flying Chairs folder split into train/val(/test)."""
+    """Batches from a Flying Chairs folder split into train/val(/test); the run saves `split`."""
 
-    def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, run_dir: Path | None,
-                 rank: int = 0, world_size: int = 1, strict: bool = False):
+    def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, world_size: int = 1,
+                 strict: bool = False):
         from ..data.dataset import FlowDataset, make_loader
         from ..data.folders import find_samples
-        from ..data.splits import save_split, split_samples
+        from ..data.splits import split_samples
 
         samples, self.incomplete = find_samples(folder, strict=strict)
         self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
-        if run_dir is not None and rank == 0:
-            save_split(run_dir / "split.json", self.split)
         crop = None if config.augment else config.crop
         self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed, cache=True)
         self.val_set = FlowDataset(self.split["val"], cache=True)
@@ -77,6 +75,7 @@ class SynthSource:
         val = SceneGenerator(scenes, seed=VAL_SEED, device=device)
         self.val = [val.batch(1) for _ in range(config.val_count)]
         self.steps_per_epoch = config.steps_per_epoch
+        self.incomplete: list[str] = []
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """With num_workers > 0 the next batch is generated in a background thread while the current
