@@ -27,7 +27,7 @@ mkdir -p "$OUT/results"
 { date -u; "$PYTHON" -c "import torch; print('torch', torch.__version__)"; nvidia-smi -L 2>/dev/null || true; } \
     > "$OUT/results/machine.txt"
 flowcli train --preset gpu --init weights/flownets.safetensors --device "$DEVICE" --minutes "$MINUTES" \
-    --batch-size "$BATCH" --lr "$LR" --seed "$SEED" --out "$RUN" --json "$OUT/results/train.json" \
+    --batch-size "$BATCH" --lr "$LR" --seed "$SEED" --output "$RUN" --overwrite --json "$OUT/results/train.json" \
     > "$OUT/results/train.log" 2>&1
 cp "$RUN/best.safetensors" "$OUT/best.safetensors"
 cp "$RUN/log.jsonl" "$RUN/config.json" "$OUT/results/"
@@ -56,7 +56,7 @@ print(f"trained {len(log)} epochs, best val EPE {min(r['val_epe'] for r in log):
 for name in sorted(n for n in files if n.startswith(("eval_", "bench_"))):
     r = json.loads(files[name])
     if name.startswith("eval_"):
-        print(f"{name[5:-5]:>32}: EPE {r['epe']:.3f}, <1px {100 * r['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
+        print(f"{name[5:-5]:>32}: EPE {r['epe']:.3f}, <1px {100 * r['within']['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
     else:
         print(f"{name[6:-5]:>32}: {r['median_ms_per_image']:.3f} ms/img median at batch {r['batch_size']}")
 EOF
