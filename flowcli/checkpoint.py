@@ -102,11 +102,19 @@ def load_model(
             "(or weights=random for a smoke test)"
         )
     file_config = read_config(path)
+    if config is not None and config.arch != file_config.arch:
+        raise CheckpointError(other_arch(path, file_config.arch, config.arch))
     if config is not None and config != file_config:
         raise CheckpointError(f"{path}: holds {file_config}, but {config} was asked for")
     model = FlowNetS(file_config)
     load_state(model, read_state(path), path)
     return model.to(device).eval()
+
+
+def other_arch(path: str | os.PathLike, held: str, asked: str) -> str:
+    """The one line for weights of one architecture asked to load into the other."""
+    return (f"{path}: holds a {held!r} network, but arch={asked}: weights of one architecture "
+            f"do not load into the other ({held!r} and {asked!r} differ in their layers)")
 
 
 def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -3,6 +3,13 @@
 The encoder stacks both RGB frames (6 channels) and contracts them 64x; the decoder refines flow
 coarse-to-fine: at each level it concatenates the deconvolved features, the encoder's skip
 features and the learned 2x upsampling of the coarser flow, then predicts flow again.
+
+Two layouts (ModelConfig.arch): "flownets", the paper's network, and "reference", the FlowNetSimple
+variant the baseline trains (issue 20): no conv6_1 and no flow6, its decoder starts from
+deconv5(conv6) beside conv5_1, and it upsamples coarse flow with 5x5 transposed convs cropped to the
+skip features. The reference's helpers `conv`, `transposedConv` and `predict_flow` are not shown in
+its description; their names match FlowNetPytorch's, whose layers are exactly this module's `conv`,
+`deconv` and `predict_flow`, so both layouts are built from them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ ENCODER_CHANNELS = {
 }
 DECODER_CHANNELS = {"deconv5": 512, "deconv4": 256, "deconv3": 128, "deconv2": 64}
 RGB_MEAN = (0.45, 0.432, 0.411)  # FlowNetPytorch's input mean, images in [0, 1]
+ARCHS = ("flownets", "reference")
 STRIDE = 64  # total contraction of the encoder; inputs are padded to a multiple of it
 MIN_SIDE = 64
 
@@ -31,7 +39,15 @@ class ModelConfig:
 
     width: float = 1.0  # channel multiplier; 1.0 is the paper's 38.7M-parameter network
     batch_norm: bool = False
-    flow_scale: float = 20.0  # the network predicts flow / flow_scale ("div_flow")
+    flow_scale: float = 20.0  # the network predicts flow / flow_scale ("div_flow"); the reference: 1.0
+    arch: str = "flownets"  # or "reference"; files saved before the field existed hold "flownets"
+    # The reference's description does not say how it normalises input; our choice for both layouts:
+    # images in [0, 1] minus RGB_MEAN, as FlowNetPytorch (False: the images in [0, 1] as they are).
+    subtract_mean: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch={self.arch!r}: choose {' or '.join(ARCHS)}")
 
     def channels(self, name: str) -> int:
         base = ENCODER_CHANNELS.get(name) or DECODER_CHANNELS[name]
@@ -77,18 +93,39 @@ def upsample_flow() -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(2, 2, 4, 2, 1, bias=False)
 
 
+def upsample_flow_reference() -> nn.ConvTranspose2d:
+    """The reference's flow upsampling: 5x5, stride 2, padding 1 gives 2n + 1; crop_like trims it."""
+    return nn.ConvTranspose2d(2, 2, 5, 2, 1, bias=False)
+
+
+def crop_like(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """x cut to target's height and width from the top left, as FlowNetPytorch's crop_like."""
+    return x[:, :, :target.shape[2], :target.shape[3]]
+
+
 class FlowNetS(nn.Module):
     """FlowNetS. forward(img1, img2) takes (B, 3, H, W) floats in [0, 1].
 
     eval mode: returns (B, 2, H, W) flow in pixels at the input resolution (any H, W >= 64).
     train mode: returns the pyramid [flow2, flow3, flow4, flow5, flow6] at 1/4 ... 1/64 of the
-    input, in pixels (already multiplied by flow_scale); H and W must be multiples of 64.
+    input ([flow2 .. flow5] for arch "reference"), in pixels (already multiplied by flow_scale);
+    H and W must be multiples of 64.
     """
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         self.config = config
-        c, bn = config.channels, config.batch_norm
+        if config.arch == "reference":
+            self._build_reference(config.channels, config.batch_norm)
+        else:
+            self._build_flownets(config.channels, config.batch_norm)
+        # (6,), not (1, 6, 1, 1): a 4-D buffer turned channels-last aliases itself, which DDP rejects.
+        mean = RGB_MEAN * 2 if config.subtract_mean else (0.0,) * 6  # zeros: no normalisation, one code path
+        self.register_buffer("rgb_mean", torch.tensor(mean), persistent=False)
+        self._init_weights()
+
+    def _build_flownets(self, c, bn: bool) -> None:
+        """The paper's layout: conv1 .. conv6_1, then flow6 .. flow2."""
         self.conv1 = conv(6, c("conv1"), 7, 2, bn)
         self.conv2 = conv(c("conv1"), c("conv2"), 5, 2, bn)
         self.conv3 = conv(c("conv2"), c("conv3"), 5, 2, bn)
@@ -119,9 +156,35 @@ class FlowNetS(nn.Module):
         self.upsampled_flow5_to_4 = upsample_flow()
         self.upsampled_flow4_to_3 = upsample_flow()
         self.upsampled_flow3_to_2 = upsample_flow()
-        # (6,), not (1, 6, 1, 1): a 4-D buffer turned channels-last aliases itself, which DDP rejects.
-        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN * 2), persistent=False)
-        self._init_weights()
+
+    def _build_reference(self, c, bn: bool) -> None:
+        """The reference's layout: conv1 .. conv6 (no conv6_1), then flow5 .. flow2 (no flow6)."""
+        self.conv1 = conv(6, c("conv1"), 7, 2, bn)
+        self.conv2 = conv(c("conv1"), c("conv2"), 5, 2, bn)
+        self.conv3 = conv(c("conv2"), c("conv3"), 5, 2, bn)
+        self.conv3_1 = conv(c("conv3"), c("conv3_1"), 3, 1, bn)
+        self.conv4 = conv(c("conv3_1"), c("conv4"), 3, 2, bn)
+        self.conv4_1 = conv(c("conv4"), c("conv4_1"), 3, 1, bn)
+        self.conv5 = conv(c("conv4_1"), c("conv5"), 3, 2, bn)
+        self.conv5_1 = conv(c("conv5"), c("conv5_1"), 3, 1, bn)
+        self.conv6 = conv(c("conv5_1"), c("conv6"), 3, 2, bn)
+
+        # Level 5 sees skip + deconvolved features only (no coarser flow); finer ones add flow (2).
+        in5 = c("conv5_1") + c("deconv5")  # 1024 at width 1.0
+        in4 = c("conv4_1") + c("deconv4") + 2  # 770
+        in3 = c("conv3_1") + c("deconv3") + 2  # 386
+        in2 = c("conv2") + c("deconv2") + 2  # 194
+        self.deconv5 = deconv(c("conv6"), c("deconv5"))
+        self.deconv4 = deconv(in5, c("deconv4"))
+        self.deconv3 = deconv(in4, c("deconv3"))
+        self.deconv2 = deconv(in3, c("deconv2"))
+        self.predict_flow5 = predict_flow(in5)
+        self.predict_flow4 = predict_flow(in4)
+        self.predict_flow3 = predict_flow(in3)
+        self.predict_flow2 = predict_flow(in2)
+        self.upsampled_flow5_to_4 = upsample_flow_reference()
+        self.upsampled_flow4_to_3 = upsample_flow_reference()
+        self.upsampled_flow3_to_2 = upsample_flow_reference()
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -132,13 +195,18 @@ class FlowNetS(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in (self.predict_flow6, self.predict_flow5, self.predict_flow4,
-                  self.predict_flow3, self.predict_flow2):
-            nn.init.normal_(m.weight, std=1e-3)  # start near zero flow: a sane first guess
+        for name, m in self.named_children():
+            if name.startswith("predict_flow"):
+                nn.init.normal_(m.weight, std=1e-3)  # start near zero flow: a sane first guess
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stacked, mean-subtracted frames (B, 6, H, W), H and W multiples of 64 ->
-        [flow2 .. flow6] in units of flow / flow_scale."""
+        """Stacked, mean-subtracted frames (B, 6, H, W), H and W multiples of 64 -> the flows finest
+        first, in units of flow / flow_scale: [flow2 .. flow6], or [flow2 .. flow5] for "reference"."""
+        if self.config.arch == "reference":
+            return self._pyramid_reference(x)
+        return self._pyramid_flownets(x)
+
+    def _pyramid_flownets(self, x: torch.Tensor) -> list[torch.Tensor]:
         out_conv2 = self.conv2(self.conv1(x))
         out_conv3 = self.conv3_1(self.conv3(out_conv2))
         out_conv4 = self.conv4_1(self.conv4(out_conv3))
@@ -155,6 +223,26 @@ class FlowNetS(nn.Module):
         concat2 = torch.cat((out_conv2, self.deconv2(concat3), self.upsampled_flow3_to_2(flow3)), 1)
         flow2 = self.predict_flow2(concat2)  # (B, 2, H/4, W/4)
         return [flow2, flow3, flow4, flow5, flow6]
+
+    def _pyramid_reference(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out_conv2 = self.conv2(self.conv1(x))
+        out_conv3 = self.conv3_1(self.conv3(out_conv2))
+        out_conv4 = self.conv4_1(self.conv4(out_conv3))
+        out_conv5 = self.conv5_1(self.conv5(out_conv4))
+        out_conv6 = self.conv6(out_conv5)
+
+        concat5 = torch.cat((out_conv5, crop_like(self.deconv5(out_conv6), out_conv5)), 1)
+        flow5 = self.predict_flow5(concat5)  # (B, 2, H/32, W/32)
+        concat4 = torch.cat((out_conv4, crop_like(self.deconv4(concat5), out_conv4),
+                             crop_like(self.upsampled_flow5_to_4(flow5), out_conv4)), 1)
+        flow4 = self.predict_flow4(concat4)
+        concat3 = torch.cat((out_conv3, crop_like(self.deconv3(concat4), out_conv3),
+                             crop_like(self.upsampled_flow4_to_3(flow4), out_conv3)), 1)
+        flow3 = self.predict_flow3(concat3)
+        concat2 = torch.cat((out_conv2, crop_like(self.deconv2(concat3), out_conv2),
+                             crop_like(self.upsampled_flow3_to_2(flow3), out_conv2)), 1)
+        flow2 = self.predict_flow2(concat2)  # (B, 2, H/4, W/4)
+        return [flow2, flow3, flow4, flow5]
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor):
         check_input(img1, img2)

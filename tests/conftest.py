@@ -15,6 +15,7 @@ Fixtures (all function-scoped unless noted):
   folder=)`: exit code 1, one `error: ...` line holding `words`, no traceback, nothing new in `folder`.
 - `bn_model`: factory `bn_model(seed=0)`: an eval-mode width-0.25 FlowNetS with BatchNorm whose
   statistics and affine terms are far from identity, and flow heads far from zero.
+- `tiny_chairs` (session): a read-only folder of 16 generated 64x96 Flying Chairs triplets (seed 5).
 - `load_benchmark`: `load_benchmark("sweep")` imports benchmarks/sweep.py as a module, with benchmarks/
   on sys.path (as when it runs as a script) so its sibling imports work.
 """
@@ -173,3 +174,12 @@ def _bn_model(seed: int = 0):
 @pytest.fixture
 def bn_model():
     return _bn_model
+
+
+@pytest.fixture(scope="session")
+def tiny_chairs(tmp_path_factory) -> Path:
+    from flowcli.data.synth import SynthConfig, write_dataset
+
+    folder = tmp_path_factory.mktemp("chairs")
+    write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))
+    return folder

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from flowcli.data.synth import SynthConfig, write_dataset
 from flowcli.training.config import TrainConfig
 from flowcli.training.loop import train
 
@@ -17,17 +16,10 @@ TINY = ("--epochs", 1, "--batch-size", 4, "--crop", "64x64", "--width", 0.25)
 
 
 @pytest.fixture(scope="module")
-def chairs(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("chairs")
-    write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def finished(chairs, tmp_path_factory) -> Path:
+def finished(tiny_chairs, tmp_path_factory) -> Path:
     """A finished 2-epoch run on folder data."""
     run = tmp_path_factory.mktemp("finished") / "run"
-    train(TrainConfig(epochs=2, batch_size=4, crop=(64, 64), width=0.25, lr=1e-3), output=run, data_dir=chairs)
+    train(TrainConfig(epochs=2, batch_size=4, crop=(64, 64), width=0.25, lr=1e-3), output=run, data_dir=tiny_chairs)
     return run
 
 
@@ -73,16 +65,16 @@ def test_bad_data_leaves_no_run_folder(run_cli, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]
 
 
-def test_a_folder_holding_a_run_is_refused_without_overwrite(run_cli, chairs, run_copy):
+def test_a_folder_holding_a_run_is_refused_without_overwrite(run_cli, tiny_chairs, run_copy):
     before = snapshot(run_copy)
-    result = run_cli("train", chairs, "--out", run_copy, *TINY)
+    result = run_cli("train", tiny_chairs, "--out", run_copy, *TINY)
     assert error_line(result) == (f"error: {run_copy}: already holds a training run; "
                                   "--resume continues it, --overwrite replaces it")
     assert snapshot(run_copy) == before
 
 
-def test_overwrite_replaces_the_run_and_json_writes_the_result(run_cli, chairs, run_copy, tmp_path):
-    result = run_cli("train", chairs, "-o", run_copy, "--overwrite", *TINY, "--json", tmp_path / "result.json")
+def test_overwrite_replaces_the_run_and_json_writes_the_result(run_cli, tiny_chairs, run_copy, tmp_path):
+    result = run_cli("train", tiny_chairs, "-o", run_copy, "--overwrite", *TINY, "--json", tmp_path / "result.json")
     assert result.exit_code == 0, result.output
     log = (run_copy / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log] == [1]  # the old run's two epochs are gone
@@ -135,12 +127,12 @@ def test_interrupt_before_the_first_checkpoint_does_not_offer_resume(run_cli, tm
     assert result.stderr.strip() == "interrupted before the first checkpoint; nothing was kept"
 
 
-def test_train_init_takes_the_architecture_of_the_weights_file(run_cli, chairs, tmp_path):
+def test_train_init_takes_the_architecture_of_the_weights_file(run_cli, tiny_chairs, tmp_path):
     from flowcli.checkpoint import save_weights
     from flowcli.model import FlowNetS, ModelConfig
 
     save_weights(tmp_path / "wide.safetensors", FlowNetS(ModelConfig(width=0.5, batch_norm=False)))
-    result = run_cli("train", chairs, "--preset", "quick", "--init", tmp_path / "wide.safetensors", "--out",
+    result = run_cli("train", tiny_chairs, "--preset", "quick", "--init", tmp_path / "wide.safetensors", "--out",
                      tmp_path / "run", "--epochs", 1, "--batch-size", 4, "--crop", "64x64", "--freeze-bn")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]

@@ -25,18 +25,11 @@ TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("chairs")
-    write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_folder, tmp_path_factory) -> Path:
+def finished_run(tiny_chairs, tmp_path_factory) -> Path:
     """A finished 2-epoch run on folder data, logging every step's learning rate (steps.json)."""
     run = tmp_path_factory.mktemp("finished") / "run"
     steps = []
-    train(TINY, output=run, data_dir=tiny_folder, on_event=lambda kind, info: steps.append(info) if kind == "step" else None)
+    train(TINY, output=run, data_dir=tiny_chairs, on_event=lambda kind, info: steps.append(info) if kind == "step" else None)
     (run.parent / "steps.json").write_text(json.dumps(steps))
     return run
 
@@ -76,14 +69,14 @@ def test_training_lowers_the_loss(tmp_path):
     assert 0.0 <= log[0]["data_share"] <= 1.0
 
 
-def test_resume_matches_a_straight_run(finished_run, tiny_folder, tmp_path):
+def test_resume_matches_a_straight_run(finished_run, tiny_chairs, tmp_path):
     def stop_after_first_epoch(kind, info):
         if kind == "epoch" and info["epoch"] == 1:
             raise KeyboardInterrupt
 
     resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, output=resumed, data_dir=tiny_folder, on_event=stop_after_first_epoch)
+        train(TINY, output=resumed, data_dir=tiny_chairs, on_event=stop_after_first_epoch)
     assert len(log_of(resumed)) == 1
     events = []
     result = train(output=resumed, resume=True, on_event=lambda kind, info: events.append((kind, info)))
@@ -128,7 +121,7 @@ def test_more_epochs_extend_a_finished_run_at_its_final_learning_rate(finished_r
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_extending_an_interrupted_run_stretches_what_is_left_of_the_schedule(finished_run, tiny_folder, tmp_path):
+def test_extending_an_interrupted_run_stretches_what_is_left_of_the_schedule(finished_run, tiny_chairs, tmp_path):
     straight = [s["lr"] for s in json.loads((finished_run.parent / "steps.json").read_text())]
     per_epoch = len(straight) // 2
 
@@ -138,7 +131,7 @@ def test_extending_an_interrupted_run_stretches_what_is_left_of_the_schedule(fin
 
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, output=run, data_dir=tiny_folder, on_event=stop_after_first_epoch)
+        train(TINY, output=run, data_dir=tiny_chairs, on_event=stop_after_first_epoch)
     steps = []
     train(TINY.with_overrides(epochs=4), output=run, resume=True,
           on_event=lambda kind, info: steps.append(info["lr"]) if kind == "step" else None)
@@ -149,7 +142,7 @@ def test_extending_an_interrupted_run_stretches_what_is_left_of_the_schedule(fin
     assert steps[-1] > 0.01 * TINY.lr  # ... that reaches the floor only after the new last step
 
 
-def test_resume_refuses_settings_that_contradict_the_saved_run(finished_run, tiny_folder, tmp_path):
+def test_resume_refuses_settings_that_contradict_the_saved_run(finished_run, tiny_chairs, tmp_path):
     before = snapshot(finished_run)
     with pytest.raises(TrainingError, match=r"^lr=0.5: the run in .* was set up with 0.001; a resumed run keeps"):
         train(TINY.with_overrides(lr=0.5, epochs=5), output=finished_run, resume=True)
@@ -165,26 +158,26 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         train(TINY, output=tmp_path, resume=True)
 
 
-def test_a_new_run_refuses_a_folder_holding_a_run(finished_run, tiny_folder):
+def test_a_new_run_refuses_a_folder_holding_a_run(finished_run, tiny_chairs):
     before = snapshot(finished_run)
     with pytest.raises(TrainingError, match="already holds a training run; resume=True continues it, "
                                             "overwrite=True replaces it"):
-        train(TINY, output=finished_run, data_dir=tiny_folder)
+        train(TINY, output=finished_run, data_dir=tiny_chairs)
     assert snapshot(finished_run) == before
 
 
-def test_overwrite_replaces_the_old_run_and_keeps_other_files(finished_run, tiny_folder, tmp_path):
+def test_overwrite_replaces_the_old_run_and_keeps_other_files(finished_run, tiny_chairs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     (run / "notes.txt").write_text("mine")
-    result = train(TINY.with_overrides(epochs=1), output=run, data_dir=tiny_folder, overwrite=True)
+    result = train(TINY.with_overrides(epochs=1), output=run, data_dir=tiny_chairs, overwrite=True)
     assert result.epoch == 1 and [r["epoch"] for r in log_of(run)] == [1]  # replaced, not appended to
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 1
     assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "config.json", "last.safetensors",
                                                      "log.jsonl", "notes.txt", "split.json", "state.safetensors"]
 
 
-def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tiny_folder, tmp_path, monkeypatch):
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tiny_chairs, tmp_path, monkeypatch):
     import flowcli.training.loop as train_module
 
     empty = tmp_path / "empty"
@@ -193,20 +186,20 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tiny_folder,
         train(TINY, output=tmp_path / "new" / "run", data_dir=empty)
     assert not (tmp_path / "new").exists()  # nor the parent it would have made
 
-    monkeypatch.setattr(train_module, "multiscale_epe", lambda *args: (torch.tensor(float("nan")), {}))
+    monkeypatch.setitem(train_module.LOSSES, "multiscale", lambda *args: (torch.tensor(float("nan")), {}))
     with pytest.raises(TrainingError, match="loss became nan at epoch 1, step 1; training stopped before its first checkpoint, so the run leaves no files"):
-        train(TINY, output=tmp_path / "nan", data_dir=tiny_folder)
+        train(TINY, output=tmp_path / "nan", data_dir=tiny_chairs)
     assert not (tmp_path / "nan").exists()
     (empty / "mine.txt").write_text("kept")  # a folder that was there before stays, with what it held
     with pytest.raises(TrainingError, match="loss became nan"):
-        train(TINY, output=empty, data_dir=tiny_folder)
+        train(TINY, output=empty, data_dir=tiny_chairs)
     assert snapshot(empty) == {"mine.txt": b"kept"}
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_chairs, tmp_path, monkeypatch):
     import flowcli.training.loop as train_module
 
-    real = train_module.multiscale_epe
+    real = train_module.LOSSES["multiscale"]
     calls = {"n": 0}
 
     def poisoned(pyramid, flow, valid):
@@ -215,27 +208,27 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
         return (loss * float("nan"), metrics) if calls["n"] > 3 else (loss, metrics)  # epoch 2
 
     config = TrainConfig(epochs=3, batch_size=4, crop=(64, 64), width=0.25, seed=0, augment=False)
-    monkeypatch.setattr(train_module, "multiscale_epe", poisoned)
+    monkeypatch.setitem(train_module.LOSSES, "multiscale", poisoned)
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 1.*last good checkpoint"):
-        train(config, output=tmp_path / "run", data_dir=tiny_folder)
+        train(config, output=tmp_path / "run", data_dir=tiny_chairs)
     weights = load_file(tmp_path / "run" / "last.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert len(log_of(tmp_path / "run")) == 1
 
 
-def test_bad_training_data_fails_before_any_folder_is_made(tiny_folder, tmp_path):
+def test_bad_training_data_fails_before_any_folder_is_made(tiny_chairs, tmp_path):
     with pytest.raises(DataError, match="larger than the"):
-        train(TINY.with_overrides(batch_size=64), output=tmp_path / "a", data_dir=tiny_folder)
+        train(TINY.with_overrides(batch_size=64), output=tmp_path / "a", data_dir=tiny_chairs)
     with pytest.raises(DataError, match="smaller than the crop"):
-        train(TINY.with_overrides(crop=(128, 128), augment=False), output=tmp_path / "c", data_dir=tiny_folder)
+        train(TINY.with_overrides(crop=(128, 128), augment=False), output=tmp_path / "c", data_dir=tiny_chairs)
     with pytest.raises(DataError, match=r"^crop=256x256: larger than the generated scenes \(192x256\)"):
         train(PRESETS["quick"].with_overrides(crop=(256, 256)), output=tmp_path / "d")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_time_budget_stops_the_run_and_more_minutes_extend_it(tiny_folder, tmp_path):
+def test_time_budget_stops_the_run_and_more_minutes_extend_it(tiny_chairs, tmp_path):
     config = TINY.with_overrides(epochs=50, minutes=1e-4)  # 6 ms: over after the first step
-    result = train(config, output=tmp_path / "run", data_dir=tiny_folder)
+    result = train(config, output=tmp_path / "run", data_dir=tiny_chairs)
     assert (result.epoch, result.stopped_by) == (1, "minutes")
     assert train(output=tmp_path / "run", resume=True).trained_epochs == 0
     extended = train(config.with_overrides(minutes=1.0, epochs=2), output=tmp_path / "run", resume=True)
@@ -267,7 +260,7 @@ def test_background_generation_gives_the_same_batches_in_the_same_order():
     stream.close()  # leaving early stops the background thread instead of hanging
 
 
-def test_init_starts_from_the_given_weights(tiny_folder, tmp_path):
+def test_init_starts_from_the_given_weights(tiny_chairs, tmp_path):
     from dataclasses import replace
 
     from flowcli.checkpoint import save_weights
@@ -278,16 +271,16 @@ def test_init_starts_from_the_given_weights(tiny_folder, tmp_path):
     save_weights(tmp_path / "start.safetensors", start)
     config = TINY.with_overrides(epochs=1, schedule="constant", init=str(tmp_path / "start.safetensors"))
     steps = []
-    train(config, output=tmp_path / "run", data_dir=tiny_folder, on_event=lambda kind, info: steps.append(kind == "step"))
+    train(config, output=tmp_path / "run", data_dir=tiny_chairs, on_event=lambda kind, info: steps.append(kind == "step"))
     after = load_file(str(tmp_path / "run" / "last.safetensors"))
     moved = max((after[k] - v).abs().max().item() for k, v in start.state_dict().items())
     assert 0 < moved <= 2 * sum(steps) * config.lr  # an Adam step moves a weight by about lr at most
-    train(replace(config, init=None), output=tmp_path / "fresh", data_dir=tiny_folder)
+    train(replace(config, init=None), output=tmp_path / "fresh", data_dir=tiny_chairs)
     other = load_file(str(tmp_path / "fresh" / "last.safetensors"))
     assert (other["conv1.0.weight"] - after["conv1.0.weight"]).abs().max() > 10 * sum(steps) * config.lr
 
 
-def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tiny_folder, tmp_path):
+def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tiny_chairs, tmp_path):
     from flowcli.checkpoint import save_weights
     from flowcli.model import FlowNetS, ModelConfig
 
@@ -297,7 +290,7 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tiny_folder, t
     config = TINY.with_overrides(batch_norm=True, init=str(tmp_path / "start.safetensors"))
     runs = {}
     for freeze in (True, False):
-        train(config.with_overrides(freeze_bn=freeze), output=tmp_path / str(freeze), data_dir=tiny_folder)
+        train(config.with_overrides(freeze_bn=freeze), output=tmp_path / str(freeze), data_dir=tiny_chairs)
         runs[freeze] = load_file(str(tmp_path / str(freeze) / "last.safetensors"))
     stats = [k for k in runs[True] if k.endswith(("running_mean", "running_var"))]
     assert len(stats) == 2 * sum(isinstance(m, torch.nn.BatchNorm2d) for m in start.modules()) > 0

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..data.splits import SCHEMES
 from ..inference.options import TTA_VIEWS, InferenceOptions
-from ..training.config import PRESETS
+from ..training.config import ARCHS, LOSSES, PRESETS
 
 try:  # typer >= 0.29 carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -72,6 +72,8 @@ DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Precision: fp16 needs 
 # Choices derived from the library's own tables, so a new one is offered without a second list.
 Tta = Enum("Tta", {name: name for name in TTA_VIEWS}, type=str)
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
+Loss = Enum("Loss", {name: name for name in LOSSES}, type=str)
 SplitScheme = Enum("SplitScheme", {name: name for name in SCHEMES}, type=str)
 DEFAULTS = InferenceOptions()  # the one place --tta, --passes, --smooth and --refine take defaults from
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..data.splits import SCHEMES
 from .common import (
-    app, out_console, err_console, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
+    app, out_console, err_console, Arch, Loss, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
     fail, parse_size, say, write_json, progress_bar, table,
 )
 
@@ -24,12 +24,15 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     width: Annotated[Optional[float], typer.Option(help="FlowNetS channel multiplier (1.0 = paper).")] = None,
+    arch: Annotated[Optional[Arch], typer.Option(help="Network: flownets (the paper's) or reference (the baseline's, no conv6_1/flow6).")] = None,
+    batch_norm: Annotated[Optional[bool], typer.Option("--batch-norm/--no-batch-norm", help="BatchNorm after each conv (default: the preset's).")] = None,
+    loss: Annotated[Optional[Loss], typer.Option(help="multiscale (FlowNet's weighted levels) or epe (full-resolution EPE, the reference's).")] = None,
     crop: Annotated[Optional[str], typer.Option(metavar="HxW", help="Training crop, multiples of 64, e.g. 320x448.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
@@ -45,17 +48,20 @@ def train(
         import time
 
         from ..device import resolve_device
-        from ..training.config import resolve_config
+        from ..training.config import preset_overrides, resolve_config
         from ..training.loop import train as run_training
 
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
         check_json_path(json_out)
-        config = resolve_config(
-            preset.value if preset else None, data_dir=data_dir, init=init, resume=resume,
+        options = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
+            arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
-            augment=False if no_augment else None, num_workers=num_workers, freeze_bn=True if freeze_bn else None)
+            augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None)
+        name = preset.value if preset else None
+        config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)
+        overrides = None if resume else preset_overrides(name, data_dir, **options)
         run_dir = resume or output or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         torch_device = resolve_device(device)
         with progress_bar() as bar:
@@ -80,7 +86,7 @@ def train(
             try:
                 result = run_training(config, output=run_dir, data_dir=data_dir,
                                       resume=resume is not None, overwrite=overwrite, device=torch_device,
-                                      on_event=on_event if primary else None, strict=strict)
+                                      on_event=on_event if primary else None, strict=strict, overrides=overrides)
             except KeyboardInterrupt:
                 if (Path(run_dir) / "state.safetensors").is_file():
                     err_console.print(f"[yellow]interrupted[/]; continue with: flowcli train --resume {escape(str(run_dir))}")

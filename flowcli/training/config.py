@@ -12,6 +12,8 @@ from ..data.splits import SCHEMES
 from ..errors import CheckpointError, TrainingError
 
 CROP_MULTIPLE = 64  # FlowNetS's stride (model.STRIDE), repeated so that presets load without torch
+ARCHS = ("flownets", "reference")  # model.ARCHS, repeated for the same reason
+LOSSES = ("multiscale", "epe")  # loss.LOSSES' names: FlowNet's weighted levels, or the full-resolution EPE
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("onecycle", "constant")
 RESUMABLE = ("epochs", "minutes", "num_workers")  # what a resumed run may change: no past step depends on it
@@ -35,6 +37,10 @@ class TrainConfig:
     crop: tuple[int, int] = (320, 448)  # training crop (H, W), multiples of 64
     width: float = 0.5
     batch_norm: bool = False
+    arch: str = "flownets"  # "flownets" (the paper's) or "reference" (the baseline's; model.py)
+    flow_scale: float = 20.0  # the network predicts flow / flow_scale; the reference predicts pixels (1.0)
+    subtract_mean: bool = True  # input normalisation (model.ModelConfig.subtract_mean)
+    loss: str = "multiscale"  # "multiscale" (FlowNet's) or "epe" (the reference's: full-resolution EPE)
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (else fp32)
     augment: bool = True
@@ -70,6 +76,13 @@ class TrainConfig:
     def with_overrides(self, **changes) -> "TrainConfig":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def model_config(self):
+        """The model.ModelConfig this run trains (imported here: presets load without torch)."""
+        from ..model import ModelConfig
+
+        return ModelConfig(width=self.width, batch_norm=self.batch_norm, flow_scale=self.flow_scale,
+                           arch=self.arch, subtract_mean=self.subtract_mean)
+
 
 def _problems(c: TrainConfig):
     """(field, why) for each invalid value, in the order a reader checks them."""
@@ -78,6 +91,9 @@ def _problems(c: TrainConfig):
         ("batch_size", c.batch_size >= 1, "the batch size must be at least 1"),
         ("lr", c.lr > 0, "the learning rate must be positive"),
         ("width", c.width > 0, "the channel multiplier must be positive"),
+        ("arch", c.arch in ARCHS, "choose " + " or ".join(ARCHS)),
+        ("loss", c.loss in LOSSES, "choose " + " or ".join(LOSSES)),
+        ("flow_scale", c.flow_scale > 0, "the flow scale must be positive"),
         ("crop", min(c.crop) >= CROP_MULTIPLE and not any(side % CROP_MULTIPLE for side in c.crop),
          f"both sides must be positive multiples of {CROP_MULTIPLE}"),
         ("steps_per_epoch", c.steps_per_epoch >= 1, "at least 1 step per epoch is needed"),
@@ -109,10 +125,16 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(epochs=8, batch_size=8, crop=(128, 192), width=0.25, batch_norm=True, lr=1e-3,
                          steps_per_epoch=60, synth_size=(192, 256), synth_chairs_pixels=False,
                          synth_reuse=3, val_count=16),
-    # Full 384x512 frames, no augmentation, the reference's own 80/20 split.
+    # The reference's own recipe (issue 20): its network (no conv6_1, no flow6) predicting pixels, trained
+    # on the EPE of its full-resolution output; Adam at a constant 1e-4, full 384x512 frames, no
+    # augmentation, its own 80/20 split.
     "reference": TrainConfig(epochs=20, batch_size=8, lr=1e-4, optimizer="adam", weight_decay=0.0,
                              schedule="constant", clip=0.0, width=1.0, augment=False, crop=(384, 512),
-                             split="reference"),
+                             split="reference", arch="reference", loss="epe", flow_scale=1.0),
+    # The paper's network and flowcli's multi-scale loss under the reference's optimiser and data.
+    "flownets-adam": TrainConfig(epochs=20, batch_size=8, lr=1e-4, optimizer="adam", weight_decay=0.0,
+                                 schedule="constant", clip=0.0, width=1.0, augment=False, crop=(384, 512),
+                                 split="reference"),
     # The shipped weights (see weights/README.md): generated scenes in Flying Chairs pixel units,
     # small crops so 2 CPU cores see many images; the schedule is fitted to the time budget.
     "ship": TrainConfig(epochs=10_000, batch_size=8, crop=(192, 256), synth_size=(224, 288), width=0.25,
@@ -148,17 +170,35 @@ def resolve_config(
         check_resumable(saved, config, Path(resume))
         check_same_data(saved_data, data_dir, Path(resume))
         return config
+    config = base_config(preset, data_dir).with_overrides(**overrides)
+    if init is not None:
+        from ..checkpoint import other_arch, read_config
+
+        architecture = read_config(init)
+        # the file's arch unless --arch or a named preset asks for one: weights never change arch
+        arch = overrides.get("arch") or (config.arch if preset is not None else architecture.arch)
+        if arch != architecture.arch:
+            raise CheckpointError(other_arch(init, architecture.arch, arch))
+        config = config.with_overrides(init=str(init), width=overrides.get("width") or architecture.width,
+                                       batch_norm=architecture.batch_norm, arch=arch,
+                                       flow_scale=architecture.flow_scale,
+                                       subtract_mean=architecture.subtract_mean)
+    return config
+
+
+def base_config(preset: str | None, data_dir) -> TrainConfig:
+    """The preset a new run starts from (default: "quick" for generated data, the plain defaults
+    for a folder)."""
     name = preset if preset is not None else ("quick" if data_dir is None else None)
     if name is not None and name not in PRESETS:
         raise TrainingError(f"preset={name}: no such preset (choose {', '.join(PRESETS)})")
-    config = (PRESETS[name] if name else TrainConfig()).with_overrides(**overrides)
-    if init is not None:
-        from ..checkpoint import read_config
+    return PRESETS[name] if name else TrainConfig()
 
-        architecture = read_config(init)
-        config = config.with_overrides(init=str(init), width=overrides.get("width") or architecture.width,
-                                       batch_norm=architecture.batch_norm)
-    return config
+
+def preset_overrides(preset: str | None, data_dir, **overrides) -> dict:
+    """The options given that change the preset's value ({field: new value}), for config.json."""
+    base = base_config(preset, data_dir)
+    return {k: v for k, v in sorted(overrides.items()) if v is not None and v != getattr(base, k)}
 
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, str | None]:

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import (load_state, load_training_state, read_config, read_state, read_training_extra,
+from ..checkpoint import (load_state, load_training_state, other_arch, read_config, read_state, read_training_extra,
                           save_training_state, save_weights)
 from ..data.splits import save_split
 from ..device import cpu_has_bf16
@@ -28,7 +28,7 @@ from ..errors import CheckpointError, DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
 from .config import TrainConfig, check_resumable, check_same_data, read_run_config, show
-from .loss import masked_mean_epe, multiscale_epe
+from .loss import LOSSES, masked_mean_epe
 from .rundir import NewRunFolder, append_log, last_log_record, write_run_config
 from .sources import FolderSource, SynthSource, epoch_seed
 
@@ -159,6 +159,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
 def read_init(path: Path, architecture: ModelConfig) -> dict[str, torch.Tensor]:
     """The weights to fine-tune from; the file must hold this very architecture."""
     file_config = read_config(path)
+    if file_config.arch != architecture.arch:
+        raise CheckpointError(other_arch(path, file_config.arch, architecture.arch))
     if file_config != architecture:
         raise CheckpointError(f"{path}: holds {file_config}, but training asks for {architecture} "
                               "(leave --width out to take the file's)")
@@ -253,6 +255,7 @@ def train(
     device: str | torch.device = "cpu",
     on_event: Event | None = None,
     strict: bool = False,
+    overrides: dict | None = None,
 ) -> TrainResult:
     """Train FlowNetS into the run folder `output`. Data: a folder, or generated scenes when None.
 
@@ -261,6 +264,8 @@ def train(
     resume=True continues the run in `output` from its saved config (config may be None, or change
     only epochs, minutes and num_workers: more of either extends the run; see the module docstring).
     strict=True refuses a folder with incomplete triplets instead of warning about them.
+    overrides ({field: value}, config.preset_overrides) is recorded in config.json beside the config:
+    the options that changed the preset.
     """
     emit = on_event or (lambda kind, info: None)
     out = Path(output)
@@ -286,7 +291,7 @@ def train(
             folder = None
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
 
-    architecture = ModelConfig(width=config.width, batch_norm=config.batch_norm)
+    architecture = config.model_config()
     init = read_init(Path(config.init), architecture) if config.init and not resume else None
     source = make_source(config, data_dir, device, rank, world, strict)  # bad data fails before the model
     if source.incomplete:
@@ -301,7 +306,7 @@ def train(
     try:
         if folder is not None:
             folder.create()
-            write_run_config(out, config, data_dir)
+            write_run_config(out, config, data_dir, overrides=overrides or {})
             if isinstance(source, FolderSource):
                 save_split(out / "split.json", source.split)
         elif rank == 0 and config != resumed.config:
@@ -351,7 +356,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(config, progress)
             loss_value, epe_value = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
-                                                  clip=config.clip, amp_dtype=amp_dtype)
+                                                  clip=config.clip, amp_dtype=amp_dtype, loss=config.loss)
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; training stopped"
@@ -397,12 +402,14 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     return result
 
 
-def optimize_step(net, model, optimizer, batch, *, clip: float, amp_dtype) -> tuple[float, float]:
-    """One forward/backward/update; returns (loss, EPE). A non-finite loss updates nothing."""
+def optimize_step(net, model, optimizer, batch, *, clip: float, amp_dtype,
+                  loss: str = "multiscale") -> tuple[float, float]:
+    """One forward/backward/update with the loss named in LOSSES; returns (loss, EPE).
+    A non-finite loss updates nothing."""
     img1, img2, flow, valid = batch
     with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         pyramid = net(img1, img2)
-    loss, metrics = multiscale_epe([p.float() for p in pyramid], flow, valid)
+    loss, metrics = LOSSES[loss]([p.float() for p in pyramid], flow, valid)
     loss_value = loss.item()  # syncs CUDA
     if not math.isfinite(loss_value):
         return loss_value, float("nan")

@@ -1,4 +1,4 @@
-"""FlowNet's multi-scale EPE loss.
+"""FlowNet's multi-scale EPE loss, and the reference's loss: the EPE of the full-resolution output.
 
 FlowNet weights the levels flow6 -> flow2 by 0.32, 0.08, 0.02, 0.01, 0.005 and (as in
 FlowNetPytorch) sums the EPE over each level's pixels, so finer levels count more because they have
@@ -51,3 +51,15 @@ def multiscale_epe(pyramid: list[torch.Tensor], flow: torch.Tensor, valid: torch
         full = F.interpolate(pyramid[0].float(), size=flow.shape[-2:], mode="bilinear", align_corners=False)
         epe = masked_mean_epe(full, flow, valid)
     return loss, {"loss": loss.detach(), "epe": epe}
+
+
+def full_resolution_epe(pyramid: list[torch.Tensor], flow: torch.Tensor, valid: torch.Tensor):
+    """The reference's loss (TrainConfig.loss="epe"): (loss, metrics) where the loss is the EPE of
+    flow2 upsampled bilinearly to full resolution, as the model's eval output, over valid pixels:
+    the very figure metrics['epe'] of multiscale_epe reports, now trained on."""
+    full = F.interpolate(pyramid[0].float(), size=flow.shape[-2:], mode="bilinear", align_corners=False)
+    loss = masked_mean_epe(full, flow, valid)
+    return loss, {"loss": loss.detach(), "epe": loss.detach()}
+
+
+LOSSES = {"multiscale": multiscale_epe, "epe": full_resolution_epe}  # TrainConfig.loss -> function

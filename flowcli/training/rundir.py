@@ -51,9 +51,16 @@ class NewRunFolder:
                 (self.path / name).unlink(missing_ok=True)
 
 
-def write_run_config(folder: Path, config: TrainConfig, data_dir: str | None) -> None:
-    with atomic_path(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps({"train": json.loads(config.to_json()), "data_dir": data_dir}, indent=2))
+def write_run_config(folder: Path, config: TrainConfig, data_dir: str | None, *,
+                     overrides: dict | None = None) -> None:
+    """config.json: {"train": ..., "data_dir": ..., "overrides": the options that changed the preset};
+    overrides=None (an extended run) keeps the ones already recorded."""
+    path = folder / "config.json"
+    if overrides is None:
+        overrides = json.loads(path.read_text()).get("overrides", {}) if path.is_file() else {}
+    record = {"train": json.loads(config.to_json()), "overrides": overrides, "data_dir": data_dir}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
 
 
 def last_log_record(folder: Path) -> dict:
