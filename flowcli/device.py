@@ -66,7 +66,8 @@ def cpu_has_bf16() -> bool:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({cpu_model()}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def cpu_model() -> str:

@@ -17,7 +17,7 @@ def test_info_pipeline_prints_the_default_steps_numbered(run_cli):
 def test_info_pipeline_follows_the_options(run_cli):
     result = run_cli("info", "--pipeline", "--passes", "2", "--no-smooth", "--refine", "0")
     assert result.exit_code == 0, result.output
-    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["1. network", "2. passes 2-2"]
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["1. network", "2. pass 2"]
 
 
 def test_info_shows_the_architecture_and_parameter_count(run_cli, tmp_path):

@@ -25,7 +25,7 @@ def test_every_option_adds_its_step_in_order():
 
 def test_descriptions_name_each_step_once_in_order():
     lines = describe_pipeline(InferenceOptions(tta="hflip", passes=2, refine=2))
-    assert [line.split(":")[0] for line in lines] == ["network", "passes 2-2", "refine", "smooth", "refine"]
+    assert [line.split(":")[0] for line in lines] == ["network", "pass 2", "refine", "smooth", "refine"]
     assert "left-right mirror" in lines[0] and "averaged" in lines[0]
     assert "half resolution" in lines[2] and "2 Lucas-Kanade" not in lines[2]
     assert "full resolution" in lines[4]

@@ -38,7 +38,8 @@ class OneLineErrors(typer.core.TyperGroup):
                 exc.show()
                 raise SystemExit(exc.exit_code) from None
             where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
-            _print_error(f"{exc.format_message()}{where}")
+            message = exc.format_message().replace("Value error, ", "")  # the validator's prefix says nothing
+            _print_error(f"{message}{where}")
             raise SystemExit(exc.exit_code) from None
         except typer.Abort:
             _print_error("aborted")

@@ -18,7 +18,7 @@ def predict(
     input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png, replaced if it exists; for folder input a folder, "
-                                         "whose existing <id>_flow.* files are kept unless --overwrite.")] = ...,
+                                         "which must not hold <id>_flow.* files already unless --overwrite.")] = ...,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.fp32,

@@ -74,7 +74,8 @@ class ExtraPasses:
         return (-1,) if extra % 2 else (0,)
 
     def describe(self) -> str:
-        return (f"passes 2-{self.count + 1}: the network on image 1 and image 2 warped by the flow so far; "
+        which = "pass 2" if self.count == 1 else f"passes 2-{self.count + 1}"
+        return (f"{which}: the network on image 1 and image 2 warped by the flow so far; "
                 f"a pixel keeps the composed flow where the {PASS_WINDOW}x{PASS_WINDOW} colour error drops")
 
 
