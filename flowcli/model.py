@@ -5,7 +5,7 @@ coarse-to-fine: at each level it concatenates the deconvolved features, the enco
 features and the learned 2x upsampling of the coarser flow, then predicts flow again.
 
 Two layouts (ModelConfig.arch): "flownets", the paper's network, and "reference", the FlowNetSimple
-variant the baseline trains (issue 20): no conv6_1 and no flow6, its decoder starts from
+variant the baseline flowcli compares to: no conv6_1 and no flow6, its decoder starts from
 deconv5(conv6) beside conv5_1, and it upsamples coarse flow with 5x5 transposed convs cropped to the
 skip features. The reference's helpers `conv`, `transposedConv` and `predict_flow` are not shown in
 its description; their names match FlowNetPytorch's, whose layers are exactly this module's `conv`,

@@ -1,4 +1,4 @@
-"""The reference's FlowNetSimple variant (arch="reference", issue 20): its layer list, shapes, loss,
+"""The reference's FlowNetSimple variant (arch="reference"): its layer list, shapes, loss,
 recipe, weights files, and the one-line refusal to load one architecture's weights as the other."""
 
 from __future__ import annotations

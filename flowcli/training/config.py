@@ -125,7 +125,7 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(epochs=8, batch_size=8, crop=(128, 192), width=0.25, batch_norm=True, lr=1e-3,
                          steps_per_epoch=60, synth_size=(192, 256), synth_chairs_pixels=False,
                          synth_reuse=3, val_count=16),
-    # The reference's own recipe (issue 20): its network (no conv6_1, no flow6) predicting pixels, trained
+    # The reference's own recipe: its network (no conv6_1, no flow6) predicting pixels, trained
     # on the EPE of its full-resolution output; Adam at a constant 1e-4, full 384x512 frames, no
     # augmentation, its own 80/20 split.
     "reference": TrainConfig(epochs=20, batch_size=8, lr=1e-4, optimizer="adam", weight_decay=0.0,
