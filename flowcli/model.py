@@ -124,8 +124,8 @@ class FlowNetS(nn.Module):
         self.register_buffer("rgb_mean", torch.tensor(mean), persistent=False)
         self._init_weights()
 
-    def _build_flownets(self, c, bn: bool) -> None:
-        """The paper's layout: conv1 .. conv6_1, then flow6 .. flow2."""
+    def _build_encoder(self, c, bn: bool) -> None:
+        """conv1 .. conv6, shared by both layouts: the frames contracted 64x."""
         self.conv1 = conv(6, c("conv1"), 7, 2, bn)
         self.conv2 = conv(c("conv1"), c("conv2"), 5, 2, bn)
         self.conv3 = conv(c("conv2"), c("conv3"), 5, 2, bn)
@@ -135,6 +135,10 @@ class FlowNetS(nn.Module):
         self.conv5 = conv(c("conv4_1"), c("conv5"), 3, 2, bn)
         self.conv5_1 = conv(c("conv5"), c("conv5_1"), 3, 1, bn)
         self.conv6 = conv(c("conv5_1"), c("conv6"), 3, 2, bn)
+
+    def _build_flownets(self, c, bn: bool) -> None:
+        """The paper's layout: conv1 .. conv6_1, then flow6 .. flow2."""
+        self._build_encoder(c, bn)
         self.conv6_1 = conv(c("conv6"), c("conv6_1"), 3, 1, bn)
 
         # Each decoder level sees: deconvolved features + encoder skip + upsampled flow (2).
@@ -159,15 +163,7 @@ class FlowNetS(nn.Module):
 
     def _build_reference(self, c, bn: bool) -> None:
         """The reference's layout: conv1 .. conv6 (no conv6_1), then flow5 .. flow2 (no flow6)."""
-        self.conv1 = conv(6, c("conv1"), 7, 2, bn)
-        self.conv2 = conv(c("conv1"), c("conv2"), 5, 2, bn)
-        self.conv3 = conv(c("conv2"), c("conv3"), 5, 2, bn)
-        self.conv3_1 = conv(c("conv3"), c("conv3_1"), 3, 1, bn)
-        self.conv4 = conv(c("conv3_1"), c("conv4"), 3, 2, bn)
-        self.conv4_1 = conv(c("conv4"), c("conv4_1"), 3, 1, bn)
-        self.conv5 = conv(c("conv4_1"), c("conv5"), 3, 2, bn)
-        self.conv5_1 = conv(c("conv5"), c("conv5_1"), 3, 1, bn)
-        self.conv6 = conv(c("conv5_1"), c("conv6"), 3, 2, bn)
+        self._build_encoder(c, bn)
 
         # Level 5 sees skip + deconvolved features only (no coarser flow); finer ones add flow (2).
         in5 = c("conv5_1") + c("deconv5")  # 1024 at width 1.0
@@ -206,12 +202,17 @@ class FlowNetS(nn.Module):
             return self._pyramid_reference(x)
         return self._pyramid_flownets(x)
 
-    def _pyramid_flownets(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The skip features at 1/4 .. 1/32 and conv6's output at 1/64."""
         out_conv2 = self.conv2(self.conv1(x))
         out_conv3 = self.conv3_1(self.conv3(out_conv2))
         out_conv4 = self.conv4_1(self.conv4(out_conv3))
         out_conv5 = self.conv5_1(self.conv5(out_conv4))
-        out_conv6 = self.conv6_1(self.conv6(out_conv5))
+        return out_conv2, out_conv3, out_conv4, out_conv5, self.conv6(out_conv5)
+
+    def _pyramid_flownets(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out_conv2, out_conv3, out_conv4, out_conv5, out_conv6 = self._encode(x)
+        out_conv6 = self.conv6_1(out_conv6)
 
         flow6 = self.predict_flow6(out_conv6)  # (B, 2, H/64, W/64)
         concat5 = torch.cat((out_conv5, self.deconv5(out_conv6), self.upsampled_flow6_to_5(flow6)), 1)
@@ -225,11 +226,7 @@ class FlowNetS(nn.Module):
         return [flow2, flow3, flow4, flow5, flow6]
 
     def _pyramid_reference(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out_conv2 = self.conv2(self.conv1(x))
-        out_conv3 = self.conv3_1(self.conv3(out_conv2))
-        out_conv4 = self.conv4_1(self.conv4(out_conv3))
-        out_conv5 = self.conv5_1(self.conv5(out_conv4))
-        out_conv6 = self.conv6(out_conv5)
+        out_conv2, out_conv3, out_conv4, out_conv5, out_conv6 = self._encode(x)
 
         concat5 = torch.cat((out_conv5, crop_like(self.deconv5(out_conv6), out_conv5)), 1)
         flow5 = self.predict_flow5(concat5)  # (B, 2, H/32, W/32)
