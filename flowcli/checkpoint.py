@@ -41,11 +41,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
+    meta, _ = _open_safetensors(path, tensors=False, unreadable="not a safetensors file")
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: not a flowcli weights file (no architecture in metadata)")
     return meta
@@ -102,13 +98,19 @@ def load_model(
             "(or weights=random for a smoke test)"
         )
     file_config = read_config(path)
-    if config is not None and config.arch != file_config.arch:
-        raise CheckpointError(other_arch(path, file_config.arch, config.arch))
-    if config is not None and config != file_config:
-        raise CheckpointError(f"{path}: holds {file_config}, but {config} was asked for")
+    if config is not None:
+        check_architecture(path, file_config, config)
     model = FlowNetS(file_config)
     load_state(model, read_state(path), path)
     return model.to(device).eval()
+
+
+def check_architecture(path: str | os.PathLike, held: ModelConfig, asked: ModelConfig, *, hint: str = "") -> None:
+    """Raise one CheckpointError unless the file at `path`, which holds `held`, holds `asked`."""
+    if held.arch != asked.arch:
+        raise CheckpointError(other_arch(path, held.arch, asked.arch))
+    if held != asked:
+        raise CheckpointError(f"{path}: holds {held}, but {asked} was asked for{hint}")
 
 
 def other_arch(path: str | os.PathLike, held: str, asked: str) -> str:
@@ -171,12 +173,18 @@ def _open_training_state(path: str | os.PathLike, *, keys: bool) -> tuple[dict, 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: no checkpoint to resume from ({path.name} is missing)")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if keys else {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    meta, tensors = _open_safetensors(path, tensors=keys, unreadable="unreadable training state")
     if "extra" not in meta or "param_groups" not in meta:
         raise CheckpointError(f"{path}: not a training-state file (no optimizer metadata)")
     return meta, tensors
+
+
+def _open_safetensors(path: Path, *, tensors: bool, unreadable: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A safetensors file's metadata (and its tensors if asked), or one CheckpointError saying `unreadable`."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            loaded = {k: handle.get_tensor(k) for k in handle.keys()} if tensors else {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {unreadable} ({exc})") from None
+    return meta, loaded

@@ -228,6 +228,14 @@ def read_image_pair(path1: str | os.PathLike, path2: str | os.PathLike, *,
     return img1, img2
 
 
+def check_frame_pair(img1: np.ndarray, img2: np.ndarray, names: tuple[str, str] = ("image 1", "image 2")) -> None:
+    """Raise ImageError unless both are (H, W, 3) uint8 frames of one size (what the network takes)."""
+    for name, img in zip(names, (img1, img2)):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ImageError(f"{name}: expected an HxWx3 uint8 image, got {tuple(img.shape)} {img.dtype}")
+    check_same_size(img1, img2, names)
+
+
 def check_same_size(img1: np.ndarray, img2: np.ndarray, names: tuple[str, str] = ("image 1", "image 2")) -> None:
     """Raise ImageError (sizes as HEIGHTxWIDTH) unless the two frames have the same shape."""
     if img1.shape != img2.shape:

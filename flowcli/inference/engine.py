@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DeviceError, ImageError
-from ..io import check_same_size
+from ..errors import DeviceError
+from ..io import check_frame_pair
 from ..model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
 from .fold import fold_batchnorm
 from .options import InferenceOptions
@@ -214,10 +214,7 @@ class Predictor:
         `max_side`: frames whose longer side exceeds it are shrunk for the network and the flow is
         resized back (vectors scaled) to the input size.
         """
-        for name, img in (("image 1", img1), ("image 2", img2)):
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise ImageError(f"{name}: expected an HxWx3 uint8 image, got {tuple(img.shape)} {img.dtype}")
-        check_same_size(img1, img2)
+        check_frame_pair(img1, img2)
         height, width = img1.shape[:2]
         if max_side is not None:
             img1, img2, _ = resize_for_max_side(img1, img2, max_side)

@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError, FlowFormatError, ImageError, OutputError
-from ..io import IMAGE_SUFFIXES, check_same_size, check_writable, read_image, write_flo, write_image
+from ..errors import DataError, FlowFormatError, OutputError
+from ..io import IMAGE_SUFFIXES, check_frame_pair, check_writable, read_image, write_flo, write_image
 from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
@@ -61,10 +61,7 @@ def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str
     check_max_side(max_side)
     names = tuple(str(i) if not isinstance(i, np.ndarray) else f"image {n}" for n, i in ((1, img1), (2, img2)))
     img1, img2 = (i if isinstance(i, np.ndarray) else read_image(i, large=max_side is not None) for i in (img1, img2))
-    for name, img in zip(names, (img1, img2)):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ImageError(f"{name}: expected an HxWx3 uint8 image, got {tuple(img.shape)} {img.dtype}")
-    check_same_size(img1, img2, names)
+    check_frame_pair(img1, img2, names)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options, **overrides)
     height, width = img1.shape[:2]
     # shrunk here, not in predict_numpy, so that huge frames are freed before the flow is resized back
@@ -79,7 +76,6 @@ def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *,
     before any work and replaced if it exists: the caller named it."""
     output = check_writable(output)
     check_flow_suffix(output)
-    check_max_side(max_side)
     flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                          max_side=max_side, **overrides)
     write_flow(output, flow)
@@ -139,7 +135,7 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     `out_dir` is created if missing; flows already in it are refused before any work unless
     overwrite=True. `max_side` as for estimate_flow.
     """
-    if fmt not in ("flo", "png"):
+    if f".{fmt}" not in FLOW_SUFFIXES:
         raise DataError(f"fmt={fmt!r}: choose flo or png")
     check_max_side(max_side)
     pairs = find_frame_pairs(folder) if sequence else find_image_pairs(folder)

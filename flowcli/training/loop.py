@@ -20,11 +20,11 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import (load_state, load_training_state, other_arch, read_config, read_state, read_training_extra,
-                          save_training_state, save_weights)
+from ..checkpoint import (check_architecture, load_state, load_training_state, read_config, read_state,
+                          read_training_extra, save_training_state, save_weights)
 from ..data.splits import save_split
 from ..device import cpu_has_bf16
-from ..errors import CheckpointError, DataError, TrainingError
+from ..errors import DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
 from .config import TrainConfig, check_resumable, check_same_data, read_run_config, show
@@ -158,12 +158,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def read_init(path: Path, architecture: ModelConfig) -> dict[str, torch.Tensor]:
     """The weights to fine-tune from; the file must hold this very architecture."""
-    file_config = read_config(path)
-    if file_config.arch != architecture.arch:
-        raise CheckpointError(other_arch(path, file_config.arch, architecture.arch))
-    if file_config != architecture:
-        raise CheckpointError(f"{path}: holds {file_config}, but training asks for {architecture} "
-                              "(leave --width out to take the file's)")
+    check_architecture(path, read_config(path), architecture, hint=" (leave --width out to take the file's)")
     return read_state(path)
 
 
