@@ -105,12 +105,14 @@ def load_model(
     return model.to(device).eval()
 
 
-def check_architecture(path: str | os.PathLike, held: ModelConfig, asked: ModelConfig, *, hint: str = "") -> None:
-    """Raise one CheckpointError unless the file at `path`, which holds `held`, holds `asked`."""
+def check_architecture(path: str | os.PathLike, held: ModelConfig, asked: ModelConfig, *,
+                       wanted: str = "{asked} was asked for") -> None:
+    """Raise one CheckpointError unless the file at `path`, which holds `held`, holds `asked`;
+    `wanted` says who asked (a template with {asked})."""
     if held.arch != asked.arch:
         raise CheckpointError(other_arch(path, held.arch, asked.arch))
     if held != asked:
-        raise CheckpointError(f"{path}: holds {held}, but {asked} was asked for{hint}")
+        raise CheckpointError(f"{path}: holds {held}, but " + wanted.format(asked=asked))
 
 
 def other_arch(path: str | os.PathLike, held: str, asked: str) -> str:

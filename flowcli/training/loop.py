@@ -158,7 +158,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def read_init(path: Path, architecture: ModelConfig) -> dict[str, torch.Tensor]:
     """The weights to fine-tune from; the file must hold this very architecture."""
-    check_architecture(path, read_config(path), architecture, hint=" (leave --width out to take the file's)")
+    check_architecture(path, read_config(path), architecture,
+                       wanted="training asks for {asked} (leave --width out to take the file's)")
     return read_state(path)
 
 
