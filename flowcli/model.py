@@ -295,7 +295,7 @@ def conv_gflops(config: ModelConfig, height: int, width: int) -> float:
             macs += output.numel() * (module.in_channels // module.groups) * kernel
 
     with torch.device("meta"):
-        model = FlowNetS(config)
+        model = FlowNetS(config).eval()  # BatchNorm in training mode refuses 64x64's 1x1 conv6
     hooks = [m.register_forward_hook(count) for m in model.modules()
              if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     padded = (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)

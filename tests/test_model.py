@@ -305,3 +305,9 @@ def test_config_json_round_trip_and_unknown_fields():
     assert ModelConfig.from_json(config.to_json()) == config
     with pytest.raises(ValueError, match="depth"):
         ModelConfig.from_json('{"width": 1.0, "depth": 3}')
+
+
+def test_conv_gflops_of_a_batch_norm_model_at_the_smallest_size():
+    # 64x64 leaves conv6 1x1, which BatchNorm in training mode refuses: counting must not train
+    config = ModelConfig(width=0.25, batch_norm=True)
+    assert conv_gflops(config, 64, 64) == pytest.approx(conv_gflops(ModelConfig(width=0.25), 64, 64), rel=1e-12)
