@@ -112,6 +112,47 @@ def test_photometric_only_keeps_flow():
     assert new1.min() >= 0 and new1.max() <= 1 and new2.min() >= 0 and new2.max() <= 1
 
 
+PHOTOMETRY_ONLY = dict(geometric=False, noise=0.0, pair_jitter=0.0, brightness=0.0)
+
+
+def test_photometric_changes_follow_their_formula():
+    # fixed draws (ranges of one value): colour 1.1, gamma 0.8, contrast 1 + 0.25, no brightness or noise
+    img1, img2, flow, valid = affine_pair(2)
+    config = AugmentConfig(**PHOTOMETRY_ONLY, colour=(1.1, 1.1), gamma=(0.8, 0.8), contrast=(0.25, 0.25))
+    new1, new2, _, _ = augment(img1, img2, flow, valid, config=config, generator=torch.Generator().manual_seed(3))
+    for new, img in ((new1, img1), (new2, img2)):
+        x = (img.double() * 1.1).clamp(0, 1) ** 0.8
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        torch.testing.assert_close(new.double(), ((x - mean) * 1.25 + mean).clamp(0, 1), atol=2e-6, rtol=0)
+
+
+def test_photometric_changes_leave_the_callers_images_alone():
+    # the changes run in place on the augmentation's own copy; generated batches are reused
+    batch = affine_pair(2)
+    before = [t.clone() for t in batch]
+    augment(*batch, config=AugmentConfig(geometric=False), generator=torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for a, b in zip(batch, before))
+
+
+def test_noise_is_gaussian_and_differs_between_samples_and_images():
+    flat = torch.full((4, 3, H, W), 0.5)
+    flow, valid = torch.zeros(4, 2, H, W), torch.ones(4, H, W, dtype=torch.bool)
+    config = AugmentConfig(**{**PHOTOMETRY_ONLY, "noise": 0.04}, colour=(1.0, 1.0), gamma=(1.0, 1.0),
+                           contrast=(0.0, 0.0))
+    new1, new2, _, _ = augment(flat, flat.clone(), flow, valid, config=config,
+                               generator=torch.Generator().manual_seed(5))
+    grains = [img - 0.5 for img in (*new1, *new2)]  # each image's noise, sigma in [0, 0.04]
+    for grain in grains:
+        sigma = grain.std().item()
+        assert 0 < sigma < 0.04 and abs(grain.mean().item()) < 4 * sigma / grain.numel() ** 0.5
+        within = (grain.abs() < sigma).double().mean().item()  # 68.3 % of a normal lies within one sigma
+        assert within == pytest.approx(0.683, abs=0.01)
+    unit = [g / g.std() for g in grains]
+    for i in range(len(unit)):
+        for j in range(i + 1, len(unit)):
+            assert abs((unit[i] * unit[j]).mean().item()) < 0.05  # no two images share their noise
+
+
 def test_deterministic_given_generator():
     batch = affine_pair(2)
     config = AugmentConfig(crop=(48, 64))

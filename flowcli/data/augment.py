@@ -13,6 +13,7 @@ Pixel coordinates are (x right, y down) with pixel centres on integers (align_co
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -91,6 +92,8 @@ def augment(
         img1, img2, flow, valid = _geometric(img1, img2, flow, valid, config, generator)
     elif config.crop is not None:
         img1, img2, flow, valid = random_crop(img1, img2, flow, valid, config.crop, generator=generator)
+    else:  # the photometric changes below work in place, never on the caller's tensors
+        img1, img2 = img1.clone(), img2.clone()
     if config.photometric:
         img1, img2 = _photometric(img1, img2, config, generator)
     return img1, img2, flow, valid
@@ -246,7 +249,31 @@ def _geometric(img1, img2, flow, valid, cfg: AugmentConfig, generator):
 # ---- photometry ------------------------------------------------------------------------------
 
 
+NOISE_BANK = 1 << 23  # standard normals drawn once per device; each image reads a random window
+
+
+@functools.lru_cache(maxsize=None)
+def _noise_bank(device: torch.device) -> torch.Tensor:
+    """Fresh Gaussian noise for every pixel was the CPU's costliest augmentation step (benchmarks/
+    README.md, Decisions, Training); a random window of a fixed bank has the same per-pixel law."""
+    return torch.randn(NOISE_BANK, generator=torch.Generator().manual_seed(0x5EED)).to(device)
+
+
+def _noise_windows(shape: tuple[int, ...], generator) -> list[torch.Tensor]:
+    """Standard normal noise of one sample's shape for each of shape[0] samples: windows of the bank
+    at random offsets (fresh draws for samples larger than the bank)."""
+    batch, count = shape[0], math.prod(shape[1:])
+    if count > NOISE_BANK:
+        return list(torch.randn(shape, generator=generator, device=generator.device))
+    bank = _noise_bank(generator.device)
+    starts = torch.randint(0, NOISE_BANK - count + 1, (batch,), generator=generator, device=generator.device)
+    return [bank[s:s + count].view(shape[1:]) for s in starts.tolist()]
+
+
 def _photometric(img1, img2, cfg: AugmentConfig, generator):
+    """Colour, gamma, brightness, contrast and noise, the same draws for both images of a pair
+    (image 2 jittered a little). On the CPU one sample at a time, in place: the chain stays in
+    cache instead of streaming the whole batch through memory once per operation."""
     batch = img1.shape[0]
 
     def normal(*shape: int) -> torch.Tensor:
@@ -263,12 +290,18 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
     sigma = uniform(generator, 0.0, cfg.noise, (batch, 1, 1, 1)).to(img1.device)
     jitter_brightness = normal(batch, 1, 1, 1) * cfg.pair_jitter
     jitter_colour = torch.exp(normal(batch, 3, 1, 1) * cfg.pair_jitter)
-    noise1, noise2 = normal(*img1.shape), normal(*img2.shape)
+    noise1, noise2 = (_noise_windows(tuple(img.shape), generator) for img in (img1, img2))
 
-    def apply(img, colour, brightness, noise):
-        img = (img * colour).clamp(0, 1) ** gamma + brightness
-        mean = img.mean(dim=(1, 2, 3), keepdim=True)
-        return ((img - mean) * contrast + mean + sigma * noise).clamp(0, 1)
+    def apply(img, colour, brightness, noise):  # in place: `img` is the augmentation's own copy
+        step = 1 if img.device.type == "cpu" else batch
+        for a in range(0, batch, step):
+            b = slice(a, a + step)
+            x = img[b].mul_(colour[b]).clamp_(0, 1).pow_(gamma[b]).add_(brightness[b])
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            grain = noise[a][None] if step == 1 else torch.stack(noise[b])
+            x.sub_(mean).mul_(contrast[b]).add_(mean).addcmul_(sigma[b], grain.to(img.device))
+            x.clamp_(0, 1)
+        return img
 
     return (apply(img1, colour, brightness, noise1),
             apply(img2, colour * jitter_colour, brightness + jitter_brightness, noise2))
