@@ -137,12 +137,12 @@ class ColourBar(NamedTuple):
 
 
 def nice_ticks(top: float, most: int = 5) -> list[float]:
-    """0 and round steps (1, 2 or 5 x 10^k) up to `top`, at most `most` of them."""
+    """0 and round steps (1, 2, 2.5 or 5 x 10^k) up to `top`, at most `most` of them."""
     if not top > 0:
         return [0.0]
     raw = top / max(most - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     return [round(k * step, 10) for k in range(int(math.floor(top / step + 1e-9)) + 1)]
 
 
