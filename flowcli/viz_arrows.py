@@ -19,8 +19,8 @@ PLAIN = (25, 25, 25)
 
 
 def default_step(height: int, width: int) -> int:
-    """About 24 arrows along the longer side, never closer than 8 px (they would merge)."""
-    return max(8, round(max(height, width) / 24))
+    """About 20 arrows along the longer side, never closer than 10 px (smaller ones would merge)."""
+    return max(10, round(max(height, width) / 20))
 
 
 def check_arrow_options(step: int | None, scale: float | None) -> None:

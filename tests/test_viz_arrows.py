@@ -84,7 +84,7 @@ def test_a_zoomed_picture_gets_zoomed_arrows():
 
 
 def test_default_step_and_bad_options():
-    assert default_step(384, 512) == 21 and default_step(50, 50) == 8
+    assert default_step(384, 512) == 26 and default_step(50, 50) == 10
     with pytest.raises(FlowcliError, match="arrow_step=0: must be a whole number"):
         draw_arrows(WHITE, constant(1, 0), step=0)
     with pytest.raises(FlowcliError, match="arrow_scale=-1: must be a positive number"):

@@ -34,7 +34,7 @@ def visualize(
     max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude in px shown fully saturated (default: the largest over all FLOWs; with --gt, the GT's).")] = None,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the colour-wheel legend with the px of full saturation.")] = True,
     arrows: Annotated[bool, typer.Option("--arrows", help="Draw a sparse arrow field (over image 1 in a panel, else over the colours).")] = False,
-    arrow_step: Annotated[Optional[int], typer.Option(metavar="PX", help="Pixels between arrows (default: about 24 along the longer side).")] = None,
+    arrow_step: Annotated[Optional[int], typer.Option(metavar="PX", help="Pixels between arrows (default: about 20 along the longer side).")] = None,
     arrow_scale: Annotated[Optional[float], typer.Option(metavar="X", help="Arrow length per px of flow (default: most arrows about one step long).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
