@@ -138,7 +138,7 @@ class ColourBar(NamedTuple):
 
 def nice_ticks(top: float, most: int = 5) -> list[float]:
     """0 and round steps (1, 2, 2.5 or 5 x 10^k) up to `top`, at most `most` of them."""
-    if not top > 0:
+    if not top >= 1e-3:  # no error to speak of (a perfect prediction): 0 alone, not ticks in 1e-07 px
         return [0.0]
     raw = top / max(most - 1, 1)
     power = 10 ** math.floor(math.log10(raw))

@@ -111,7 +111,7 @@ def test_the_font_falls_back_on_pillow_without_a_size_argument(monkeypatch):
 
 
 @pytest.mark.parametrize("top, ticks", [(7.3, [0, 2, 4, 6]), (80.0, [0, 20, 40, 60, 80]), (0.9, [0, 0.25, 0.5, 0.75]),
-                                        (0.0, [0])])
+                                        (0.0, [0]), (1e-6, [0])])
 def test_nice_ticks(top, ticks):
     assert nice_ticks(top) == pytest.approx(ticks)
 

@@ -1,5 +1,6 @@
-"""Visualisation API: a flow field colour-coded, or a comparison panel for a pair (predicted here or
-given), with its EPE when ground truth is given. Each returns the image and writes it when asked."""
+"""Visualisation API: a flow field colour-coded, several on one colour scale, or a titled comparison
+panel for a pair (predicted here or given), with its EPE when ground truth is given. Each returns
+the image and writes it when asked."""
 
 from __future__ import annotations
 
