@@ -7,6 +7,7 @@ maximum); zero flow is white. numpy only.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,16 +119,7 @@ def panel(
     Ground truth and prediction share one colour scale (max_flow, by default the ground truth's
     maximum) so that they can be compared by eye. Without ground truth: image 1 | image 2 | prediction.
     """
-    check_max_flow(max_flow)
-    if gt is not None:
-        valid = np.ones(gt.shape[:2], bool) if valid is None else valid
-        radius = np.linalg.norm(np.where(valid[..., None], gt, 0), axis=2)
-        max_flow = max_flow or float(radius.max()) or None
-        error = np.where(valid, np.linalg.norm(gt - pred, axis=2), 0)
-        tiles = [img1, img2, flow_to_color(gt, max_flow=max_flow, valid=valid),
-                 flow_to_color(pred, max_flow=max_flow), error_to_color(error)]
-    else:
-        tiles = [img1, img2, flow_to_color(pred, max_flow=max_flow)]
+    tiles = panel_tiles(img1, img2, pred, gt, valid, max_flow=max_flow).tiles
     height = tiles[0].shape[0]
     spacer = np.full((height, gap, 3), 255, np.uint8)
     row = []
@@ -137,3 +129,42 @@ def panel(
                              f"{tiles[0].shape[0]}x{tiles[0].shape[1]}")
         row += [tile, spacer]
     return np.concatenate(row[:-1], axis=1)
+
+
+class PanelTiles(NamedTuple):
+    """The panel's tiles before they are joined, and the scales they were coloured with."""
+
+    tiles: list[np.ndarray]  # image 1, image 2, [ground truth], prediction, [error map]
+    max_flow: float  # the magnitude shown fully saturated (0: no motion anywhere)
+    max_error: float | None  # the error map's top (ground truth only)
+
+
+def panel_tiles(img1: np.ndarray, img2: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None,
+                valid: np.ndarray | None = None, *, max_flow: float | None = None) -> PanelTiles:
+    """The tiles of `panel`: ground truth and prediction on one colour scale (max_flow, by default
+    the ground truth's maximum, or the prediction's without ground truth)."""
+    check_max_flow(max_flow)
+    if gt is None:
+        scale = max_flow or shared_max_flow([pred])
+        return PanelTiles([img1, img2, flow_to_color(pred, max_flow=scale or None)], scale, None)
+    valid = np.ones(gt.shape[:2], bool) if valid is None else valid
+    scale = max_flow or shared_max_flow([gt], [valid])
+    error = np.where(valid, np.linalg.norm(gt - pred, axis=2), 0)
+    max_error = max(float(np.nan_to_num(error).max()), 1e-6)  # error_to_color's own top
+    tiles = [img1, img2, flow_to_color(gt, max_flow=scale or None, valid=valid),
+             flow_to_color(pred, max_flow=scale or None), error_to_color(error, max_error=max_error)]
+    return PanelTiles(tiles, scale, max_error)
+
+
+def shared_max_flow(flows: list[np.ndarray], valids: list[np.ndarray | None] | None = None) -> float:
+    """The largest known magnitude over all `flows` (unknown pixels left out; 0 when none moves):
+    the one colour scale that lets fields be compared by eye."""
+    valids = valids or [None] * len(flows)
+    top = 0.0
+    for flow, valid in zip(flows, valids):
+        rows = max(1, CHUNK_PIXELS // max(flow.shape[1], 1))  # chunks, as flow_to_color does
+        for start in range(0, flow.shape[0], rows):
+            part = slice(start, start + rows)
+            u, v, _ = _known(flow[part], None if valid is None else np.asarray(valid, bool)[part])
+            top = max(top, float(np.sqrt(u**2 + v**2).max(initial=0.0)))
+    return top

@@ -179,14 +179,77 @@ def test_draw_flow_returns_the_colour_image_and_writes_it_when_asked(tmp_path):
 
     flow = np.random.default_rng(0).normal(0, 2, (6, 7, 2)).astype(np.float32)
     flow[0, 0] = (2e9, 0)  # unknown: black
-    drawing = draw_flow(flow, max_flow=3.0)
-    assert drawing.output is None and drawing.epe is None
+    drawing = draw_flow(flow, max_flow=3.0, legend=False)
+    assert drawing.output is None and drawing.epe is None and drawing.max_flow == 3.0
     assert np.array_equal(drawing.image, flow_to_color(flow, max_flow=3.0))
     assert drawing.image[0, 0].tolist() == [0, 0, 0]
     write_flo(tmp_path / "f.flo", flow)
-    written = draw_flow(tmp_path / "f.flo", max_flow=3.0, output=tmp_path / "f.png")
+    written = draw_flow(tmp_path / "f.flo", max_flow=3.0, legend=False, output=tmp_path / "f.png")
     assert np.array_equal(read_image(tmp_path / "f.png"), drawing.image)
-    assert written.as_dict() == {"output": str(tmp_path / "f.png"), "height": 6, "width": 7, "epe": None}
+    assert written.as_dict() == {"output": str(tmp_path / "f.png"), "height": 6, "width": 7, "epe": None,
+                                 "max_flow": 3.0}
+
+
+def test_draw_flow_adds_the_legend_and_arrows_by_request():
+    from flowcli.inference.visualize import draw_flow
+    from flowcli.viz_arrows import draw_arrows
+    from flowcli.viz_text import add_legend
+
+    flow = np.zeros((96, 128, 2), np.float32)
+    flow[..., 0] = 4.0
+    colours = flow_to_color(flow)
+    assert np.array_equal(draw_flow(flow).image, add_legend(colours, 4.0).image)  # the legend by default
+    with_arrows = draw_flow(flow, arrows=True, arrow_step=16, legend=False).image
+    assert np.array_equal(with_arrows, draw_arrows(colours, flow, step=16, max_flow=4.0, coloured=False))
+    assert not np.array_equal(with_arrows, colours)
+    with pytest.raises(FlowcliError, match="arrow_step=0"):
+        draw_flow(flow, arrows=True, arrow_step=0)
+
+
+def test_draw_flows_share_one_scale():
+    from flowcli.inference.visualize import draw_flows
+
+    slow = np.zeros((8, 10, 2), np.float32)
+    slow[..., 0] = 2.0
+    fast = slow * 2  # the same direction, twice the magnitude
+    pictures = draw_flows([slow, fast], legend=False)
+    saturation = [1 - pixel.min() / pixel.max() for pixel in (d.image[0, 0].astype(float) for d in pictures)]
+    assert saturation == pytest.approx([0.5, 1.0], abs=0.01)  # in ratio, not both fully saturated
+    assert [d.max_flow for d in pictures] == [4.0, 4.0]
+    alone = [draw_flows([f], legend=False)[0].image[0, 0].tolist() for f in (slow, fast)]
+    assert alone == [[255, 0, 0], [255, 0, 0]]  # each on its own scale: both full, which hid the difference
+    scaled = draw_flows([slow, fast], legend=False, max_flow=8.0)
+    assert [d.image[0, 0].tolist() for d in scaled] == [[255, 191, 191], [255, 127, 127]]
+
+
+def test_draw_flows_writes_name_png_into_a_folder_and_refuses_to_overwrite(tmp_path):
+    from flowcli.errors import OutputError
+    from flowcli.inference.visualize import draw_flows
+    from flowcli.io import read_image, write_flo
+
+    for name, value in (("a", 1.0), ("b", 3.0)):
+        write_flo(tmp_path / f"{name}.flo", np.full((8, 10, 2), value, np.float32))
+    flows = [tmp_path / "a.flo", tmp_path / "b.flo"]
+    drawn = draw_flows(flows, legend=False, output_dir=tmp_path / "pics")
+    assert [d.output for d in drawn] == [str(tmp_path / "pics" / "a.png"), str(tmp_path / "pics" / "b.png")]
+    assert np.array_equal(read_image(tmp_path / "pics" / "a.png"), drawn[0].image)
+    with pytest.raises(OutputError, match=r"2 of the 2 pictures already exist \(a.png, b.png\); overwrite=True"):
+        draw_flows(flows, output_dir=tmp_path / "pics")
+    assert draw_flows(flows, output_dir=tmp_path / "pics", overwrite=True)[1].output.endswith("b.png")
+    with pytest.raises(OutputError, match="is a file, expected a folder"):
+        draw_flows(flows, output_dir=tmp_path / "a.flo")
+    (tmp_path / "x").mkdir()
+    write_flo(tmp_path / "x" / "a.flo", np.ones((8, 10, 2), np.float32))
+    with pytest.raises(OutputError, match="would both be drawn as"):
+        draw_flows([flows[0], tmp_path / "x" / "a.flo"], output_dir=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_draw_flows_refuses_fields_of_different_sizes():
+    from flowcli.inference.visualize import draw_flows
+
+    with pytest.raises(ImageError, match="flow 2 is 4x5 but flow 1 is 8x10: flows drawn on one scale"):
+        draw_flows([np.ones((8, 10, 2), np.float32), np.ones((4, 5, 2), np.float32)])
 
 
 def test_draw_panel_with_a_given_flow_and_ground_truth_reports_the_epe():
@@ -201,7 +264,9 @@ def test_draw_panel_with_a_given_flow_and_ground_truth_reports_the_epe():
     pred[0, 0] = (100, 0)
     drawing = draw_panel(img, img, flow=pred, gt=gt)
     assert drawing.epe == pytest.approx(5.0)
-    assert drawing.image.shape == (4, 5 * 5 + 4 * 4, 3)
+    from flowcli.viz_panel import labelled_panel
+
+    assert np.array_equal(drawing.image, labelled_panel(img, img, pred, gt, epe=5.0).image)  # titled "EPE 5.00 px"
     with pytest.raises(FlowcliError, match="drawn as the prediction"):
         draw_panel(img, img, flow=pred, weights="random")
     with pytest.raises(ImageError, match="prediction is 4x4 but the images are 4x5"):

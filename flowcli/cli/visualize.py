@@ -1,4 +1,4 @@
-"""`flowcli visualize`: colour-code a flow field, or draw a comparison panel for a pair."""
+"""`flowcli visualize`: colour-code flow fields on one scale, or draw a comparison panel for a pair."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    app, DeviceOpt, WeightsOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt, RefineOpt, inference_options, cli_errors, say,
+    app, DeviceOpt, WeightsOpt, OverwriteOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt, RefineOpt, inference_options, cli_errors, say,
 )
 
 MODEL_OPTIONS = ("weights", "device", "tta", "passes", "smooth", "refine")  # used only to predict a panel's flow
@@ -17,9 +17,12 @@ MODEL_OPTIONS = ("weights", "device", "tta", "passes", "smooth", "refine")  # us
 @app.command()
 def visualize(
     ctx: typer.Context,
-    flow: Annotated[Optional[Path], typer.Argument(help="A .flo file to colour-code; with --pair, drawn as the prediction "
-                                                   "(then the model options are refused).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png (replaced if it exists).")] = ...,
+    flows: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="FLOW", show_default=False,
+        help="A .flo file to colour-code (several: one colour scale for all, each written as -o DIR/<name>.png); "
+             "with --pair, one FLOW is drawn as the prediction (then the model options are refused).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png (replaced if it exists); with several "
+                                         "FLOWs, a folder for <name>.png (made if missing).")] = ...,
     pair: Annotated[Optional[tuple[Path, Path]], typer.Option(help="Two images: draw a panel with them, predicting the flow unless FLOW is given.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth .flo for the panel (adds GT, error map and EPE).")] = None,
     weights: WeightsOpt = None,
@@ -28,30 +31,48 @@ def visualize(
     passes: PassesOpt = DEFAULTS.passes,
     smooth: SmoothOpt = DEFAULTS.smooth,
     refine: RefineOpt = DEFAULTS.refine,
-    max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude in px shown fully saturated (default: the field's max; with --gt, the GT's).")] = None,
+    max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude in px shown fully saturated (default: the largest over all FLOWs; with --gt, the GT's).")] = None,
+    legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the colour-wheel legend with the px of full saturation.")] = True,
+    arrows: Annotated[bool, typer.Option("--arrows", help="Draw a sparse arrow field (over image 1 in a panel, else over the colours).")] = False,
+    arrow_step: Annotated[Optional[int], typer.Option(metavar="PX", help="Pixels between arrows (default: about 20 along the longer side).")] = None,
+    arrow_scale: Annotated[Optional[float], typer.Option(metavar="X", help="Arrow length per px of flow (default: most arrows about one step long).")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
-    """Colour-code a flow field, or draw image 1 | image 2 | ground truth | prediction | error."""
+    """Colour-code flow fields on one scale, or draw image 1 | image 2 | ground truth | prediction | error."""
     with cli_errors():
         from ..errors import FlowcliError
-        from ..inference.visualize import draw_flow, draw_panel
+        from ..inference.visualize import draw_flow, draw_flows, draw_panel
 
+        flows = flows or []
+        if not arrows and _given(ctx, ("arrow_step", "arrow_scale")):
+            flags = _given(ctx, ("arrow_step", "arrow_scale"))
+            raise FlowcliError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for the arrows: add --arrows")
+        drawing = dict(max_flow=max_flow, legend=legend, arrows=arrows, arrow_step=arrow_step, arrow_scale=arrow_scale)
         given = _given(ctx, MODEL_OPTIONS)
         if pair is None:
-            if flow is None:
+            if not flows:
                 raise FlowcliError("give a .flo file, or --pair IMG1 IMG2 for a panel")
             if gt is not None or given:
                 flags = _given(ctx, ("gt",)) + given
                 raise FlowcliError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for a panel: "
                                    "add --pair IMG1 IMG2")
-            result = draw_flow(flow, max_flow=max_flow, output=output)
-        elif flow is not None:
+            if len(flows) > 1:
+                results = draw_flows(flows, output_dir=output, overwrite=overwrite, **drawing)
+                names = ", ".join(Path(r.output).name for r in results[:3]) + (", ..." if len(results) > 3 else "")
+                say(f"wrote {len(results)} pictures to {output} ({names}), one colour scale: "
+                    f"full saturation at {results[0].max_flow:.2f} px")
+                return
+            result = draw_flow(flows[0], output=output, **drawing)
+        elif len(flows) > 1:
+            raise FlowcliError(f"--pair draws one FLOW as the prediction, got {len(flows)}")
+        elif flows:
             if given:
-                raise FlowcliError(f"{flow} is drawn as the prediction, so {', '.join(given)} would do nothing "
-                                   f"(omit {flow.name} to predict with them)")
-            result = draw_panel(*pair, flow=flow, gt=gt, max_flow=max_flow, output=output)
+                raise FlowcliError(f"{flows[0]} is drawn as the prediction, so {', '.join(given)} would do nothing "
+                                   f"(omit {flows[0].name} to predict with them)")
+            result = draw_panel(*pair, flow=flows[0], gt=gt, output=output, **drawing)
         else:
-            result = draw_panel(*pair, gt=gt, max_flow=max_flow, output=output, weights=weights, device=device,
-                                options=inference_options(tta, passes, smooth, refine))
+            result = draw_panel(*pair, gt=gt, output=output, weights=weights, device=device,
+                                options=inference_options(tta, passes, smooth, refine), **drawing)
         say(f"wrote {output}" + ("" if result.epe is None else f" (EPE {result.epe:.3f} px)"))
 
 
