@@ -59,7 +59,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
                   dtype: str = "fp32", options: InferenceOptions | None = None, fmt: str = "flo", every: int = 1,
                   start: int | str | Position | None = None, end: int | str | Position | None = None,
                   max_side: int | None = None, max_flow: float | None = None, side_by_side: bool = False,
-                  overwrite: bool = False,
+                  overwrite: bool = False, predictor=None,
                   on_progress: Callable[[int, int | None], None] | None = None) -> PredictVideoResult:
     """Flow from each selected frame of `video` to the next selected one.
 
@@ -70,6 +70,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     99th percentile of |flow| over the first 8 flows. A frame that cannot be decoded stops the run
     with its index; the flows before it stay written, each complete (a video is closed so it plays).
     `on_progress(done, total)` gets total None when the container does not say its frame count.
+    A loaded `predictor` (engine.Predictor) may stand in for weights/device/dtype/options.
     """
     check_max_side(max_side)
     check_max_flow(max_flow)
@@ -83,7 +84,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite)
     info = probe_video(video)
     expected = _check_selection(video, info, first, last, every)
-    predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
+    predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options)
 
     rate = (info.rate or DEFAULT_RATE) / every
     sink = _VideoSink(out, rate, side_by_side) if to_video else _FolderSink(out, fmt)
@@ -211,7 +212,7 @@ class _ColourScale:
     def __init__(self, sink, max_flow: float | None):
         self.sink = sink
         self.scale = max_flow
-        self.source = "max_flow" if max_flow is not None else ""
+        self.source = f"max_flow={max_flow:g}" if max_flow is not None else ""
         self._held: list[tuple] = []
 
     def add(self, index: int, flow: np.ndarray, frame) -> None:
