@@ -110,6 +110,9 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
             previous = (index, small, frame)
     except FlowcliError as exc:
         kept = _finish(colours, sink)
+        if not kept:
+            sink.remove_empty()
+            raise
         raise type(exc)(f"{exc}; the {kept} flow{'s' * (kept != 1)} before it are in {out}") from None
     except BaseException:
         _finish(colours, sink)
