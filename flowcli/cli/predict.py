@@ -1,4 +1,4 @@
-"""`flowcli predict`: estimate optical flow for a pair, a folder of pairs or a folder of video frames."""
+"""`flowcli predict`: estimate optical flow for a pair, a folder of pairs, a folder of video frames or a video file."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def predict(
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Flow video: each input frame on the left of its flow.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
 ) -> None:
-    """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
+    """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
+    (exact) or .png (colour), or as a colour-coded flow video."""
     with cli_errors():
         from ..errors import FlowcliError
 
