@@ -22,6 +22,7 @@ __version__ = "0.7.0"
 _API = {
     "estimate_flow": "flowcli.inference.predict",
     "predict_folder": "flowcli.inference.predict",
+    "predict_video": "flowcli.inference.video",
     "evaluate": "flowcli.inference.evaluate",
     "run_bench": "flowcli.inference.bench",
     "load_predictor": "flowcli.inference.engine",

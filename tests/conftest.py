@@ -16,6 +16,10 @@ Fixtures (all function-scoped unless noted):
 - `bn_model`: factory `bn_model(seed=0)`: an eval-mode width-0.25 FlowNetS with BatchNorm whose
   statistics and affine terms are far from identity, and flow heads far from zero.
 - `tiny_chairs` (session): a read-only folder of 16 generated 64x96 Flying Chairs triplets (seed 5).
+- `make_video`: factory `make_video(path, count=6, size=(64, 96), shifts=None, rate=10, codec="ffv1")`
+  writing a clip of `count` frames (frame t = a structured image rolled right by the sum of the first
+  t `shifts`, default 2 px a frame) with PyAV (skipped when absent; ffv1 in .mkv/.avi is lossless);
+  returns the frames written, (count, H, W, 3) uint8.
 - `load_benchmark`: `load_benchmark("sweep")` imports benchmarks/sweep.py as a module, with benchmarks/
   on sys.path (as when it runs as a script) so its sibling imports work.
 """
@@ -183,3 +187,25 @@ def tiny_chairs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("chairs")
     write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))
     return folder
+
+
+@pytest.fixture
+def make_video():
+    av = pytest.importorskip("av", reason="video tests need PyAV (the 'video' extra)")
+
+    def _make(path: Path, count: int = 6, size: tuple[int, int] = (64, 96), shifts=None, rate: int = 10,
+              codec: str = "ffv1") -> np.ndarray:
+        shifts = [2] * count if shifts is None else list(shifts)
+        base = structured_image(size[0], size[1] + 64, seed=7)
+        offsets = np.concatenate([[0], np.cumsum(shifts)])[:count].astype(int)
+        frames = np.stack([np.roll(base, int(o), axis=1)[:, :size[1]] for o in offsets])
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=rate)
+            stream.width, stream.height = size[1], size[0]
+            stream.pix_fmt = {"ffv1": "bgr0", "gif": "rgb8"}.get(codec, "yuv420p")
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(None))
+        return frames
+
+    return _make

@@ -1,4 +1,4 @@
-"""`flowcli predict`: estimate optical flow for a pair, a folder of pairs or a folder of video frames."""
+"""`flowcli predict`: estimate optical flow for a pair, a folder of pairs, a folder of video frames or a video file."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from .common import (
 
 @app.command()
 def predict(
-    input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence).")],
+    input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence), "
+                                           "or a video file (.mp4, .avi, .mov, .mkv, .webm, .gif).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png, replaced if it exists; for folder input a folder, "
-                                         "which must not hold <id>_flow.* files already unless --overwrite.")] = ...,
+                                         "which must not hold <id>_flow.* files already unless --overwrite; for a video, "
+                                         "such a folder (<frame index>_flow.*) or a .mp4/.mov/.mkv flow video.")] = ...,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.fp32,
@@ -33,9 +35,16 @@ def predict(
                                            "write the flow from each frame to the next (frames in name "
                                            "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,
     overwrite: OverwriteOpt = False,
+    every: Annotated[Optional[int], typer.Option(metavar="N", help="Video: use every Nth frame (flow from frame t to t+N; default 1).")] = None,
+    start: Annotated[Optional[str], typer.Option(metavar="POS", help="Video: first frame, as an index (12) or in seconds (2.5s).")] = None,
+    end: Annotated[Optional[str], typer.Option(metavar="POS", help="Video: stop before this frame, as an index or in seconds.")] = None,
+    max_flow: Annotated[Optional[float], typer.Option(metavar="PX", help="Video to .mp4 or png: flow magnitude in px shown fully saturated, "
+                                                      "one scale for the whole clip (default: the 99th percentile of |flow| over the first 8 flows).")] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Flow video: each input frame on the left of its flow.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
 ) -> None:
-    """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
+    """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
+    (exact) or .png (colour), or as a colour-coded flow video."""
     with cli_errors():
         from ..errors import FlowcliError
 
@@ -45,6 +54,20 @@ def predict(
 
             for number, line in enumerate(describe_pipeline(options), 1):
                 say(f"{number}. {line}", err_console)
+        from ..video import is_video
+
+        if is_video(input1) and not input1.is_dir():
+            if input2 is not None:
+                raise FlowcliError(f"{input2}: {input1} is a video, which takes no second input")
+            _predict_video(input1, output, weights=weights, device=device, dtype=dtype.value, options=options, fmt=fmt,
+                           every=1 if every is None else every, start=start, end=end, max_side=max_side,
+                           max_flow=max_flow, side_by_side=side_by_side, overwrite=overwrite)
+            return
+        video_only = [flag for flag, value in (("--every", every), ("--start", start), ("--end", end),
+                                              ("--max-flow", max_flow), ("--side-by-side", side_by_side or None))
+                      if value is not None]
+        if video_only:
+            raise FlowcliError(f"{video_only[0]}: applies to a video input ({input1} is not one)")
         if sequence and not input1.is_dir():
             raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
         if input1.is_dir():
@@ -73,3 +96,20 @@ def predict(
             warn(as_flags(line))
         say(f"wrote {result.output} ({result.height}x{result.width}, mean |flow| {result.mean_flow:.2f} px, "
             f"max {result.max_flow:.2f} px)")
+
+
+def _predict_video(video: Path, output: Path, **kwargs) -> None:
+    from ..inference.video import predict_video
+
+    with progress_bar() as bar:
+        task = bar.add_task("predict", total=None, info="")
+        result = predict_video(video, output, **kwargs,
+                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for line in result.warnings:
+        warn(as_flags(line))
+    rate = f"{result.frames_per_s:.3g} frames/s end to end"
+    scale = "" if result.max_flow is None else f"; colour scale {result.max_flow:.2f} px ({as_flags(result.scale_from)})"
+    where = f"into {result.output}" if result.to_video else f"to {result.output}"
+    say(f"wrote {plural(result.flows, 'flow')} {where} ({result.height}x{result.width}, frames "
+        f"{result.first_frame} to {result.first_frame + result.every * result.flows}) in {result.seconds:.1f} s "
+        f"({rate}){scale}")

@@ -58,6 +58,13 @@ def resize_for_max_side(img1: np.ndarray, img2: np.ndarray, max_side: int) -> tu
     return _resize_image(img1, size), _resize_image(img2, size), max_side / max(height, width)
 
 
+def resize_frame(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    """One (H, W, 3) uint8 frame shrunk as resize_for_max_side shrinks a pair (a video's frames are
+    shrunk once each, though each is in two pairs)."""
+    size = network_size(*img.shape[:2], max_side)
+    return img if size == img.shape[:2] else _resize_image(img, size)
+
+
 def _resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Antialiased bilinear shrink of an (H, W, 3) uint8 frame; the filter is separable, so a large
     frame is narrowed strip by strip first and only its narrow float copy is ever whole."""
