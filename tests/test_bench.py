@@ -33,7 +33,7 @@ def test_run_bench_reports_every_field_with_sane_values():
     assert result.speedup_vs_reference == pytest.approx(10.7 / result.median_ms_per_image)
     saved = json.loads(result.to_json())
     assert saved["speedup_vs_reference"] == pytest.approx(result.speedup_vs_reference)
-    assert saved["options"] == {"tta": "none", "passes": 1, "smooth": True, "refine": 1}
+    assert saved["options"] == {"tta": "none", "passes": 1, "smooth": True, "refine": 1, "backend": "torch"}
 
 
 def test_gflops_count_every_view_and_pass():

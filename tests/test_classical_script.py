@@ -69,7 +69,7 @@ def test_classical_script_refuses_unknown_also_options(capsys, load_benchmark):
     pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
     script = load_benchmark("classical")
     assert script.main(["--count", "1", "--weights", "random", "--also", "--tta hflip --fast 1"]) == 1
-    assert "--fast is not one of --tta, --passes, --refine, --smooth, --no-smooth" in capsys.readouterr().err
+    assert "--fast is not one of --tta, --passes, --refine, --backend, --smooth, --no-smooth" in capsys.readouterr().err
 
 
 def test_also_options_take_values_and_switches(load_benchmark):

@@ -14,7 +14,7 @@ import typer
 
 from flowcli.cli import app
 
-COMMANDS = ("predict", "visualize", "train", "eval", "bench", "synth", "info")
+COMMANDS = ("predict", "visualize", "train", "eval", "bench", "synth", "info", "export")
 REPO = Path(__file__).resolve().parents[1]
 
 

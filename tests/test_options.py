@@ -10,8 +10,14 @@ from flowcli.inference.options import InferenceOptions
 
 def test_defaults_one_refinement_step_and_smoothing():
     options = InferenceOptions()
-    assert options.as_dict() == {"tta": "none", "passes": 1, "smooth": True, "refine": 1}
+    assert options.as_dict() == {"tta": "none", "passes": 1, "smooth": True, "refine": 1, "backend": "torch"}
     assert options.label() == ""
+
+
+def test_backend_is_checked_and_named_in_the_label():
+    assert InferenceOptions(backend="onnxruntime").label() == "backend onnxruntime"
+    with pytest.raises(FlowcliError, match="backend='tensorrt': choose one of torch, onnxruntime"):
+        InferenceOptions(backend="tensorrt")
 
 
 def test_the_label_names_what_differs_from_the_defaults_in_pipeline_order():

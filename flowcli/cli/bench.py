@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from .common import (
+    Backend, BackendOpt,
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     check_json_path, cli_errors, inference_options, options_label, out_console, parse_size, table, write_json,
 )
@@ -23,6 +24,7 @@ def bench(
     passes: PassesOpt = DEFAULTS.passes,
     smooth: SmoothOpt = DEFAULTS.smooth,
     refine: RefineOpt = DEFAULTS.refine,
+    backend: BackendOpt = Backend(DEFAULTS.backend),
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile (needs a C++ compiler, or Triton on CUDA).")] = False,
     weights: WeightsOpt = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs (after warm-up).")] = 30,
@@ -35,7 +37,7 @@ def bench(
         from ..inference.bench import run_bench, run_sweep
 
         check_json_path(json_out)
-        options = inference_options(tta, passes, smooth, refine)
+        options = inference_options(tta, passes, smooth, refine, backend)
         if sweep:
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,
                              threads=threads, options=options)

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..data.splits import SCHEMES
-from ..inference.options import TTA_VIEWS, InferenceOptions
+from ..inference.options import BACKENDS, TTA_VIEWS, InferenceOptions
 from ..training.config import ARCHS, LOSSES, PRESETS
 
 try:  # typer >= 0.29 carries its own copy of click
@@ -84,8 +84,14 @@ SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth th
 RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="Lucas-Kanade steps after the network (the first at half resolution); 0 = off.")]
 
 
-def inference_options(tta: Tta, passes: int, smooth: bool, refine: int) -> InferenceOptions:
-    return InferenceOptions(tta=tta.value, passes=passes, smooth=smooth, refine=refine)
+Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
+BackendOpt = Annotated[Backend, typer.Option("--backend", help="Who runs the network: torch, or onnxruntime (CPU, fp32; "
+                                             "needs the onnx extra); flowcli's pipeline runs the rest either way.")]
+
+
+def inference_options(tta: Tta, passes: int, smooth: bool, refine: int, backend: Backend | None = None) -> InferenceOptions:
+    return InferenceOptions(tta=tta.value, passes=passes, smooth=smooth, refine=refine,
+                            backend=backend.value if backend is not None else DEFAULTS.backend)
 
 
 def options_label(options: InferenceOptions) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
+    Backend, BackendOpt,
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
     app, check_json_path, cli_errors, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
@@ -42,6 +43,7 @@ def evaluate_command(
     passes: PassesOpt = DEFAULTS.passes,
     smooth: SmoothOpt = DEFAULTS.smooth,
     refine: RefineOpt = DEFAULTS.refine,
+    backend: BackendOpt = Backend(DEFAULTS.backend),
     count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
     strict: StrictOpt = False,
@@ -54,7 +56,7 @@ def evaluate_command(
         from ..inference.evaluate import evaluate
 
         check_json_path(json_out)
-        options = inference_options(tta, passes, smooth, refine)
+        options = inference_options(tta, passes, smooth, refine, backend)
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    Backend, BackendOpt,
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
 )
@@ -28,6 +29,7 @@ def predict(
     passes: PassesOpt = DEFAULTS.passes,
     smooth: SmoothOpt = DEFAULTS.smooth,
     refine: RefineOpt = DEFAULTS.refine,
+    backend: BackendOpt = Backend(DEFAULTS.backend),
     max_side: Annotated[Optional[int], typer.Option(metavar="N", help="Shrink inputs whose longer side exceeds N px (at least 64) for the "
                                                     "network, flow scaled back; also reads images over Pillow's pixel limit.")] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="flo|png", help="Folder mode: write flo or png files.")] = "flo",
@@ -48,7 +50,7 @@ def predict(
     with cli_errors():
         from ..errors import FlowcliError
 
-        options = inference_options(tta, passes, smooth, refine)
+        options = inference_options(tta, passes, smooth, refine, backend)
         if verbose:
             from ..inference.pipeline import describe_pipeline
 

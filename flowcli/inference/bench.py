@@ -23,6 +23,7 @@ from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_
 from ..results import JsonResult
 from .engine import Predictor
 from .options import TTA_VIEWS, InferenceOptions
+from .ortbackend import check_backend
 
 REFERENCE_S_PER_IMAGE = 0.0107  # the figure flowcli is compared against
 # run_sweep's default grid (batch sizes, sizes HxW) per device type: the CUDA grid would take hours on a CPU.
@@ -92,7 +93,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
     Timed runs: at least `runs`, and more until `min_seconds` have passed.
     Raises DeviceError for an unavailable device/dtype, a size below 64 or a batch that does not fit.
     """
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(check_backend(options.backend, device, dtype, compile=compile))
     torch_dtype = resolve_dtype(dtype, torch_device)
     _check_args(size, batch_size, warmup, runs, threads)
     model, label = _load(weights, model_width)
@@ -112,7 +113,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
     combination that does not fit in memory is a SkippedBench, and so are the larger batches of
     that size after it. `on_result` sees each row as it is made.
     """
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(check_backend(options.backend, device, dtype, compile=compile))
     torch_dtype = resolve_dtype(dtype, torch_device)
     default_batches, default_sizes = SWEEP_GRID[torch_device.type]
     batch_sizes = sorted(batch_sizes or default_batches)

@@ -56,6 +56,12 @@ class Predictor:
         self.dtype = dtype
         self.is_cuda = self.device.type == "cuda"
         self.channels_last = True if channels_last is None else bool(channels_last)
+        if self.options.backend == "onnxruntime":  # onnxruntime takes NCHW arrays: no layout to convert
+            from .ortbackend import check_backend
+
+            check_backend("onnxruntime", self.device.type, "fp32" if dtype == torch.float32 else str(dtype),
+                          compile=compile)
+            self.channels_last = False
         self.cuda_graphs = bool(cuda_graphs) and self.is_cuda
         self.compile = bool(compile)
         if self.compile:
@@ -67,6 +73,11 @@ class Predictor:
         self.model = net.requires_grad_(False)
         self._mean = net.rgb_mean.to(dtype).view(1, 6, 1, 1)
         self._compiled = None
+        self._ort = None
+        if self.options.backend == "onnxruntime":
+            from .ortbackend import OrtBody
+
+            self._ort = OrtBody(net)
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self._pool = None
         if self.is_cuda:
@@ -75,6 +86,8 @@ class Predictor:
     # -- the computation -------------------------------------------------------------------------
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         """Padded, mean-subtracted (B, 6, H, W) -> flow2 (B, 2, H/4, W/4) in units of flow/flow_scale."""
+        if self._ort is not None:
+            return self._ort(x)
         if not self.compile:
             return self.model.pyramid(x)[0]
         if self._compiled is None:
@@ -254,10 +267,12 @@ def _check_compile_toolchain(device: torch.device) -> None:
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32",
                    options: InferenceOptions | None = None, **overrides) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available);
-    `options` and keyword overrides as for Predictor."""
+    `options` and keyword overrides as for Predictor; options.backend="onnxruntime" runs on the CPU."""
     from ..checkpoint import load_model
     from ..device import resolve_device, resolve_dtype
+    from .ortbackend import check_backend
 
-    torch_device = resolve_device(device)
+    options = dataclasses.replace(options or InferenceOptions(), **overrides)
+    torch_device = resolve_device(check_backend(options.backend, device, dtype))
     return Predictor(load_model(weights, device=torch_device), device=torch_device,
-                     dtype=resolve_dtype(dtype, torch_device), options=options, **overrides)
+                     dtype=resolve_dtype(dtype, torch_device), options=options)

@@ -12,6 +12,8 @@ from ..errors import FlowcliError
 # Test-time augmentation: the views of the pair the network sees in one batch (0: as it is, -1: mirrored
 # left-right, -2: mirrored up-down); their un-mirrored flows are averaged.
 TTA_VIEWS = {"none": (0,), "hflip": (0, -1), "hvflip": (0, -1, -2)}
+# Who runs the network body; the pipeline around it is flowcli's either way (inference/ortbackend.py).
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class InferenceOptions:
     passes: int = 1  # network passes; each extra one predicts what is left after warping image 2
     smooth: bool = True  # guided filter along image 1's colour edges (inference/guided.py)
     refine: int = 1  # Lucas-Kanade steps on the pair (inference/refine.py); 0 = none
+    backend: str = "torch"  # or "onnxruntime": the network body as an ONNX model (CPU, fp32)
 
     def __post_init__(self) -> None:
         if self.tta not in TTA_VIEWS:
@@ -30,6 +33,8 @@ class InferenceOptions:
             raise FlowcliError(f"refine={self.refine}: the number of refinement steps cannot be negative")
         if self.passes < 1:
             raise FlowcliError(f"passes={self.passes}: the network runs at least once")
+        if self.backend not in BACKENDS:
+            raise FlowcliError(f"backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
 
     def as_dict(self) -> dict:
         return asdict(self)
