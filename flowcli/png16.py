@@ -59,7 +59,7 @@ def decode_png16(data: bytes, name: str = "PNG") -> np.ndarray:
         raise Png16Error(f"{name}: truncated PNG (no {'IHDR' if header is None else 'IDAT'} chunk)")
     width, height, depth, colour, _, _, interlace = header
     if depth != 16 or colour not in _CHANNELS:
-        raise Png16Error(f"{name}: a {depth}-bit PNG of colour type {colour}, expected 16-bit samples")
+        raise Png16Error(f"{name}: a PNG of {depth}-bit samples (colour type {colour}), expected 16-bit ones")
     if interlace:
         raise Png16Error(f"{name}: an interlaced PNG, which is not supported")
     bpp = 2 * _CHANNELS[colour]  # bytes per pixel: the filters' left-neighbour distance

@@ -22,7 +22,7 @@ from .common import Found, Sample, read_sample_flow
 AUTO = "auto"
 LAYOUTS = ("chairs", "flownet", "chairs2", "sintel", "kitti", "middlebury", "list")
 TITLES = {"chairs": "Flying Chairs", "flownet": "FlowNet-style", "chairs2": "FlyingChairs2", "sintel": "MPI Sintel",
-          "kitti": "KITTI", "middlebury": "Middlebury", "list": "list-file"}
+          "kitti": "KITTI", "middlebury": "Middlebury", "list": "pairs list"}
 PATTERNS = {  # what each layout's files look like (messages, README)
     "chairs": "<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo",
     "flownet": "<id>-img0.ppm, <id>-img1.ppm, <id>-gt.flo",
@@ -75,10 +75,11 @@ def find_pairs(path: str | Path, *, layout: str = AUTO, sintel_pass: str = "clea
             except DataError as exc:
                 raise DataError(f"{exc}, nor another known layout (pass layout=NAME to force one of "
                                 f"{', '.join(LAYOUTS[1:])})") from None
-    elif (layout == "list" and not path.is_file()) or (layout != "list" and path.is_file()) \
-            or layout not in signatures(path):
-        raise DataError(f"{path}: layout={layout} was asked for, but this is not a {TITLES[layout]} "
-                        f"{'list' if layout == 'list' else 'folder'} (expected {PATTERNS[layout]})")
+    elif not path.exists():
+        raise DataError(f"{path}: no such folder or list file")
+    elif layout not in signatures(path):
+        raise DataError(f"{path}: layout={layout} was asked for, but this is not a {TITLES[layout]}"
+                        f"{'' if layout == 'list' else ' folder'} (expected {PATTERNS[layout]})")
     if layout in triplets.NAMINGS:
         return triplets.find(layout, path, need_flow=need_flow, strict=strict)
     found = {"sintel": lambda: sintel.find(path, sintel_pass=sintel_pass, need_flow=need_flow),
