@@ -172,18 +172,13 @@ def test_kitti_epe_moves_at_most_the_1_64_px_quantisation(trees, tmp_path):
     """Against the unquantised flows (same valid pixels): each pixel's error moves by at most the
     rounding of its true flow, |(du, dv)| <= sqrt(2) / 128 px, so the mean does too."""
     root, actual = trees["kitti"]
-    exact = [(a, b, np.where(np.abs(q) > 1e9, UNKNOWN, f)) for (a, b, q), (_, _, f)
-             in zip(actual, source_pairs_for(trees))]
+    unquantised_flows = [f for _, _, f in trees["chairs"][1]]  # the flows the KITTI tree was made from
+    exact = [(a, b, np.where(np.abs(q) > 1e9, UNKNOWN, f)) for (a, b, q), f in zip(actual, unquantised_flows)]
     got = evaluate(root, split="all", warmup=0)
     unquantised = evaluate(build_chairs(tmp_path / "exact", exact), split="all", warmup=0)
     assert got.valid_pixels == unquantised.valid_pixels
     assert abs(got.epe - unquantised.epe) <= math.sqrt(2) / 128
     assert got.epe != unquantised.epe  # the quantisation is there
-
-
-def source_pairs_for(trees):
-    """The unquantised flows behind the KITTI tree: those of the chairs tree, same order."""
-    return trees["chairs"][1]
 
 
 def test_sintel_final_pass_and_per_scene_results(trees, tmp_path, run_cli):
@@ -313,7 +308,7 @@ def test_a_forced_layout_that_does_not_match_is_one_line(command, trees, tmp_pat
                                                          visible_files):
     args = {"eval": ("--split", "all"), "train": ("-o", tmp_path / "run"), "predict": ("-o", tmp_path / "out")}[command]
     result = run_cli(command, trees["chairs"][0], *args, "--layout", "kitti")
-    assert_clean_failure(result, "--layout kitti was asked for, but this is not a KITTI folder (expected image_2/",
+    assert_clean_failure(result, "--layout kitti was asked for, but its files do not follow the KITTI layout (expected image_2/",
                          before=visible_files(tmp_path), folder=tmp_path)
 
 

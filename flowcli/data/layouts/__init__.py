@@ -78,8 +78,8 @@ def find_pairs(path: str | Path, *, layout: str = AUTO, sintel_pass: str = "clea
     elif not path.exists():
         raise DataError(f"{path}: no such folder or list file")
     elif layout not in signatures(path):
-        raise DataError(f"{path}: layout={layout} was asked for, but this is not a {TITLES[layout]}"
-                        f"{'' if layout == 'list' else ' folder'} (expected {PATTERNS[layout]})")
+        raise DataError(f"{path}: layout={layout} was asked for, but its files do not follow the "
+                        f"{TITLES[layout]} layout (expected {PATTERNS[layout]})")
     if layout in triplets.NAMINGS:
         return triplets.find(layout, path, need_flow=need_flow, strict=strict)
     found = {"sintel": lambda: sintel.find(path, sintel_pass=sintel_pass, need_flow=need_flow),
