@@ -241,3 +241,47 @@ def check_same_size(img1: np.ndarray, img2: np.ndarray, names: tuple[str, str] =
     if img1.shape != img2.shape:
         raise ImageError(f"{names[0]} is {img1.shape[0]}x{img1.shape[1]} but {names[1]} is "
                          f"{img2.shape[0]}x{img2.shape[1]}: the two images must have the same size")
+
+
+KITTI_SCALE = 64.0  # KITTI's 16-bit PNG flow: u = (R - 2**15) / 64, v = (G - 2**15) / 64, B = 1 where valid
+KITTI_OFFSET = 2 ** 15
+
+
+def kitti_flow_bytes(flow: np.ndarray, valid: np.ndarray | None = None) -> bytes:
+    """The bytes of a KITTI flow PNG: each component rounded to 1/64 px (clipped to +-512 px), the
+    third channel 1 where `valid` (default: where the flow is known, as split_valid says), else all 0."""
+    from .png16 import encode_png16
+
+    flow, known = split_valid(flow)
+    valid = known if valid is None else known & np.asarray(valid, dtype=bool)
+    if valid.shape != flow.shape[:2]:
+        raise FlowFormatError(f"expected an HxW valid mask for a {flow.shape[0]}x{flow.shape[1]} flow, got {valid.shape}")
+    coded = np.clip(np.rint(flow.astype(np.float64) * KITTI_SCALE) + KITTI_OFFSET, 0, 2 ** 16 - 1)
+    image = np.concatenate([coded, valid[..., None]], axis=2).astype(np.uint16)
+    image[~valid] = 0  # the devkit writes invalid pixels as (0, 0, 0)
+    return encode_png16(image)
+
+
+def write_kitti_flow(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
+    """Write flow as a KITTI 16-bit PNG (exact to 1/64 px within +-512 px), atomically."""
+    data = kitti_flow_bytes(flow, valid)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def read_kitti_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a KITTI 16-bit PNG flow as (flow (H, W, 2) float32, valid (H, W) bool); invalid pixels
+    read as 0 and are masked, as the devkit's `(v - 2**15) / 64` with the third channel's bit."""
+    from .png16 import Png16Error, read_png16
+
+    path = Path(path)
+    _check_readable(path, "KITTI flow .png", FlowFormatError)
+    try:
+        image = read_png16(path)
+    except Png16Error as exc:
+        raise FlowFormatError(f"{exc} (a KITTI flow is a 16-bit RGB PNG)") from None
+    if image.shape[2] != 3:
+        raise FlowFormatError(f"{path}: a 16-bit PNG with {image.shape[2]} channels, a KITTI flow has 3")
+    valid = image[..., 2] > 0
+    flow = (image[..., :2].astype(np.float32) - KITTI_OFFSET) / KITTI_SCALE
+    return np.where(valid[..., None], flow, 0.0).astype(np.float32), valid

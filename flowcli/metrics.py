@@ -15,6 +15,7 @@ import torch
 THRESHOLDS = (1.0, 3.0, 5.0)
 SPEED_BANDS = {"s0-10": (0.0, 10.0), "s10-40": (10.0, 40.0), "s40+": (40.0, float("inf"))}
 FRAME_PARTS = ("in-frame", "out-of-frame")
+FL_PIXELS, FL_SHARE = 3.0, 0.05  # KITTI's Fl: an outlier has EPE > 3 px AND > 5 % of the true motion
 
 
 def leaves_frame(flow: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,7 @@ class EpeTally:
         self.hits = {t: 0 for t in THRESHOLDS}
         self.subset_sum = {name: 0.0 for name in (*SPEED_BANDS, *FRAME_PARTS)}  # the pixel subsets
         self.subset_valid = {name: 0 for name in self.subset_sum}
+        self.outliers = 0  # KITTI's Fl-all: EPE > FL_PIXELS and > FL_SHARE of the true motion
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Adds one batch (valid=None: every pixel); returns the errors of its valid pixels (1-D)."""
@@ -55,6 +57,7 @@ class EpeTally:
         self.valid += err.numel()
         for t in THRESHOLDS:
             self.hits[t] += int((err < t).sum())
+        self.outliers += int(((err > FL_PIXELS) & (err > FL_SHARE * speed)).sum())
         subsets = {name: (speed >= lo) & (speed < hi) for name, (lo, hi) in SPEED_BANDS.items()}
         subsets.update(zip(FRAME_PARTS, (~outside, outside)))
         for name, inside in subsets.items():
@@ -69,6 +72,7 @@ class EpeTally:
                 **{name: total / self.subset_valid[name] if self.subset_valid[name] else None
                    for name, total in self.subset_sum.items()},
                 "out_of_frame_share": self.subset_valid["out-of-frame"] / n,
+                "fl_all": self.outliers / n if self.valid else float("nan"),
                 "valid_pixels": self.valid}
 
 

@@ -331,3 +331,48 @@ def test_tiny_pair_fixture_is_a_shifted_structured_pair(tiny_pair):
     assert img1.shape == (64, 80, 3) and img1.dtype == np.uint8
     assert np.array_equal(img2, np.roll(img1, (2, 3), axis=(0, 1)))
     assert img1.std() > 20 and not np.array_equal(img1, img2)
+
+
+def test_kitti_flow_png_decodes_under_the_devkit_formula_read_independently(tmp_path):
+    """Written by flowcli, decoded by libpng (imageio's OpenCV plugin) and the devkit's
+    u = (R - 2**15) / 64, v = (G - 2**15) / 64, valid = B: exact to the nearest 1/64 px."""
+    cv2 = pytest.importorskip("cv2", reason="imageio reads 16-bit RGB PNGs through OpenCV (the test extra)")
+    from flowcli.io import write_kitti_flow
+
+    rng = np.random.default_rng(3)
+    flow = rng.uniform(-300, 300, (21, 34, 2)).astype(np.float32)
+    flow[0, 0] = (1e10, 0)  # unknown flow: written invalid
+    valid = rng.random((21, 34)) > 0.3
+    write_kitti_flow(tmp_path / "000000_10.png", flow, valid)
+    raw = iio.imread(tmp_path / "000000_10.png", plugin="opencv", flags=cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and raw.shape == (21, 34, 3)
+    expected_valid = valid.copy()
+    expected_valid[0, 0] = False
+    assert np.array_equal(raw[..., 2] == 1, expected_valid) and raw[..., 2].max() == 1
+    decoded = (raw[..., :2].astype(np.float64) - 2 ** 15) / 64.0
+    assert np.abs(decoded - flow)[expected_valid].max() <= 1 / 128 + 1e-6  # nearest 1/64
+    assert np.array_equal(decoded[expected_valid], np.round(flow.astype(np.float64) * 64)[expected_valid] / 64)
+    assert (raw[~expected_valid] == 0).all()  # the devkit writes invalid pixels as zeros
+
+
+def test_kitti_flow_round_trip_is_exact_on_the_1_64_grid_and_masks_invalid(tmp_path):
+    from flowcli.io import read_kitti_flow, write_kitti_flow
+
+    rng = np.random.default_rng(4)
+    flow = (rng.integers(-64 * 500, 64 * 500, (9, 13, 2)) / 64).astype(np.float32)
+    valid = rng.random((9, 13)) > 0.5
+    write_kitti_flow(tmp_path / "f.png", flow, valid)
+    back, back_valid = read_kitti_flow(tmp_path / "f.png")
+    assert np.array_equal(back_valid, valid)
+    assert np.array_equal(back[valid], flow[valid]) and (back[~valid] == 0).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # written atomically, no temporary left
+
+
+def test_kitti_flow_errors_name_the_file(tmp_path):
+    from flowcli.io import read_kitti_flow
+
+    with pytest.raises(FlowFormatError, match="no such file"):
+        read_kitti_flow(tmp_path / "none.png")
+    write_image(tmp_path / "eight.png", np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(FlowFormatError, match=r"eight.png: a PNG of 8-bit samples .* \(a KITTI flow is a 16-bit RGB PNG\)"):
+        read_kitti_flow(tmp_path / "eight.png")

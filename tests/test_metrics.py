@@ -146,3 +146,19 @@ def test_pixels_whose_match_leaves_the_frame_are_told_apart():
     assert result["in-frame"] == pytest.approx(1.0) and result["out-of-frame"] == pytest.approx(3.0)
     assert result["out_of_frame_share"] == pytest.approx(3 / 11)
     assert EpeTally().result()["out-of-frame"] is None
+
+
+def test_fl_all_is_kittis_outlier_share_over_valid_pixels():
+    """Five pixels worked out by hand: an outlier needs EPE > 3 px AND > 5 % of |true flow|."""
+    from flowcli.metrics import EpeTally
+
+    gt = torch.tensor([[10.0, 0], [10, 0], [100, 0], [0, 0], [0, 0]]).T.reshape(1, 2, 1, 5)
+    pred = torch.tensor([[10.0, 0], [14, 0], [104, 0], [2, 0], [50, 50]]).T.reshape(1, 2, 1, 5)
+    # errors 0, 4 (> 3 and > 0.5: outlier), 4 (> 3 but < 5 = 5 % of 100: not), 2 (< 3: not), huge but unknown
+    valid = torch.tensor([[[True, True, True, True, False]]])
+    tally = EpeTally()
+    tally.add(pred, gt, valid)
+    assert tally.result()["fl_all"] == 1 / 4
+    tally.add(pred[..., :2], gt[..., :2])  # two more pixels, one an outlier: pixel-weighted over pairs
+    assert tally.result()["fl_all"] == 2 / 6
+    assert EpeTally().result()["fl_all"] != EpeTally().result()["fl_all"]  # NaN without pixels

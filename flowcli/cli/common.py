@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..data.layouts import AUTO, LAYOUTS
+from ..data.layouts.sintel import PASSES as SINTEL_PASSES
 from ..data.splits import SCHEMES
 from ..inference.options import BACKENDS, TTA_VIEWS, InferenceOptions
 from ..training.config import ARCHS, LOSSES, PRESETS
@@ -76,12 +78,17 @@ Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
 Loss = Enum("Loss", {name: name for name in LOSSES}, type=str)
 SplitScheme = Enum("SplitScheme", {name: name for name in SCHEMES}, type=str)
+Layout = Enum("Layout", {name: name for name in (AUTO, *LAYOUTS)}, type=str)
+SintelPass = Enum("SintelPass", {name: name for name in SINTEL_PASSES}, type=str)
 DEFAULTS = InferenceOptions()  # the one place --tta, --passes, --smooth and --refine take defaults from
 
 TtaOpt = Annotated[Tta, typer.Option("--tta", help="Also predict the mirrored pair(s) and average (hflip: 2x the time, hvflip: 3x).")]
 PassesOpt = Annotated[int, typer.Option("--passes", min=1, metavar="N", help="Network passes; each extra one predicts the motion left after warping image 2.")]
 SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth the flow along image 1's edges (guided filter).")]
 RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="Lucas-Kanade steps after the network (the first at half resolution); 0 = off.")]
+LayoutOpt = Annotated[Layout, typer.Option("--layout", help="Dataset layout of DATA (a folder, or a pairs.txt list): "
+                                          "auto (detected), or force one (see README, Datasets people already have).")]
+SintelPassOpt = Annotated[SintelPass, typer.Option("--pass", help="Sintel: which rendering pass (clean or final).")]
 
 
 Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)

@@ -10,8 +10,8 @@ import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
-    Backend, BackendOpt,
-    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
+    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, Layout, LayoutOpt, PassesOpt, SintelPass,
+    SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
     app, check_json_path, cli_errors, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
 )
@@ -32,7 +32,7 @@ EvalSplit = Enum("EvalSplit", {name: name for name in (*SCHEMES, EVERY_PAIR)}, t
 
 @app.command(name="eval")
 def evaluate_command(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Flying Chairs folder; omit for the generated test set.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Argument(help="Dataset folder (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit for the generated test set.")] = None,
     split: Annotated[EvalSplit, typer.Option(help="How the folder is split (auto: the run's split.json, else official or seeded); all: every pair.")] = EvalSplit.auto,
     part: Annotated[Part, typer.Option(help="Which part of the split to evaluate.")] = Part.test,
     weights: WeightsOpt = None,
@@ -49,6 +49,8 @@ def evaluate_command(
     strict: StrictOpt = False,
     report: Annotated[Optional[Report], typer.Option(help="reference: EPE on both parts of the reference split and time per image, beside its 8.04 / 7.0 / 0.0107 s.")] = None,
     json_out: JsonOpt = None,
+    layout: LayoutOpt = Layout.auto,
+    sintel_pass: SintelPassOpt = SintelPass.clean,
 ) -> None:
     """Report EPE (the reference's mean_epe), accuracy and the model's time per image."""
     with cli_errors():
@@ -67,11 +69,13 @@ def evaluate_command(
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir, split=split.value, part=part.value, seed=seed, weights=weights,
                               device=device, dtype=dtype.value, options=options,
-                              count=count, strict=strict,
+                              count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
         out_console.print(table("evaluation", result_rows(result, everything=metric == Metric.all)))
+        if result.scenes:
+            out_console.print(scene_table(result))
         write_json(json_out, result)
 
 
@@ -89,7 +93,22 @@ def result_rows(result, *, everything: bool) -> list[tuple[str, str]]:
              ("device", f"{result.device} {result.dtype}" + options_label(result.options))]
     if result.invalid_pixels:
         rows.append(("unknown-flow pixels (masked)", str(result.invalid_pixels)))
+    if everything and result.fl_all == result.fl_all:  # not NaN
+        rows.insert(4, ("Fl-all (EPE > 3 px and > 5%)", f"{100 * result.fl_all:.2f}%"))
     return rows
+
+
+def scene_table(result):
+    """Per-scene EPE and Fl-all (Sintel), one row a scene."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = Table(title="per scene", title_justify="left")
+    for column in ("scene", "pairs", "EPE", "Fl-all"):
+        shown.add_column(column, justify="left" if column == "scene" else "right")
+    for scene in result.scenes:
+        shown.add_row(escape(scene.scene), str(scene.pairs), f"{scene.epe:.3f} px", f"{100 * scene.fl_all:.2f}%")
+    return shown
 
 
 def reference_table(data_dir, *, weights, device, dtype, options, strict, json_out) -> None:

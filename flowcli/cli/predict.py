@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    Backend, BackendOpt,
-    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
+    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, Layout, LayoutOpt, OverwriteOpt, SintelPass,
+    SintelPassOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
 )
 
@@ -17,6 +17,7 @@ from .common import (
 @app.command()
 def predict(
     input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence), "
+                                           "a dataset folder (Sintel, KITTI, ... see --layout), a pairs.txt list, "
                                            "or a video file (.mp4, .avi, .mov, .mkv, .webm, .gif).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png, replaced if it exists; for folder input a folder, "
@@ -44,6 +45,8 @@ def predict(
                                                       "one scale for the whole clip (default: the 99th percentile of |flow| over the first 8 flows).")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Flow video: each input frame on the left of its flow.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
+    layout: LayoutOpt = Layout.auto,
+    sintel_pass: SintelPassOpt = SintelPass.clean,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
     (exact) or .png (colour), or as a colour-coded flow video."""
@@ -72,7 +75,8 @@ def predict(
             raise FlowcliError(f"{video_only[0]}: applies to a video input ({input1} is not one)")
         if sequence and not input1.is_dir():
             raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
-        if input1.is_dir():
+        listed = input2 is None and input1.is_file() and (input1.suffix.lower() == ".txt" or layout == Layout.list)
+        if input1.is_dir() or listed:
             if input2 is not None:
                 raise FlowcliError(f"{input2}: {input1} is a folder of pairs, which takes no second input")
             from ..inference.predict import predict_folder
@@ -81,7 +85,7 @@ def predict(
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
                                         options=options, fmt=fmt, sequence=sequence, max_side=max_side,
-                                        overwrite=overwrite,
+                                        overwrite=overwrite, layout=layout.value, sintel_pass=sintel_pass.value,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             for line in result.warnings:
                 warn(as_flags(line))

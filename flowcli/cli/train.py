@@ -11,13 +11,13 @@ from rich.markup import escape
 from ..data.splits import SCHEMES
 from .common import (
     app, out_console, err_console, Arch, Loss, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
-    fail, parse_size, say, write_json, progress_bar, table,
+    fail, parse_size, say, write_json, progress_bar, table, Layout, SintelPass,
 )
 
 
 @app.command()
 def train(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Flying Chairs folder; omit to train on generated data.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Argument(help="Dataset folder with ground truth (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit to train on generated data.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", "--out", help="Run folder (default: runs/train-<date-time>).")] = None,
     preset: Annotated[Optional[Preset], typer.Option(help="Start from a named recipe (default: quick without DATA_DIR).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: extend the run to this many).")] = None,
@@ -41,6 +41,8 @@ def train(
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     json_out: JsonOpt = None,
+    layout: Annotated[Optional[Layout], typer.Option("--layout", help="Dataset layout of DATA_DIR (default auto: detected; saved with the run).")] = None,
+    sintel_pass: Annotated[Optional[SintelPass], typer.Option("--pass", help="Sintel: which rendering pass trains (default clean).")] = None,
 ) -> None:
     """Train FlowNetS on a Flying Chairs folder, or on generated look-alike data by default."""
     with cli_errors():
@@ -58,7 +60,8 @@ def train(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
-            augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None)
+            augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
+            layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)
         overrides = None if resume else preset_overrides(name, data_dir, **options)

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..io import read_flow, read_image_pair
+from ..io import read_image_pair
 from .folders import Sample
+from .layouts.common import read_sample_flow
 
 
 
@@ -53,7 +54,7 @@ class FlowDataset(torch.utils.data.Dataset):
             return self._cache[index]
         sample = self.samples[index]
         img1, img2 = read_image_pair(sample.img1, sample.img2)
-        flow, valid = read_flow(sample.flow)
+        flow, valid = read_sample_flow(sample)  # .flo or KITTI PNG, unknown pixels masked
         if flow.shape[:2] != img1.shape[:2]:
             raise DataError(
                 f"{sample.flow}: flow is {flow.shape[0]}x{flow.shape[1]} (HxW) but {sample.img1.name}"

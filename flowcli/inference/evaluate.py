@@ -30,6 +30,20 @@ class SampleEpe:
     id: str
     epe: float
     valid_pixels: int
+    fl_all: float | None = None  # KITTI's outlier share (EPE > 3 px and > 5 % of the true motion)
+    unknown_pixels: int = 0  # no ground truth there (KITTI's invalid, .flo > 1e9): masked
+    scene: str | None = None  # Sintel's scene
+
+
+@dataclass(frozen=True)
+class SceneEpe:
+    """One Sintel scene's pairs, pixel-weighted like the whole."""
+
+    scene: str
+    pairs: int
+    epe: float
+    fl_all: float
+    valid_pixels: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,9 @@ class EvalResult(JsonResult):
     median_ms_per_image: float
     incomplete_triplets: tuple[str, ...]
     samples: tuple[SampleEpe, ...]
+    fl_all: float = float("nan")  # KITTI's Fl-all over valid pixels: EPE > 3 px and > 5 % of the true motion
+    layout: str = "generated"  # the dataset layout evaluated (data/layouts), or the generated test set
+    scenes: tuple[SceneEpe, ...] = ()  # per scene (Sintel), in the order met
 
 
 def evaluate(
@@ -71,9 +88,12 @@ def evaluate(
     warmup: int = 2,
     strict: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    layout: str = "auto",
+    sintel_pass: str = "clean",
 ) -> EvalResult:
     """Evaluate weights on `part` of a folder's `split` (split="all": every pair), or on `count`
-    generated test pairs of `size` (H, W) when data_dir is None."""
+    generated test pairs of `size` (H, W) when data_dir is None. The folder (or list file) is in any
+    dataset layout of data/layouts, detected unless `layout` names one; `sintel_pass` picks Sintel's."""
     from .engine import load_predictor
 
     if split not in (*SCHEMES, EVERY_PAIR):
@@ -84,25 +104,42 @@ def evaluate(
         raise DataError(f"count={count}: evaluate at least one pair")
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     incomplete: list[str] = []
+    scene_of: dict[str, str | None] = {}
+    found_layout = "generated"
     if data_dir is not None:
-        samples, incomplete = folder_pairs(Path(data_dir), split=split, part=part, seed=seed,
-                                           weights=weights, strict=strict)
+        samples, incomplete, found_layout = folder_pairs(Path(data_dir), split=split, part=part, seed=seed,
+                                                         weights=weights, strict=strict, layout=layout,
+                                                         sintel_pass=sintel_pass, with_layout=True)
+        scene_of = {s.id: s.scene for s in samples}
         total, batches = len(samples), folder_batches(samples)
         what = "every pair" if split == EVERY_PAIR else f"{split} split, {part}"
-        source = f"{data_dir} ({what})"
+        if found_layout == "sintel":
+            what = f"{sintel_pass} pass, {what}"
+        source = f"{data_dir} ({what})" if found_layout == "chairs" else f"{data_dir} ({found_layout}, {what})"
     else:
         total, batches = count, generated_batches(count, size, predictor.device)
         source = f"generated test set (seed {TEST_SEED}, {count} pairs, {size[0]}x{size[1]})"
 
     samples_out, times, tally, invalid = [], [], EpeTally(), 0
+    scene_tallies: dict[str, tuple[EpeTally, list[int]]] = {}
     for index, (sample_id, img1, img2, flow, valid) in enumerate(batches):
         if index < warmup:  # the first calls pay for allocation and graph capture
             predictor(img1, img2)
         seconds, pred = _timed(predictor, img1, img2)
         times.append(seconds)
         err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
-        invalid += int((~valid).sum())
-        samples_out.append(SampleEpe(sample_id, err.mean().item() if err.numel() else float("nan"), err.numel()))
+        unknown = int((~valid).sum())
+        invalid += unknown
+        one = EpeTally()  # the pair's own Fl-all, from the same definition
+        one.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+        scene = scene_of.get(sample_id)
+        if scene is not None:
+            scene_tally, count_ = scene_tallies.setdefault(scene, (EpeTally(), [0]))
+            scene_tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+            count_[0] += 1
+        samples_out.append(SampleEpe(sample_id, err.mean().item() if err.numel() else float("nan"), err.numel(),
+                                     fl_all=one.result()["fl_all"] if one.valid else None,
+                                     unknown_pixels=unknown, scene=scene))
         if on_progress:
             on_progress(index + 1, total)
     if tally.valid == 0:
@@ -118,7 +155,9 @@ def evaluate(
         out_of_frame_share=summary["out_of_frame_share"], valid_pixels=summary["valid_pixels"],
         invalid_pixels=invalid, ms_per_image=1000 * sum(times) / len(times),
         median_ms_per_image=1000 * times[len(times) // 2], incomplete_triplets=tuple(incomplete),
-        samples=tuple(samples_out))
+        samples=tuple(samples_out), fl_all=summary["fl_all"], layout=found_layout,
+        scenes=tuple(SceneEpe(name, count_[0], t.result()["epe"], t.result()["fl_all"], t.valid)
+                     for name, (t, count_) in scene_tallies.items()))
 
 
 def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -133,15 +172,19 @@ def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[float, to
     return time.perf_counter() - start, pred
 
 
-def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, strict: bool = False):
+def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, strict: bool = False,
+                 layout: str = "auto", sintel_pass: str = "clean", with_layout: bool = False):
     """The samples of one part of a folder's split (reusing a run folder's split.json when split is
-    auto and the weights sit in one), and the folder's incomplete triplets."""
-    from ..data.folders import find_samples
+    auto and the weights sit in one), and the folder's incomplete triplets (with_layout: and the
+    layout found, as a third item)."""
+    from ..data.layouts import find_pairs
     from ..data.splits import load_split, split_samples
 
-    samples, incomplete = find_samples(data_dir, strict=strict)
+    found = find_pairs(data_dir, layout=layout, sintel_pass=sintel_pass, strict=strict)
+    samples, incomplete = found.samples, found.incomplete
+    extra = (found.layout,) if with_layout else ()
     if split == EVERY_PAIR:
-        return samples, incomplete
+        return (samples, incomplete, *extra)
     run_split = Path(weights).parent / "split.json" if weights not in (None, "random") else None
     if split == "auto" and run_split is not None and run_split.is_file():
         parts = load_split(run_split, samples)
@@ -150,7 +193,7 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
     if not parts.get(part):
         raise DataError(f"{data_dir}: the {split} split of its {len(samples)} pairs has no {part} part; "
                         f"split={EVERY_PAIR} evaluates every pair")
-    return parts[part], incomplete
+    return (parts[part], incomplete, *extra)
 
 
 def folder_batches(samples) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -128,9 +128,12 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
                    device: str = "auto", dtype: str = "fp32", options: InferenceOptions | None = None,
                    fmt: str = "flo", sequence: bool = False, max_side: int | None = None,
                    overwrite: bool = False,
-                   on_progress: Callable[[int, int], None] | None = None) -> PredictFolderResult:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   layout: str = "auto", sintel_pass: str = "clean") -> PredictFolderResult:
     """Write `<id>_flow.<fmt>` for every `<id>_img1.*`/`<id>_img2.*` pair, or with sequence=True
-    `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute.
+    `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute. A folder (or list
+    file) in another dataset layout (data/layouts; detected unless `layout` names one) gives its
+    pairs' ids (Sintel's `<scene>/frame_####` writes into a folder per scene).
 
     `out_dir` is created if missing; flows already in it are refused before any work unless
     overwrite=True. `max_side` as for estimate_flow.
@@ -138,11 +141,13 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     if f".{fmt}" not in FLOW_SUFFIXES:
         raise DataError(f"fmt={fmt!r}: choose flo or png")
     check_max_side(max_side)
-    pairs = find_frame_pairs(folder) if sequence else find_image_pairs(folder)
+    pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
     _check_out_dir(out, targets, overwrite)
     out.mkdir(exist_ok=True)
+    for parent in sorted({t.parent for t in targets} - {out}):
+        parent.mkdir(parents=True, exist_ok=True)
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     start = time.perf_counter()
     warnings: dict[str, None] = {}  # one line per distinct frame size, in order
@@ -155,6 +160,20 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     seconds = time.perf_counter() - start
     return PredictFolderResult(len(pairs), seconds, len(pairs) / max(seconds, 1e-9), str(out),
                                tuple(w for w in warnings if w))
+
+
+def layout_pairs(folder: str | os.PathLike, layout: str = "auto",
+                 sintel_pass: str = "clean") -> list[tuple[str, Path, Path]]:
+    """(id, image 1, image 2) of a folder of `<id>_img1.*`/`<id>_img2.*` pairs, as always, or of a
+    folder (or list file) in another dataset layout; ground truth is not needed."""
+    from ..data.layouts import detect_layout, find_pairs
+
+    if layout == "auto" and Path(folder).is_dir():
+        layout = detect_layout(folder) or "chairs"
+    if layout == "chairs":
+        return find_image_pairs(folder)
+    return [(s.id, s.img1, s.img2) for s in find_pairs(folder, layout=layout, sintel_pass=sintel_pass,
+                                                        need_flow=False).samples]
 
 
 def _check_out_dir(out: Path, targets: list[Path], overwrite: bool) -> None:

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from ..data.layouts import LAYOUTS
+from ..data.layouts.sintel import PASSES as SINTEL_PASSES
 from ..data.splits import SCHEMES
 from ..errors import CheckpointError, TrainingError
 
@@ -55,6 +57,8 @@ class TrainConfig:
     num_workers: int = 0
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
+    layout: str = "auto"  # folder data: its dataset layout (data/layouts: auto = detected)
+    sintel_pass: str = "clean"  # folder data in Sintel's layout: which rendering pass trains
 
     def __post_init__(self) -> None:
         for key in ("crop", "synth_size"):  # JSON gives lists
@@ -108,6 +112,8 @@ def _problems(c: TrainConfig):
         ("synth_reuse", c.synth_reuse >= 1, "each generated batch trains at least once"),
         ("val_count", c.val_count >= 1, "the validation set needs at least 1 pair"),
         ("num_workers", c.num_workers >= 0, "must not be negative"),
+        ("layout", c.layout in ("auto", *LAYOUTS), f"choose {', '.join(('auto', *LAYOUTS))}"),
+        ("sintel_pass", c.sintel_pass in SINTEL_PASSES, "choose " + " or ".join(SINTEL_PASSES)),
     ]
     return [(name, why) for name, ok, why in checks if not ok]
 

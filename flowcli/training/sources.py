@@ -16,6 +16,7 @@ from .config import TrainConfig
 from ..data.prefetch import prefetch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+VARYING_SIZES = ("kitti", "middlebury", "list")  # layouts whose frames differ in size from pair to pair
 VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
 
 
@@ -29,12 +30,15 @@ class FolderSource:
     def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, world_size: int = 1,
                  strict: bool = False):
         from ..data.dataset import FlowDataset, make_loader
-        from ..data.folders import find_samples
+        from ..data.layouts import find_pairs
         from ..data.splits import split_samples
 
-        samples, self.incomplete = find_samples(folder, strict=strict)
+        found = find_pairs(folder, layout=config.layout, sintel_pass=config.sintel_pass, strict=strict)
+        samples, self.incomplete = found.samples, found.incomplete
         self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
-        crop = None if config.augment else config.crop
+        # frames of one size batch whole and are cropped by the augmenter; KITTI's, Middlebury's and a
+        # list's differ in size from pair to pair, so their pairs are cropped before batching
+        crop = None if config.augment and found.layout not in VARYING_SIZES else config.crop
         self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed, cache=True)
         self.val_set = FlowDataset(self.split["val"], cache=True)
         self.loader = make_loader(self.train_set, batch_size=config.batch_size, shuffle=True,

@@ -1,0 +1,56 @@
+"""A list of pairs: a text file (`pairs.txt` in a folder, or the file itself), one pair a line,
+`img1 img2 [flow]`, paths relative to the file (or absolute); blank lines and `#` comments are
+skipped. A flow ending in .png is KITTI's 16-bit encoding, any other a .flo. A pair's id is its
+first image's path without the suffix (then `@<line>` when two lines start from the same image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import DataError
+from .common import Found, Sample, missing_file
+
+LIST_NAME = "pairs.txt"
+
+
+def list_file(path: Path) -> Path:
+    return path / LIST_NAME if path.is_dir() else path
+
+
+def signature(path: Path) -> str | None:
+    return LIST_NAME if (path / LIST_NAME).is_file() else None
+
+
+def find(path: Path, *, need_flow: bool) -> Found:
+    listed = list_file(path)
+    if not listed.is_file():
+        raise DataError(f"{path}: no {LIST_NAME} list of pairs")
+    try:
+        lines = listed.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{listed}: not a readable list of pairs ({type(exc).__name__})") from None
+    samples, missing, seen = [], [], set()
+    for number, line in enumerate(lines, 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) not in (2, 3):
+            raise DataError(f"{listed}: line {number}: expected 'img1 img2 [flow]', got {len(fields)} fields")
+        if need_flow and len(fields) == 2:
+            raise DataError(f"{listed}: line {number} names no ground-truth flow (expected 'img1 img2 flow')")
+        paths = [listed.parent / field for field in fields]
+        lacking = [p for p in paths if not p.is_file()]
+        if lacking:
+            missing += lacking
+            continue
+        pair_id = Path(fields[0]).with_suffix("").as_posix()
+        pair_id = f"{pair_id}@{number}" if pair_id in seen else pair_id
+        seen.add(pair_id)
+        flow = paths[2] if len(paths) == 3 else None
+        fmt = "kitti" if flow is not None and flow.suffix.lower() == ".png" else "flo"
+        samples.append(Sample(pair_id, paths[0], paths[1], flow, flow_format=fmt))
+    if missing:
+        raise missing_file(listed, missing, len(samples), "listed file")
+    if not samples:
+        raise DataError(f"{listed}: lists no pairs (expected 'img1 img2 [flow]' lines)")
+    return Found("list", listed, samples, [])
