@@ -241,3 +241,35 @@ def check_same_size(img1: np.ndarray, img2: np.ndarray, names: tuple[str, str] =
     if img1.shape != img2.shape:
         raise ImageError(f"{names[0]} is {img1.shape[0]}x{img1.shape[1]} but {names[1]} is "
                          f"{img2.shape[0]}x{img2.shape[1]}: the two images must have the same size")
+
+
+def write_gray_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W) uint8 or uint16 array as a grayscale PNG (8 or 16 bits), atomically: occlusion
+    masks (255 = occluded) and confidence maps (65535 = 1.0)."""
+    import imageio.v3 as iio
+
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"expected an HxW uint8 or uint16 image, got {tuple(image.shape)} {image.dtype}")
+    if Path(path).suffix.lower() != ".png":
+        raise ImageError(f"{path}: a mask or confidence map is written as .png, got {Path(path).suffix!r}")
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, np.ascontiguousarray(image), extension=".png")
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask PNG (`<id>_occ.png`: 255 = occluded) as an (H, W) bool array (True where >= half)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    _check_readable(path, "mask", ImageError)
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if img.ndim == 3:
+        img = img[..., 0]
+    if img.ndim != 2:
+        raise ImageError(f"{path}: expected a grayscale mask, got shape {tuple(img.shape)}")
+    half = 32768 if img.dtype == np.uint16 else 128
+    return img >= half

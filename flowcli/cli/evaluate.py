@@ -10,7 +10,7 @@ import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
-    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
+    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
     app, check_json_path, cli_errors, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
 )
@@ -47,6 +47,7 @@ def evaluate_command(
     strict: StrictOpt = False,
     report: Annotated[Optional[Report], typer.Option(help="reference: EPE on both parts of the reference split and time per image, beside its 8.04 / 7.0 / 0.0107 s.")] = None,
     json_out: JsonOpt = None,
+    fb_check: FbCheckOpt = False,
 ) -> None:
     """Report EPE (the reference's mean_epe), accuracy and the model's time per image."""
     with cli_errors():
@@ -65,7 +66,7 @@ def evaluate_command(
             task = bar.add_task("eval", total=None, info="")
             result = evaluate(data_dir, split=split.value, part=part.value, seed=seed, weights=weights,
                               device=device, dtype=dtype.value, options=options,
-                              count=count, strict=strict,
+                              count=count, strict=strict, fb_check=fb_check,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
@@ -83,10 +84,26 @@ def result_rows(result, *, everything: bool) -> list[tuple[str, str]]:
         shares = {"in-frame": 1 - result.out_of_frame_share, "out-of-frame": result.out_of_frame_share}
         rows += [(f"EPE {name} ({100 * shares[name]:.1f}% of pixels)", px(value))
                  for name, value in result.epe_by_frame.items()]
+    rows += occlusion_rows(result) if everything else []
     rows += [("time per image", f"{result.ms_per_image:.2f} ms (median {result.median_ms_per_image:.2f})"),
              ("device", f"{result.device} {result.dtype}" + options_label(result.options))]
     if result.invalid_pixels:
         rows.append(("unknown-flow pixels (masked)", str(result.invalid_pixels)))
+    return rows
+
+
+def occlusion_rows(result) -> list[tuple[str, str]]:
+    """EPE over non-occluded pixels where the true occlusion is known; the check's mask scores."""
+    if result.epe_noc is None:
+        return []
+    rows = [(f"EPE noc ({100 * (1 - result.occluded_share):.1f}% of pixels not occluded)", f"{result.epe_noc:.3f} px")]
+    check = result.occlusion_check
+    if check:
+        score = lambda value: "-" if value is None else f"{value:.3f}"  # noqa: E731
+        rows.append(("fb-check mask: precision / recall / F1",
+                     f"{score(check['precision'])} / {score(check['recall'])} / {score(check['f1'])}"))
+        rows.append(("fb-check mask: marked / truly occluded",
+                     f"{100 * check['predicted_share']:.1f}% / {100 * result.occluded_share:.1f}%"))
     return rows
 
 

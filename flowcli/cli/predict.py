@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
+    DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, OverwriteOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
 )
 
@@ -34,6 +34,13 @@ def predict(
                                            "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,
     overwrite: OverwriteOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
+    fb_check: FbCheckOpt = False,
+    mask: Annotated[Optional[Path], typer.Option("--mask", metavar="FILE", help="Write the occlusion mask PNG (255 = occluded or "
+                                                 "unreliable); implies --fb-check. Folder mode writes <id>_occ.png instead.")] = None,
+    confidence: Annotated[Optional[Path], typer.Option("--confidence", metavar="FILE", help="Write the confidence in [0, 1] as a "
+                                                       "16-bit PNG (65535 = 1); implies --fb-check. Folder mode writes <id>_conf.png.")] = None,
+    mask_invalid: Annotated[bool, typer.Option("--mask-invalid", help="Set the pixels that fail the check to unknown (1e9) "
+                                               "in the .flo; implies --fb-check.")] = False,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 and write it as .flo (exact) or .png (colour)."""
     with cli_errors():
@@ -45,18 +52,24 @@ def predict(
 
             for number, line in enumerate(describe_pipeline(options), 1):
                 say(f"{number}. {line}", err_console)
+        fb_check = fb_check or mask is not None or confidence is not None or mask_invalid
+        if verbose and fb_check:
+            say("+ the same steps on the pair in reverse, in the same batch; then the forward-backward check", err_console)
         if sequence and not input1.is_dir():
             raise FlowcliError(f"{input1}: --sequence needs a folder of video frames")
         if input1.is_dir():
             if input2 is not None:
                 raise FlowcliError(f"{input2}: {input1} is a folder of pairs, which takes no second input")
+            if mask is not None or confidence is not None:
+                raise FlowcliError("--mask and --confidence name one pair's files; for a folder, --fb-check "
+                                   "writes <id>_occ.png and <id>_conf.png beside each flow")
             from ..inference.predict import predict_folder
 
             with progress_bar() as bar:
                 task = bar.add_task("predict", total=None, info="")
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
                                         options=options, fmt=fmt, sequence=sequence, max_side=max_side,
-                                        overwrite=overwrite,
+                                        overwrite=overwrite, fb_check=fb_check, mask_invalid=mask_invalid,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             for line in result.warnings:
                 warn(as_flags(line))
@@ -65,11 +78,19 @@ def predict(
             return
         if input2 is None:
             raise FlowcliError(f"{input1}: give a second image, or a folder of image pairs")
-        from ..inference.predict import predict_file
+        from ..inference.predict import predict_file, predict_file_checked
 
-        result = predict_file(input1, input2, output, weights=weights, device=device, dtype=dtype.value,
-                              options=options, max_side=max_side)
+        if fb_check:
+            result = predict_file_checked(input1, input2, output, mask=mask, confidence=confidence,
+                                          mask_invalid=mask_invalid, weights=weights, device=device,
+                                          dtype=dtype.value, options=options, max_side=max_side)
+        else:
+            result = predict_file(input1, input2, output, weights=weights, device=device, dtype=dtype.value,
+                                  options=options, max_side=max_side)
         for line in result.warnings:
             warn(as_flags(line))
         say(f"wrote {result.output} ({result.height}x{result.width}, mean |flow| {result.mean_flow:.2f} px, "
             f"max {result.max_flow:.2f} px)")
+        if result.occluded_share is not None:
+            say(f"forward-backward check: {100 * result.occluded_share:.1f}% of pixels occluded or unreliable"
+                + "".join(f"; wrote {path}" for path in result.written))
