@@ -96,13 +96,13 @@ def occlusion_rows(result) -> list[tuple[str, str]]:
     """EPE over non-occluded pixels where the true occlusion is known; the check's mask scores."""
     if result.epe_noc is None:
         return []
-    rows = [(f"EPE noc ({100 * (1 - result.occluded_share):.1f}% of pixels not occluded)", f"{result.epe_noc:.3f} px")]
+    rows = [(f"EPE noc ({100 * (1 - result.occluded_share):.1f}% of pixels)", f"{result.epe_noc:.3f} px")]
     check = result.occlusion_check
     if check:
         score = lambda value: "-" if value is None else f"{value:.3f}"  # noqa: E731
-        rows.append(("fb-check mask: precision / recall / F1",
+        rows.append(("mask precision/recall/F1",
                      f"{score(check['precision'])} / {score(check['recall'])} / {score(check['f1'])}"))
-        rows.append(("fb-check mask: marked / truly occluded",
+        rows.append(("mask marked / truly occluded",
                      f"{100 * check['predicted_share']:.1f}% / {100 * result.occluded_share:.1f}%"))
     return rows
 
