@@ -115,13 +115,13 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 def find_frame_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(name of frame i, frame i, frame i + 1) for the images of a folder in natural name order
-    (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*` are skipped:
-    they are flows this command wrote as .png."""
+    (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*`, `*_occ.*` and
+    `*_conf.*` are skipped: they are flows, masks and confidences this command wrote as .png."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     frames = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                     and not f.stem.endswith("_flow")), key=_natural_key)
+                     and not f.stem.endswith(("_flow", "_occ", "_conf"))), key=_natural_key)
     if len(frames) < 2:
         raise DataError(f"{folder}: a sequence needs at least 2 images, found {len(frames)}")
     return [(first.stem, first, second) for first, second in zip(frames, frames[1:])]
