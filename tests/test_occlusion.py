@@ -127,3 +127,17 @@ def test_fb_check_composes_with_tta_and_passes_in_one_batch():
     forward = estimate_flow(img1, img2, predictor=predictor)
     backward = estimate_flow(img2, img1, predictor=predictor)
     assert np.allclose(checked.flow, forward, atol=1e-4) and np.allclose(checked.backward, backward, atol=1e-4)
+
+
+def test_fb_check_with_max_side_checks_at_the_input_size():
+    """Both flows are resized back to the input's size before the check: mask and confidence match it."""
+    from flowcli import estimate_flow
+    from flowcli.inference.engine import load_predictor
+    predictor = load_predictor("random", device="cpu")
+    rng = np.random.default_rng(1)
+    img1, img2 = (rng.integers(0, 256, (128, 160, 3), dtype=np.uint8) for _ in range(2))
+    checked = estimate_flow(img1, img2, predictor=predictor, fb_check=True, max_side=80)
+    assert checked.flow.shape == (128, 160, 2) and checked.occluded.shape == (128, 160)
+    assert np.allclose(checked.flow, estimate_flow(img1, img2, predictor=predictor, max_side=80), atol=1e-4)
+    expected = check_arrays(checked.flow, checked.backward)
+    assert np.array_equal(checked.occluded, expected.occluded)
