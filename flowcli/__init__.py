@@ -27,6 +27,7 @@ _API = {
     "run_bench": "flowcli.inference.bench",
     "load_predictor": "flowcli.inference.engine",
     "InferenceOptions": "flowcli.inference.options",
+    "CheckedFlow": "flowcli.inference.occlusion",
     "describe_pipeline": "flowcli.inference.pipeline",
     "train": "flowcli.training.loop",
     "TrainConfig": "flowcli.training.config",

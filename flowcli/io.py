@@ -285,3 +285,36 @@ def read_kitti_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     valid = image[..., 2] > 0
     flow = (image[..., :2].astype(np.float32) - KITTI_OFFSET) / KITTI_SCALE
     return np.where(valid[..., None], flow, 0.0).astype(np.float32), valid
+
+
+def write_gray_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W) uint8 or uint16 array as a grayscale PNG (8 or 16 bits), atomically: occlusion
+    masks (255 = occluded) and confidence maps (65535 = 1.0). Pillow at zlib level 1: `flowcli synth`
+    writes a mask per pair, and the default level took twice as long for files a few % smaller."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"expected an HxW uint8 or uint16 image, got {tuple(image.shape)} {image.dtype}")
+    if Path(path).suffix.lower() != ".png":
+        raise ImageError(f"{path}: a mask or confidence map is written as .png, got {Path(path).suffix!r}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG", compress_level=1)
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask PNG (`<id>_occ.png`: 255 = occluded) as an (H, W) bool array (True where >= half)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    _check_readable(path, "mask", ImageError)
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if img.ndim == 3:
+        img = img[..., 0]
+    if img.ndim != 2:
+        raise ImageError(f"{path}: expected a grayscale mask, got shape {tuple(img.shape)}")
+    half = 32768 if img.dtype == np.uint16 else 128
+    return img >= half

@@ -91,3 +91,45 @@ def flow_metrics_np(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | No
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]
     mask = None if valid is None else torch.from_numpy(np.asarray(valid, dtype=bool))[None]
     return flow_metrics(to_t(pred), to_t(target), mask)
+
+
+class OcclusionTally:
+    """Accumulates over pairs, pixel-weighted, where ground-truth occlusion is known: EPE over the
+    non-occluded pixels (`noc`, as KITTI and Sintel report it) and, given a predicted mask (the
+    forward-backward check), its precision, recall and F1 against the truth (occluded = positive)."""
+
+    def __init__(self):
+        self.noc_sum, self.noc, self.pixels, self.truth = 0.0, 0, 0, 0
+        self.tp = self.fp = self.fn = 0
+        self.checked = False
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor, truth: torch.Tensor,
+            valid: torch.Tensor | None = None, predicted: torch.Tensor | None = None) -> None:
+        """One batch: flows (B, 2, H, W), masks (B, H, W) bool (True = occluded); valid as EpeTally."""
+        keep = torch.ones_like(truth, dtype=torch.bool) if valid is None else valid.bool()
+        truth = truth.bool() & keep
+        visible = keep & ~truth
+        self.noc_sum += epe_map(pred, target).double()[visible].sum().item()
+        self.noc += int(visible.sum())
+        self.pixels += int(keep.sum())
+        self.truth += int(truth.sum())
+        if predicted is not None:
+            self.checked = True
+            predicted = predicted.bool() & keep
+            self.tp += int((predicted & truth).sum())
+            self.fp += int((predicted & visible).sum())
+            self.fn += int((truth & ~predicted).sum())
+
+    def result(self) -> dict:
+        """{'epe_noc', 'occluded_share'} and, after a predicted mask, 'precision', 'recall', 'f1',
+        'predicted_share' (None where undefined: no positive predicted or true)."""
+        out = {"epe_noc": self.noc_sum / self.noc if self.noc else None,
+               "occluded_share": self.truth / self.pixels if self.pixels else None}
+        if self.checked:
+            precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+            recall = self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+            f1 = (2 * precision * recall / (precision + recall)
+                  if precision is not None and recall is not None and precision + recall else None)
+            out.update(precision=precision, recall=recall, f1=f1,
+                       predicted_share=(self.tp + self.fp) / self.pixels if self.pixels else None)
+        return out

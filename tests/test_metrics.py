@@ -162,3 +162,22 @@ def test_fl_all_is_kittis_outlier_share_over_valid_pixels():
     tally.add(pred[..., :2], gt[..., :2])  # two more pixels, one an outlier: pixel-weighted over pairs
     assert tally.result()["fl_all"] == 2 / 6
     assert EpeTally().result()["fl_all"] != EpeTally().result()["fl_all"]  # NaN without pixels
+
+
+def test_occlusion_tally_noc_epe_and_mask_scores_by_hand():
+    from flowcli.metrics import OcclusionTally
+
+    target = torch.zeros(1, 2, 2, 3)
+    pred = torch.zeros(1, 2, 2, 3)
+    pred[0, 0] = torch.tensor([[3.0, 0, 0], [0, 0, 4.0]])  # errors 3 and 4 px, the rest exact
+    truth = torch.tensor([[[True, False, False], [False, False, False]]])  # the 3 px pixel is occluded
+    predicted = torch.tensor([[[True, True, False], [False, False, False]]])
+    valid = torch.tensor([[[True, True, True], [True, True, False]]])  # the 4 px pixel has no ground truth
+    tally = OcclusionTally()
+    tally.add(pred, target, truth, valid, predicted)
+    result = tally.result()
+    assert result["epe_noc"] == 0.0  # 4 visible valid pixels, all exact
+    assert result["occluded_share"] == pytest.approx(1 / 5)
+    assert (result["precision"], result["recall"], result["f1"]) == pytest.approx((0.5, 1.0, 2 / 3))
+    assert result["predicted_share"] == pytest.approx(2 / 5)
+    assert "precision" not in OcclusionTally().result()  # no mask given: only noc

@@ -131,7 +131,7 @@ def test_write_dataset_files_match_the_generator(tmp_path):
     assert ids == ["00001", "00002", "00003"]
     assert progress == [2, 3]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{i}_{kind}" for i in ids for kind in ("img1.ppm", "img2.ppm", "flow.flo"))
+        f"{i}_{kind}" for i in ids for kind in ("img1.ppm", "img2.ppm", "flow.flo", "occ.png"))
     generator = SceneGenerator(SMALL, seed=5)
     expected = [generator.batch(2), generator.batch(1)]
     img1 = torch.cat([e[0] for e in expected])

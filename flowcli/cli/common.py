@@ -85,6 +85,8 @@ DEFAULTS = InferenceOptions()  # the one place --tta, --passes, --smooth and --r
 TtaOpt = Annotated[Tta, typer.Option("--tta", help="Also predict the mirrored pair(s) and average (hflip: 2x the time, hvflip: 3x).")]
 PassesOpt = Annotated[int, typer.Option("--passes", min=1, metavar="N", help="Network passes; each extra one predicts the motion left after warping image 2.")]
 SmoothOpt = Annotated[bool, typer.Option("--smooth/--no-smooth", help="Smooth the flow along image 1's edges (guided filter).")]
+FbCheckOpt = Annotated[bool, typer.Option("--fb-check", help="Also predict the backward flow (same batch: about 2x the work) and "
+                                          "mark pixels that fail the forward-backward check (Sundaram et al. 2010) or leave the frame.")]
 RefineOpt = Annotated[int, typer.Option("--refine", min=0, metavar="N", help="Lucas-Kanade steps after the network (the first at half resolution); 0 = off.")]
 LayoutOpt = Annotated[Layout, typer.Option("--layout", help="Dataset layout of DATA (a folder, or a pairs.txt list): "
                                           "auto (detected), or force one (see README, Datasets people already have).")]

@@ -10,8 +10,8 @@ import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
-    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, Layout, LayoutOpt, PassesOpt, SintelPass,
-    SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
+    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, PassesOpt,
+    SintelPass, SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
     app, check_json_path, cli_errors, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
 )
@@ -51,6 +51,7 @@ def evaluate_command(
     json_out: JsonOpt = None,
     layout: LayoutOpt = Layout.auto,
     sintel_pass: SintelPassOpt = SintelPass.clean,
+    fb_check: FbCheckOpt = False,
 ) -> None:
     """Report EPE (the reference's mean_epe), accuracy and the model's time per image."""
     with cli_errors():
@@ -70,6 +71,7 @@ def evaluate_command(
             result = evaluate(data_dir, split=split.value, part=part.value, seed=seed, weights=weights,
                               device=device, dtype=dtype.value, options=options,
                               count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
+                              fb_check=fb_check,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
@@ -89,6 +91,7 @@ def result_rows(result, *, everything: bool) -> list[tuple[str, str]]:
         shares = {"in-frame": 1 - result.out_of_frame_share, "out-of-frame": result.out_of_frame_share}
         rows += [(f"EPE {name} ({100 * shares[name]:.1f}% of pixels)", px(value))
                  for name, value in result.epe_by_frame.items()]
+    rows += occlusion_rows(result) if everything else []
     rows += [("time per image", f"{result.ms_per_image:.2f} ms (median {result.median_ms_per_image:.2f})"),
              ("device", f"{result.device} {result.dtype}" + options_label(result.options))]
     if result.invalid_pixels:
@@ -109,6 +112,21 @@ def scene_table(result):
     for scene in result.scenes:
         shown.add_row(escape(scene.scene), str(scene.pairs), f"{scene.epe:.3f} px", f"{100 * scene.fl_all:.2f}%")
     return shown
+
+
+def occlusion_rows(result) -> list[tuple[str, str]]:
+    """EPE over non-occluded pixels where the true occlusion is known; the check's mask scores."""
+    if result.epe_noc is None:
+        return []
+    rows = [(f"EPE noc ({100 * (1 - result.occluded_share):.1f}% of pixels)", f"{result.epe_noc:.3f} px")]
+    check = result.occlusion_check
+    if check:
+        score = lambda value: "-" if value is None else f"{value:.3f}"  # noqa: E731
+        rows.append(("mask precision/recall/F1",
+                     f"{score(check['precision'])} / {score(check['recall'])} / {score(check['f1'])}"))
+        rows.append(("mask marked / truly occluded",
+                     f"{100 * check['predicted_share']:.1f}% / {100 * result.occluded_share:.1f}%"))
+    return rows
 
 
 def reference_table(data_dir, *, weights, device, dtype, options, strict, json_out) -> None:

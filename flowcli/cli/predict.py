@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, Layout, LayoutOpt, OverwriteOpt, SintelPass,
+    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, Layout, LayoutOpt, OverwriteOpt, SintelPass,
     SintelPassOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
 )
@@ -47,6 +47,13 @@ def predict(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the steps that run, in order (as info --pipeline).")] = False,
     layout: LayoutOpt = Layout.auto,
     sintel_pass: SintelPassOpt = SintelPass.clean,
+    fb_check: FbCheckOpt = False,
+    mask: Annotated[Optional[Path], typer.Option("--mask", metavar="FILE", help="Write the occlusion mask PNG (255 = occluded or "
+                                                 "unreliable); implies --fb-check. Folder mode writes <id>_occ.png instead.")] = None,
+    confidence: Annotated[Optional[Path], typer.Option("--confidence", metavar="FILE", help="Write the confidence in [0, 1] as a "
+                                                       "16-bit PNG (65535 = 1); implies --fb-check. Folder mode writes <id>_conf.png.")] = None,
+    mask_invalid: Annotated[bool, typer.Option("--mask-invalid", help="Set the pixels that fail the check to unknown (1e9) "
+                                               "in the .flo; implies --fb-check.")] = False,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
     (exact) or .png (colour), or as a colour-coded flow video."""
@@ -59,6 +66,9 @@ def predict(
 
             for number, line in enumerate(describe_pipeline(options), 1):
                 say(f"{number}. {line}", err_console)
+        fb_check = fb_check or mask is not None or confidence is not None or mask_invalid
+        if verbose and fb_check:
+            say("+ the same steps on the pair in reverse, in the same batch; then the forward-backward check", err_console)
         from ..video import is_video
 
         if is_video(input1) and not input1.is_dir():
@@ -79,6 +89,9 @@ def predict(
         if input1.is_dir() or listed:
             if input2 is not None:
                 raise FlowcliError(f"{input2}: {input1} is a folder of pairs, which takes no second input")
+            if mask is not None or confidence is not None:
+                raise FlowcliError("--mask and --confidence name one pair's files; for a folder, --fb-check "
+                                   "writes <id>_occ.png and <id>_conf.png beside each flow")
             from ..inference.predict import predict_folder
 
             with progress_bar() as bar:
@@ -86,6 +99,7 @@ def predict(
                 result = predict_folder(input1, output, weights=weights, device=device, dtype=dtype.value,
                                         options=options, fmt=fmt, sequence=sequence, max_side=max_side,
                                         overwrite=overwrite, layout=layout.value, sintel_pass=sintel_pass.value,
+                                        fb_check=fb_check, mask_invalid=mask_invalid,
                                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
             for line in result.warnings:
                 warn(as_flags(line))
@@ -94,14 +108,22 @@ def predict(
             return
         if input2 is None:
             raise FlowcliError(f"{input1}: give a second image, or a folder of image pairs")
-        from ..inference.predict import predict_file
+        from ..inference.predict import predict_file, predict_file_checked
 
-        result = predict_file(input1, input2, output, weights=weights, device=device, dtype=dtype.value,
-                              options=options, max_side=max_side)
+        if fb_check:
+            result = predict_file_checked(input1, input2, output, mask=mask, confidence=confidence,
+                                          mask_invalid=mask_invalid, weights=weights, device=device,
+                                          dtype=dtype.value, options=options, max_side=max_side)
+        else:
+            result = predict_file(input1, input2, output, weights=weights, device=device, dtype=dtype.value,
+                                  options=options, max_side=max_side)
         for line in result.warnings:
             warn(as_flags(line))
         say(f"wrote {result.output} ({result.height}x{result.width}, mean |flow| {result.mean_flow:.2f} px, "
             f"max {result.max_flow:.2f} px)")
+        if result.occluded_share is not None:
+            say(f"forward-backward check: {100 * result.occluded_share:.1f}% of pixels occluded or unreliable"
+                + "".join(f"; wrote {path}" for path in result.written))
 
 
 def _predict_video(video: Path, output: Path, **kwargs) -> None:

@@ -129,3 +129,19 @@ def make_loader(
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def read_occlusion(sample, size: tuple[int, int]) -> torch.Tensor | None:
+    """(H, W) bool ground-truth occlusion of a sample from `<id>_occ.png` beside its flow (as
+    `flowcli synth` writes it; True = hidden in image 2 or leaving the frame), or None when absent;
+    `size` (H, W) is the flow's, which the mask must match."""
+    from ..io import read_mask
+
+    path = sample.flow.with_name(f"{sample.id}_occ.png")
+    if not path.is_file():
+        return None
+    mask = read_mask(path)
+    height, width = size
+    if mask.shape != (height, width):
+        raise DataError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but the flow is {height}x{width}")
+    return torch.from_numpy(mask)

@@ -30,9 +30,10 @@ from torch import Tensor
 
 from ..device import describe, resolve_device, torch_threads
 from ..errors import DataError
-from ..io import write_flo, write_image
+from ..io import write_flo, write_gray_png, write_image
 from ..results import JsonResult
 from .draws import uniform
+from .occlusion import true_occlusion
 from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
@@ -426,7 +427,7 @@ class SceneGenerator:
 
 
 # ----------------------------------------------------------------------------- datasets and speed
-DATASET_FILES = ("*_img1.ppm", "*_img2.ppm", "*_flow.flo")
+DATASET_FILES = ("*_img1.ppm", "*_img2.ppm", "*_flow.flo", "*_occ.png")
 
 
 def _to_uint8(img: Tensor) -> np.ndarray:
@@ -438,7 +439,9 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
                   textures_dir: Path | None = None, batch_size: int = 16,
                   on_progress: Callable[[int], None] | None = None, overwrite: bool = False,
                   device: str | torch.device = "cpu") -> list[str]:
-    """Write `count` pairs as Flying Chairs does (<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo).
+    """Write `count` pairs as Flying Chairs does (<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo), and
+    each pair's ground-truth occlusion as <id>_occ.png (255: hidden in image 2 or leaving the frame;
+    flowcli.data.occlusion).
 
     Ids are 1-based and zero-padded (00001, ...). The same seed, config and batch_size give the same
     files. A folder that already holds a dataset is refused unless `overwrite`, which first removes
@@ -462,13 +465,15 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
                 path.unlink()
     digits, ids = max(5, len(str(count))), []
     while len(ids) < count:
-        img1, img2, flow = generator.batch(min(batch_size, count - len(ids)))
-        flows = flow.permute(0, 2, 3, 1).cpu().numpy()
-        for a, b, f in zip(_to_uint8(img1), _to_uint8(img2), flows):
+        scene = generator.render(min(batch_size, count - len(ids)))  # what batch() returns, plus the layers
+        flows = scene.flow.permute(0, 2, 3, 1).cpu().numpy()
+        hidden = true_occlusion(scene.flow, scene.layers1, scene.layers2).cpu().numpy()
+        for a, b, f, occ in zip(_to_uint8(scene.img1), _to_uint8(scene.img2), flows, hidden):
             name = f"{len(ids) + 1:0{digits}d}"
             write_image(out_dir / f"{name}_img1.ppm", a)
             write_image(out_dir / f"{name}_img2.ppm", b)
             write_flo(out_dir / f"{name}_flow.flo", f)
+            write_gray_png(out_dir / f"{name}_occ.png", occ.astype(np.uint8) * 255)
             ids.append(name)
         if on_progress is not None:
             on_progress(len(ids))

@@ -15,13 +15,16 @@ from ..data.prefetch import prefetch
 from ..errors import FlowcliError
 from ..io import read_image, read_image_pair
 from .engine import Predictor
+from .occlusion import predict_checked_uint8
 from .resize import check_max_side, resize_flow, resize_for_max_side
 
 
 def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]], *,
-                        max_side: int | None = None, workers: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+                        max_side: int | None = None, workers: int = 2,
+                        fb_check: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (index, (H, W, 2) flow at the input's size) for every (image 1, image 2) path pair, in
-    order. An unreadable pair raises its ImageError when its turn comes."""
+    order. An unreadable pair raises its ImageError when its turn comes. fb_check=True yields a
+    CheckedFlow (flowcli.inference.occlusion) instead of the flow."""
     if workers < 1:
         raise FlowcliError(f"workers={workers}: must be at least 1")
     check_max_side(max_side)
@@ -38,6 +41,9 @@ def iterate_predictions(predictor: Predictor, pairs: Sequence[tuple[Path, Path]]
     for index, future in enumerate(prefetch(load, len(pairs), depth=2 + workers, workers=workers,
                                             name="flowcli-decode")):
         img1, img2, (height, width) = future.result()
+        if fb_check:
+            yield index, predict_checked_uint8(predictor, img1, img2, height, width)
+            continue
         flow = predictor.predict_uint8(img1[None], img2[None])[0]
         yield index, resize_flow(flow, height, width)
 

@@ -18,8 +18,10 @@ import torch
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from ..errors import DataError
-from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally
+from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally, OcclusionTally
 from ..results import JsonResult
+from .occlusion import both_directions
+from .occlusion import fb_check as fb_check_masks
 from .options import InferenceOptions
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
@@ -71,6 +73,12 @@ class EvalResult(JsonResult):
     fl_all: float = float("nan")  # KITTI's Fl-all over valid pixels: EPE > 3 px and > 5 % of the true motion
     layout: str = "generated"  # the dataset layout evaluated (data/layouts), or the generated test set
     scenes: tuple[SceneEpe, ...] = ()  # per scene (Sintel), in the order met
+    # where ground-truth occlusion is known (<id>_occ.png, generated pairs): EPE over non-occluded
+    # pixels, the occluded share, and with fb_check the mask's precision / recall / F1 (metrics.OcclusionTally)
+    epe_noc: float | None = None
+    occluded_share: float | None = None
+    occlusion_check: dict[str, float | None] | None = None
+    fb_check: bool = False
 
 
 def evaluate(
@@ -90,10 +98,13 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
     layout: str = "auto",
     sintel_pass: str = "clean",
+    fb_check: bool = False,
 ) -> EvalResult:
     """Evaluate weights on `part` of a folder's `split` (split="all": every pair), or on `count`
     generated test pairs of `size` (H, W) when data_dir is None. The folder (or list file) is in any
-    dataset layout of data/layouts, detected unless `layout` names one; `sintel_pass` picks Sintel's."""
+    dataset layout of data/layouts, detected unless `layout` names one; `sintel_pass` picks Sintel's.
+    fb_check=True also predicts the backward flow in the same batch (timed with it) and scores the
+    forward-backward check's mask."""
     from .engine import load_predictor
 
     if split not in (*SCHEMES, EVERY_PAIR):
@@ -111,22 +122,29 @@ def evaluate(
                                                          weights=weights, strict=strict, layout=layout,
                                                          sintel_pass=sintel_pass, with_layout=True)
         scene_of = {s.id: s.scene for s in samples}
-        total, batches = len(samples), folder_batches(samples)
+        total, batches = len(samples), folder_batches(samples, with_occlusion=True)
         what = "every pair" if split == EVERY_PAIR else f"{split} split, {part}"
         if found_layout == "sintel":
             what = f"{sintel_pass} pass, {what}"
         source = f"{data_dir} ({what})" if found_layout == "chairs" else f"{data_dir} ({found_layout}, {what})"
     else:
-        total, batches = count, generated_batches(count, size, predictor.device)
+        total, batches = count, generated_batches(count, size, predictor.device, with_occlusion=True)
         source = f"generated test set (seed {TEST_SEED}, {count} pairs, {size[0]}x{size[1]})"
 
     samples_out, times, tally, invalid = [], [], EpeTally(), 0
     scene_tallies: dict[str, tuple[EpeTally, list[int]]] = {}
-    for index, (sample_id, img1, img2, flow, valid) in enumerate(batches):
+    occlusion, predicted = OcclusionTally(), None
+    for index, (sample_id, img1, img2, flow, valid, truth) in enumerate(batches):
         if index < warmup:  # the first calls pay for allocation and graph capture
-            predictor(img1, img2)
-        seconds, pred = _timed(predictor, img1, img2)
+            predictor(*(both_directions(img1, img2) if fb_check else (img1, img2)))
+        if fb_check:
+            seconds, (pred, predicted) = _timed(lambda a, b: checked_call(predictor, a, b), img1, img2, predictor.device)
+        else:
+            seconds, pred = _timed(predictor, img1, img2)
         times.append(seconds)
+        if truth is not None:
+            occlusion.add(pred.float().cpu(), flow.float().cpu(), truth.cpu(), valid.cpu(),
+                          None if predicted is None else predicted.cpu())
         err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
         unknown = int((~valid).sum())
         invalid += unknown
@@ -157,18 +175,34 @@ def evaluate(
         median_ms_per_image=1000 * times[len(times) // 2], incomplete_triplets=tuple(incomplete),
         samples=tuple(samples_out), fl_all=summary["fl_all"], layout=found_layout,
         scenes=tuple(SceneEpe(name, count_[0], t.result()["epe"], t.result()["fl_all"], t.valid)
-                     for name, (t, count_) in scene_tallies.items()))
+                     for name, (t, count_) in scene_tallies.items()),
+        **_occlusion_fields(occlusion, fb_check))
 
 
-def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[float, torch.Tensor]:
+def _occlusion_fields(occlusion: OcclusionTally, fb_check: bool) -> dict:
+    summary = occlusion.result()
+    check = {key: summary.get(key) for key in ("precision", "recall", "f1", "predicted_share")} if occlusion.checked else None
+    return {"epe_noc": summary["epe_noc"], "occluded_share": summary["occluded_share"],
+            "occlusion_check": check, "fb_check": fb_check}
+
+
+def checked_call(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(forward flow, occluded mask): the predictor on the batch of both directions, then the check."""
+    flows = predictor(*both_directions(img1, img2))
+    forward, backward = flows.chunk(2)
+    return forward, fb_check_masks(forward, backward)[0]
+
+
+def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor, device=None) -> tuple[float, torch.Tensor]:
     """One call's wall time, CUDA synchronised on both ends."""
-    cuda = predictor.device.type == "cuda"
+    device = device or predictor.device
+    cuda = device.type == "cuda"
     if cuda:
-        torch.cuda.synchronize(predictor.device)
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     pred = predictor(img1, img2)
     if cuda:
-        torch.cuda.synchronize(predictor.device)
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start, pred
 
 
@@ -196,19 +230,31 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
     return (parts[part], incomplete, *extra)
 
 
-def folder_batches(samples) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    from ..data.dataset import FlowDataset
+def folder_batches(samples, *, with_occlusion: bool = False) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(id, img1, img2, flow, valid) batches of one pair; with_occlusion=True adds the ground-truth
+    occlusion (1, H, W) from `<id>_occ.png`, or None where the folder has none."""
+    from ..data.dataset import FlowDataset, read_occlusion
 
     dataset = FlowDataset(samples)
     for i in range(len(dataset)):
         item = dataset[i]
-        yield item["id"], item["img1"][None], item["img2"][None], item["flow"][None], item["valid"][None]
+        batch = item["id"], item["img1"][None], item["img2"][None], item["flow"][None], item["valid"][None]
+        if not with_occlusion:
+            yield batch
+            continue
+        truth = read_occlusion(dataset.samples[i], tuple(item["flow"].shape[-2:]))
+        yield *batch, None if truth is None else truth[None]
 
 
-def generated_batches(count: int, size: tuple[int, int], device):
+def generated_batches(count: int, size: tuple[int, int], device, *, with_occlusion: bool = False):
+    """(id, img1, img2, flow, valid) of the seeded generated test set; with_occlusion=True adds the
+    true occlusion (flowcli.data.occlusion)."""
     from ..data.synth import SceneGenerator, SynthConfig
+
+    from ..data.occlusion import true_occlusion
 
     generator = SceneGenerator(SynthConfig(height=size[0], width=size[1]), seed=TEST_SEED, device=device)
     for i in range(count):
-        img1, img2, flow = generator.batch(1)
-        yield f"gen{i:05d}", img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
+        scene = generator.render(1)  # what batch(1) returns, plus the layers that give the true occlusion
+        batch = f"gen{i:05d}", scene.img1, scene.img2, scene.flow, torch.ones_like(scene.flow[:, 0], dtype=torch.bool)
+        yield (*batch, true_occlusion(scene.flow, scene.layers1, scene.layers2)) if with_occlusion else batch

@@ -18,6 +18,7 @@ from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
 from .engine import load_predictor
+from .occlusion import CheckedFlow, predict_checked_uint8
 from .options import InferenceOptions
 from .resize import check_max_side, max_side_warning, resize_flow, resize_for_max_side
 
@@ -35,6 +36,8 @@ class PredictResult(JsonResult):
     mean_flow: float  # mean |flow| in px
     max_flow: float  # largest |flow| in px
     warnings: tuple[str, ...] = ()
+    occluded_share: float | None = None  # fb_check: share of pixels that failed the check
+    written: tuple[str, ...] = ()  # fb_check: the mask and confidence files written
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,15 @@ class PredictFolderResult(JsonResult):
 
 def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str = "auto",
                   dtype: str = "fp32", options: InferenceOptions | None = None, max_side: int | None = None,
-                  predictor=None, **overrides) -> np.ndarray:
+                  predictor=None, fb_check: bool = False, **overrides) -> np.ndarray | CheckedFlow:
     """Flow from img1 to img2 as an (H, W, 2) float32 array in pixels.
 
     Images are HxWx3 uint8 arrays or paths. `weights=None` uses the shipped weights.
     `max_side` downsizes large inputs for the network (reading even images over Pillow's pixel
     limit) and scales the flow back up; `resize.max_side_warning` says when it shrinks too far.
     `options` (InferenceOptions) and keyword overrides such as passes=2 say what runs around the network.
+    `fb_check=True` also predicts the backward flow in the same batch and returns a CheckedFlow
+    (.flow, .occluded, .confidence, .backward; flowcli.inference.occlusion).
     """
     check_max_side(max_side)
     names = tuple(str(i) if not isinstance(i, np.ndarray) else f"image {n}" for n, i in ((1, img1), (2, img2)))
@@ -66,6 +71,8 @@ def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str
     height, width = img1.shape[:2]
     # shrunk here, not in predict_numpy, so that huge frames are freed before the flow is resized back
     img1, img2, _ = resize_for_max_side(img1, img2, max_side) if max_side is not None else (img1, img2, 1.0)
+    if fb_check:
+        return predict_checked_uint8(predictor, img1, img2, height, width)
     return resize_flow(predictor.predict_numpy(img1, img2), height, width)
 
 
@@ -108,13 +115,13 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 def find_frame_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(name of frame i, frame i, frame i + 1) for the images of a folder in natural name order
-    (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*` are skipped:
-    they are flows this command wrote as .png."""
+    (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*`, `*_occ.*` and
+    `*_conf.*` are skipped: they are flows, masks and confidences this command wrote as .png."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     frames = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                     and not f.stem.endswith("_flow")), key=_natural_key)
+                     and not f.stem.endswith(("_flow", "_occ", "_conf"))), key=_natural_key)
     if len(frames) < 2:
         raise DataError(f"{folder}: a sequence needs at least 2 images, found {len(frames)}")
     return [(first.stem, first, second) for first, second in zip(frames, frames[1:])]
@@ -129,31 +136,42 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
                    fmt: str = "flo", sequence: bool = False, max_side: int | None = None,
                    overwrite: bool = False,
                    on_progress: Callable[[int, int], None] | None = None,
-                   layout: str = "auto", sintel_pass: str = "clean") -> PredictFolderResult:
+                   layout: str = "auto", sintel_pass: str = "clean", fb_check: bool = False,
+                   mask_invalid: bool = False) -> PredictFolderResult:
     """Write `<id>_flow.<fmt>` for every `<id>_img1.*`/`<id>_img2.*` pair, or with sequence=True
     `<frame>_flow.<fmt>` from every frame to the next; decoding overlaps compute. A folder (or list
     file) in another dataset layout (data/layouts; detected unless `layout` names one) gives its
     pairs' ids (Sintel's `<scene>/frame_####` writes into a folder per scene).
 
     `out_dir` is created if missing; flows already in it are refused before any work unless
-    overwrite=True. `max_side` as for estimate_flow.
+    overwrite=True. `max_side` as for estimate_flow. `fb_check=True` also writes `<id>_occ.png`
+    (255 = occluded or unreliable) and `<id>_conf.png` (16-bit confidence); `mask_invalid=True`
+    (implies it) sets the occluded pixels of a .flo to unknown (1e9).
     """
+    fb_check = fb_check or mask_invalid
+    if mask_invalid and fmt != "flo":
+        raise OutputError(f"mask_invalid=True: only a .flo has unknown values, got fmt={fmt}")
     if f".{fmt}" not in FLOW_SUFFIXES:
         raise DataError(f"fmt={fmt!r}: choose flo or png")
     check_max_side(max_side)
     pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
-    _check_out_dir(out, targets, overwrite)
+    extras = [out / f"{name}_{kind}.png" for name, _, _ in pairs for kind in ("occ", "conf")] if fb_check else []
+    _check_out_dir(out, targets + extras, overwrite)
     out.mkdir(exist_ok=True)
     for parent in sorted({t.parent for t in targets} - {out}):
         parent.mkdir(parents=True, exist_ok=True)
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     start = time.perf_counter()
     warnings: dict[str, None] = {}  # one line per distinct frame size, in order
-    predictions = iterate_predictions(predictor, [(a, b) for _, a, b in pairs], max_side=max_side)
+    predictions = iterate_predictions(predictor, [(a, b) for _, a, b in pairs], max_side=max_side, fb_check=fb_check)
     for done, (index, flow) in enumerate(predictions, 1):
-        write_flow(targets[index], flow)
+        if fb_check:
+            flow = write_checked(flow, targets[index], out / f"{pairs[index][0]}_occ.png",
+                                 out / f"{pairs[index][0]}_conf.png", mask_invalid=mask_invalid)
+        else:
+            write_flow(targets[index], flow)
         warnings.setdefault(max_side_warning(*flow.shape[:2], max_side))
         if on_progress:
             on_progress(done, len(pairs))
@@ -208,3 +226,55 @@ def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | N
         write_flo(path, flow)
     else:
         write_image(path, flow_to_color(flow, max_flow=max_flow))
+
+
+def check_fb_outputs(output: str | os.PathLike, mask: str | os.PathLike | None,
+                     confidence: str | os.PathLike | None, mask_invalid: bool) -> None:
+    """The --fb-check outputs of one pair, checked before any work: writable .png files, and
+    mask_invalid only for a .flo (a colour .png has no unknown value)."""
+    for name, path in (("mask", mask), ("confidence", confidence)):
+        if path is not None:
+            check_writable(path)
+            if Path(path).suffix.lower() != ".png":
+                raise OutputError(f"{name}={path}: must end in .png, got {Path(path).suffix!r}")
+    if mask_invalid and Path(output).suffix.lower() != ".flo":
+        raise OutputError(f"mask_invalid=True: only a .flo has unknown values, got {output}")
+
+
+def write_checked(checked: CheckedFlow, output: str | os.PathLike, mask: str | os.PathLike | None,
+                  confidence: str | os.PathLike | None, *, mask_invalid: bool = False) -> np.ndarray:
+    """Write a CheckedFlow's flow (occluded pixels unknown with mask_invalid), mask and confidence;
+    returns the flow as written."""
+    from ..io import write_gray_png
+    from .occlusion import confidence_to_uint16, mask_to_uint8
+
+    flow = checked.masked_flow() if mask_invalid else checked.flow
+    write_flow(output, flow)
+    if mask is not None:
+        write_gray_png(mask, mask_to_uint8(checked.occluded))
+    if confidence is not None:
+        write_gray_png(confidence, confidence_to_uint16(checked.confidence))
+    return flow
+
+
+def predict_file_checked(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *,
+                         mask: str | os.PathLike | None = None, confidence: str | os.PathLike | None = None,
+                         mask_invalid: bool = False, weights=None, device: str = "auto", dtype: str = "fp32",
+                         options: InferenceOptions | None = None, max_side: int | None = None,
+                         **overrides) -> PredictResult:
+    """predict_file with the forward-backward check (estimate_flow's fb_check): also writes the mask
+    PNG (255 = occluded or unreliable) and the 16-bit confidence PNG where named; mask_invalid=True
+    sets the occluded pixels of the .flo to unknown (1e9). Every output is checked before any work."""
+    output = check_writable(output)
+    check_flow_suffix(output)
+    check_fb_outputs(output, mask, confidence, mask_invalid)
+    checked = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
+                            max_side=max_side, fb_check=True, **overrides)
+    write_checked(checked, output, mask, confidence, mask_invalid=mask_invalid)
+    flow = checked.flow
+    height, width = flow.shape[:2]
+    magnitude = np.hypot(flow[..., 0], flow[..., 1])
+    warning = max_side_warning(height, width, max_side)
+    return PredictResult(str(output), height, width, float(magnitude.mean()), float(magnitude.max()),
+                         (warning,) if warning else (), checked.occluded_share,
+                         tuple(str(p) for p in (mask, confidence) if p is not None))
