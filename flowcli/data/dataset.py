@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -137,7 +138,7 @@ def read_occlusion(sample, size: tuple[int, int]) -> torch.Tensor | None:
     `size` (H, W) is the flow's, which the mask must match."""
     from ..io import read_mask
 
-    path = sample.flow.with_name(f"{sample.id}_occ.png")
+    path = sample.flow.with_name(f"{Path(sample.id).name}_occ.png")  # ids of nested layouts hold a scene/
     if not path.is_file():
         return None
     mask = read_mask(path)
