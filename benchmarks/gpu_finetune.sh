@@ -36,11 +36,12 @@ train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else train_options+=(--width "$WIDTH"); fi
 evals=("" "--refine 0 --no-smooth" "--passes 2")
 bench_options=(--runs 30)
+bench_batches="1 $BATCH"
 if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every step
     MINUTES=0.02 BATCH=2 COUNT=1 PRESET=quick
     train_options+=(--steps-per-epoch 2 --crop 64x64 --epochs 1)
     evals=("")
-    bench_options=(--runs 1 --size 64x64)
+    bench_options=(--runs 1 --size 64x64) bench_batches=1
 fi
 
 train_options+=(--preset "$PRESET")
@@ -64,7 +65,7 @@ for options in "${evals[@]}"; do
 done
 if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
 for dtype in $dtypes; do
-    for batch in 1 "$BATCH"; do
+    for batch in $bench_batches; do
         flowcli bench --device "$DEVICE" --dtype "$dtype" --batch-size "$batch" --weights "$RUN/best.safetensors" \
             "${bench_options[@]}" --json "$OUT/results/bench_${dtype}_b$batch.json" > /dev/null
     done
