@@ -154,15 +154,15 @@ def assert_clean_failure():
     return _assert_clean_failure
 
 
-def _bn_model(seed: int = 0):
-    """Width 0.25 with BatchNorm whose running statistics and affine terms are far from identity."""
+def _bn_model(seed: int = 0, width: float = 0.25):
+    """BatchNorm whose running statistics and affine terms are far from identity (width 0.25 by default)."""
     import torch
     from torch import nn
 
     from flowcli.model import FlowNetS, ModelConfig
 
     torch.manual_seed(seed)
-    model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
+    model = FlowNetS(ModelConfig(width=width, batch_norm=True))
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -175,7 +175,7 @@ def _bn_model(seed: int = 0):
     return model.eval()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def bn_model():
     return _bn_model
 

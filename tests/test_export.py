@@ -19,31 +19,12 @@ import torch  # noqa: E402
 SIZES = ((64, 128), (128, 192))
 
 
-def tiny_model(seed: int = 0):
-    """Width 0.125 (8-32 channels) with BatchNorm far from identity and flow heads far from zero."""
-    from torch import nn
-
-    from flowcli.model import FlowNetS, ModelConfig
-
-    torch.manual_seed(seed)
-    model = FlowNetS(ModelConfig(width=0.125, batch_norm=True))
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.3, 3.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
-    for head in (model.predict_flow2, model.predict_flow3):
-        nn.init.normal_(head.weight, std=0.05)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
+def tiny_weights(tmp_path_factory, bn_model):
     from flowcli.checkpoint import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(path, tiny_model())
+    save_weights(path, bn_model(width=0.125))  # 8-32 channels
     return path
 
 

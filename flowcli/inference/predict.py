@@ -194,15 +194,22 @@ def layout_pairs(folder: str | os.PathLike, layout: str = "auto",
                                                         need_flow=False).samples]
 
 
-def _check_out_dir(out: Path, targets: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, an output folder that cannot be written or that already holds flows."""
+def check_out_folder(out: Path) -> bool:
+    """Refuse an output folder that is a file or cannot be written (or created); True if it exists."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, expected a folder for the flows")
     if not out.is_dir():
         check_writable(out)  # its parent must exist and be writable
-        return
+        return False
     if not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: output folder is not writable")
+    return True
+
+
+def _check_out_dir(out: Path, targets: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an output folder that cannot be written or that already holds flows."""
+    if not check_out_folder(out):
+        return
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         names = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")

@@ -26,7 +26,7 @@ from ..video import (
 from ..viz import check_max_flow, flow_to_color
 from .engine import load_predictor
 from .options import InferenceOptions
-from .predict import FLOW_SUFFIXES, write_flow
+from .predict import FLOW_SUFFIXES, check_out_folder, write_flow
 from .resize import check_max_side, max_side_warning, resize_flow, resize_frame
 
 SCALE_FLOWS = 8  # without max_flow, the colour scale comes from this many first flows ...
@@ -161,13 +161,8 @@ def _check_output(out: Path, *, to_video: bool, fmt: str, side_by_side: bool, ov
                           f"({', '.join(VIDEO_OUTPUT_SUFFIXES)}), not to a {suffix} file")
     if side_by_side:
         raise DataError(f"side_by_side=True: needs a video output ({', '.join(VIDEO_OUTPUT_SUFFIXES)}), not a folder")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: is a file, expected a folder for the flows")
-    if not out.is_dir():
-        check_writable(out)  # its parent must exist and be writable
+    if not check_out_folder(out):
         return
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: output folder is not writable")
     pattern = re.compile(rf"^\d+_flow\.{fmt}$")
     existing = sorted(p.name for p in out.iterdir() if pattern.match(p.name))
     if existing and not overwrite:
