@@ -175,6 +175,18 @@ def _bn_model(seed: int = 0, width: float = 0.25):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules that time or loop much: the test machine's 2 cores are shared, and one thread is
+    faster and steadier there. Use with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def bn_model():
     return _bn_model

@@ -7,19 +7,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from flowcli.data.occlusion import true_occlusion
 from flowcli.data.synth import SceneGenerator, SynthConfig
-from flowcli.inference.occlusion import UNKNOWN, CheckedFlow, check_arrays, fb_check
+from flowcli.inference.occlusion import UNKNOWN, CheckedFlow, check_arrays
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def constant_flows(height=12, width=20, u=4.0):

@@ -18,13 +18,7 @@ MEDIUM = SynthConfig(height=128, width=160, texture_count=12, texture_size=128, 
                      shape_size=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine's cores are shared: one thread is faster and steadier here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def warp_error(img1, img2, flow, layers1, layers2) -> tuple[float, float]:

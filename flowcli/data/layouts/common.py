@@ -26,6 +26,11 @@ class Found:
     incomplete: list[str]
 
 
+def training_part(path: Path) -> Path:
+    """A benchmark's `training/` folder when `path` is the benchmark's root (Sintel, KITTI), else path."""
+    return path / "training" if (path / "training").is_dir() else path
+
+
 def missing_file(root: Path, missing: list[Path], found: int, what: str) -> DataError:
     """The one line for a tree that matches a layout only partly: the first missing file (relative
     to the tree) and how many complete pairs were found."""

@@ -10,25 +10,21 @@ import re
 from pathlib import Path
 
 from ...errors import DataError
-from .common import Found, Sample, missing_file
+from .common import Found, Sample, missing_file, training_part
 
 IMAGE_DIRS = ("image_2", "colored_0")  # 2015, 2012
 FLOW_DIRS = ("flow_occ", "flow_noc")
 _FIRST = re.compile(r"^(\d+)_10\.png$")
 
 
-def _base(path: Path) -> Path:
-    return path / "training" if (path / "training").is_dir() else path
-
-
 def signature(path: Path) -> str | None:
-    base = _base(path)
+    base = training_part(path)
     images = next((base / name for name in IMAGE_DIRS if (base / name).is_dir()), None)
     return None if images is None else str(images.relative_to(path)) + "/"
 
 
 def find(path: Path, *, need_flow: bool) -> Found:
-    base = _base(path)
+    base = training_part(path)
     images = next((base / name for name in IMAGE_DIRS if (base / name).is_dir()), None)
     if images is None:
         raise DataError(f"{path}: no KITTI image_2/ or colored_0/ folder")

@@ -9,18 +9,14 @@ import re
 from pathlib import Path
 
 from ...errors import DataError
-from .common import Found, Sample, missing_file
+from .common import Found, Sample, missing_file, training_part
 
 PASSES = ("clean", "final")
 _FRAME = re.compile(r"^frame_(\d+)\.png$")
 
 
-def _base(path: Path) -> Path:
-    return path / "training" if (path / "training").is_dir() else path
-
-
 def signature(path: Path) -> str | None:
-    base = _base(path)
+    base = training_part(path)
     marker = next((base / name for name in (*PASSES, "flow") if (base / name).is_dir()), None)
     return None if marker is None else str(marker.relative_to(path)) + "/"
 
@@ -28,7 +24,7 @@ def signature(path: Path) -> str | None:
 def find(path: Path, *, sintel_pass: str, need_flow: bool) -> Found:
     if sintel_pass not in PASSES:
         raise DataError(f"sintel_pass={sintel_pass!r}: choose {' or '.join(PASSES)}")
-    base = _base(path)
+    base = training_part(path)
     frames_dir = base / sintel_pass
     if not frames_dir.is_dir():
         raise DataError(f"{path}: no {frames_dir.relative_to(path)}/ folder of Sintel's {sintel_pass} pass")
