@@ -65,6 +65,17 @@ class EpeTally:
             self.subset_valid[name] += int(inside.sum())
         return err
 
+    def merge(self, other: "EpeTally") -> None:
+        """Adds another tally's pixels (a pair's own tally into the whole set's and its scene's)."""
+        self.err_sum += other.err_sum
+        self.valid += other.valid
+        self.outliers += other.outliers
+        for t in THRESHOLDS:
+            self.hits[t] += other.hits[t]
+        for name in self.subset_sum:
+            self.subset_sum[name] += other.subset_sum[name]
+            self.subset_valid[name] += other.subset_valid[name]
+
     def result(self) -> dict:
         n = max(self.valid, 1)
         return {"epe": self.err_sum / n if self.valid else float("nan"),

@@ -181,3 +181,18 @@ def test_occlusion_tally_noc_epe_and_mask_scores_by_hand():
     assert (result["precision"], result["recall"], result["f1"]) == pytest.approx((0.5, 1.0, 2 / 3))
     assert result["predicted_share"] == pytest.approx(2 / 5)
     assert "precision" not in OcclusionTally().result()  # no mask given: only noc
+
+
+def test_merged_tallies_equal_one_tally_over_both_batches():
+    from flowcli.metrics import EpeTally
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(1, 2, 8, 9, generator=gen) * 30, torch.randn(1, 2, 8, 9, generator=gen) * 30,
+                torch.rand(1, 8, 9, generator=gen) > 0.2) for _ in range(2)]
+    whole, merged = EpeTally(), EpeTally()
+    for pred, target, valid in batches:
+        whole.add(pred, target, valid)
+        one = EpeTally()
+        one.add(pred, target, valid)
+        merged.merge(one)
+    assert merged.result() == pytest.approx(whole.result(), rel=1e-12)

@@ -145,15 +145,15 @@ def evaluate(
         if truth is not None:
             occlusion.add(pred.float().cpu(), flow.float().cpu(), truth.cpu(), valid.cpu(),
                           None if predicted is None else predicted.cpu())
-        err = tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+        one = EpeTally()  # the pair's own, merged into the set's and its scene's
+        err = one.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+        tally.merge(one)
         unknown = int((~valid).sum())
         invalid += unknown
-        one = EpeTally()  # the pair's own Fl-all, from the same definition
-        one.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
         scene = scene_of.get(sample_id)
         if scene is not None:
             scene_tally, count_ = scene_tallies.setdefault(scene, (EpeTally(), [0]))
-            scene_tally.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+            scene_tally.merge(one)
             count_[0] += 1
         samples_out.append(SampleEpe(sample_id, err.mean().item() if err.numel() else float("nan"), err.numel(),
                                      fl_all=one.result()["fl_all"] if one.valid else None,
