@@ -32,3 +32,22 @@ def test_fold_batchnorm_keeps_outputs_and_leaves_the_original(bn_model):
     # the original still has its BatchNorm, and the folded weights load into a plain model
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     FlowNetS(folded.config).load_state_dict(folded.state_dict(), strict=True)
+
+
+def test_folding_leaves_the_callers_random_state_alone(bn_model):
+    model = bn_model()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    fold_batchnorm(model)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_loading_the_shipped_weights_does_not_import_torch_dynamo():
+    # the meta device's init imports torch._dynamo: 1.1 s of every command's start-up
+    import subprocess
+    import sys
+
+    code = ("import sys; from flowcli.inference.engine import load_predictor; load_predictor(None, device='cpu'); "
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
