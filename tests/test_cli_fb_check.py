@@ -40,7 +40,7 @@ def test_predict_fb_check_writes_mask_confidence_and_unknown_flow(run_cli, make_
     assert np.abs(confidence / 65535 - expected.confidence).max() <= 0.5 / 65535 + 1e-6
     assert len(np.unique(confidence)) > 256  # finer than 8 bits
     flow = read_flo(out)
-    assert (flow[expected.occluded] == np.float32(1e9)).all()
+    assert (flow[expected.occluded] == np.float32(1e10)).all()
     assert np.allclose(flow[~expected.occluded], expected.flow[~expected.occluded], atol=1e-4)
     share = f"{100 * expected.occluded.mean():.1f}% of pixels occluded"
     assert share in result.stdout and str(mask) in result.stdout

@@ -317,3 +317,18 @@ def test_an_empty_folder_still_names_flying_chairs_and_the_other_layouts(tmp_pat
         find_pairs(tmp_path)
     assert str(info.value).startswith(f"{tmp_path}: no Flying Chairs pairs found (expected <id>_img1.ppm")
     assert "nor another known layout (pass layout=NAME to force one of flownet, chairs2, sintel, kitti" in str(info.value)
+
+
+def test_list_ids_are_names_so_flows_stay_inside_the_output_folder(tmp_path, run_cli, make_pair):
+    # images beside the list, above it (../) and by absolute path: every flow lands in -o
+    (tmp_path / "data").mkdir()
+    (tmp_path / "lists").mkdir()
+    above = make_pair(folder=tmp_path / "data", name="up")
+    absolute = make_pair(folder=tmp_path / "data", name="abs", seed=1)
+    (tmp_path / "lists" / "pairs.txt").write_text(
+        f"../data/{above[0].name} ../data/{above[1].name}\n{absolute[0]} {absolute[1]}\n")
+    result = run_cli("predict", tmp_path / "lists" / "pairs.txt", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*_flow.flo"))
+    absolute_id = "_".join(absolute[0].with_suffix("").parts[1:])  # '/tmp/x/abs_img1.ppm' -> 'tmp_x_abs_img1'
+    assert written == sorted([f"out/data_up_img1_flow.flo", f"out/{absolute_id}_flow.flo"])

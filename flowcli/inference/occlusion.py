@@ -31,7 +31,7 @@ from .warp import Warper
 
 RELATIVE = 0.01  # Sundaram et al.'s alpha_1: tolerance that grows with the motion
 ABSOLUTE = 0.5  # alpha_2, px^2: tolerance for small motions
-UNKNOWN = 1e9  # Middlebury's unknown flow: what --mask-invalid writes into a .flo
+UNKNOWN = 1e10  # Middlebury's UNKNOWN_FLOW (readers treat > 1e9 as unknown): what --mask-invalid writes
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     `out_dir` is created if missing; flows already in it are refused before any work unless
     overwrite=True. `max_side` as for estimate_flow. `fb_check=True` also writes `<id>_occ.png`
     (255 = occluded or unreliable) and `<id>_conf.png` (16-bit confidence); `mask_invalid=True`
-    (implies it) sets the occluded pixels of a .flo to unknown (1e9).
+    (implies it) sets the occluded pixels of a .flo to unknown (1e10).
     """
     fb_check = fb_check or mask_invalid
     if mask_invalid and fmt != "flo":
@@ -157,11 +157,17 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
+    escaping = next((t for t in targets if not t.resolve().is_relative_to(out.resolve())), None)
+    if escaping is not None:  # an id is a name, never a path (data/layouts): a bug if this is reached
+        raise OutputError(f"{escaping}: would be written outside {out}")
     extras = [out / f"{name}_{kind}.png" for name, _, _ in pairs for kind in ("occ", "conf")] if fb_check else []
     _check_out_dir(out, targets + extras, overwrite)
-    out.mkdir(exist_ok=True)
-    for parent in sorted({t.parent for t in targets} - {out}):
-        parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+        for parent in sorted({t.parent for t in targets} - {out}):
+            parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     start = time.perf_counter()
     warnings: dict[str, None] = {}  # one line per distinct frame size, in order

@@ -1,7 +1,9 @@
 """A list of pairs: a text file (`pairs.txt` in a folder, or the file itself), one pair a line,
 `img1 img2 [flow]`, paths relative to the file (or absolute); blank lines and `#` comments are
 skipped. A flow ending in .png is KITTI's 16-bit encoding, any other a .flo. A pair's id is its
-first image's path without the suffix (then `@<line>` when two lines start from the same image)."""
+first image's path without the suffix, folders joined by "_" and any "..", "." or leading "/"
+dropped, so that outputs named after it stay inside the output folder (then `@<line>` when two
+lines give the same id)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,12 @@ LIST_NAME = "pairs.txt"
 
 def list_file(path: Path) -> Path:
     return path / LIST_NAME if path.is_dir() else path
+
+
+def _id_of(image: str) -> str:
+    """'../frames/a.png' -> 'frames_a', '/data/x/1.ppm' -> 'data_x_1': a name, never a path."""
+    parts = [part for part in Path(image).with_suffix("").parts if part not in ("..", ".", "/", "\\", "")]
+    return "_".join(part.replace(":", "") for part in parts) or "pair"
 
 
 def signature(path: Path) -> str | None:
@@ -43,7 +51,7 @@ def find(path: Path, *, need_flow: bool) -> Found:
         if lacking:
             missing += lacking
             continue
-        pair_id = Path(fields[0]).with_suffix("").as_posix()
+        pair_id = _id_of(fields[0])
         pair_id = f"{pair_id}@{number}" if pair_id in seen else pair_id
         seen.add(pair_id)
         flow = paths[2] if len(paths) == 3 else None
