@@ -78,7 +78,8 @@ def test_predict_folder_with_fb_check_writes_occ_and_conf_per_pair(run_cli, make
 
 
 @pytest.mark.parametrize("case", ["mask folder missing", "mask not png", "confidence is a folder",
-                                  "mask-invalid with a png flow", "mask in folder mode"])
+                                  "mask-invalid with a png flow", "mask in folder mode", "mask is the flow picture",
+                                  "confidence is the mask"])
 def test_fb_check_bad_input_fails_before_any_work(run_cli, make_pair, tmp_path, monkeypatch, case, assert_clean_failure, visible_files):
     import flowcli.inference.predict
 
@@ -91,8 +92,12 @@ def test_fb_check_bad_input_fails_before_any_work(run_cli, make_pair, tmp_path, 
         "confidence is a folder": (["--confidence", tmp_path], [str(tmp_path), "is a folder"]),
         "mask-invalid with a png flow": (["--mask-invalid"], ["--mask-invalid", ".flo"]),
         "mask in folder mode": (["--mask", tmp_path / "m.png"], ["--mask", "<id>_occ.png"]),
+        "mask is the flow picture": (["--mask", tmp_path / "f.png"], ["--mask", "f.png", "the same file as --output"]),
+        "confidence is the mask": (["--mask", tmp_path / "m.png", "--confidence", tmp_path / "m.png"],
+                                   ["--confidence", "the same file as --mask"]),
     }[case]
-    inputs = [a, b, "-o", tmp_path / "f.png" if case == "mask-invalid with a png flow" else out]
+    png_flow = case in ("mask-invalid with a png flow", "mask is the flow picture")
+    inputs = [a, b, "-o", tmp_path / "f.png" if png_flow else out]
     if case == "mask in folder mode":
         inputs = [tmp_path, "-o", tmp_path / "flows"]
     before = visible_files(tmp_path)

@@ -239,13 +239,15 @@ def _video_case(case: str, tmp_path, make_video, make_pair):
         return [clip, "-o", tmp_path / "flows", "--start", "2x"], ["--start 2x: expected a frame index (12) or seconds"]
     if case == "bad max flow":
         return [clip, "-o", tmp_path / "f.mp4", "--max-flow", "0"], ["--max-flow 0: must be a positive number"]
+    if case == "fb-check":
+        return [clip, "-o", tmp_path / "flows", "--mask-invalid"], ["--fb-check", "not available for a video", "--sequence"]
     raise AssertionError(case)
 
 
 VIDEO_CASES = ["every 0", "start after end", "start after end in seconds", "start beyond the clip",
                "start beyond an mkv", "selection of one frame", "one-frame video", "unreadable video",
                "missing video", "flows already there", "flo output", "side by side into a folder", "second input",
-               "video option for a pair", "bad position", "bad max flow"]
+               "video option for a pair", "bad position", "bad max flow", "fb-check"]
 
 
 @pytest.mark.parametrize("case", VIDEO_CASES)

@@ -252,6 +252,12 @@ def check_fb_outputs(output: str | os.PathLike, mask: str | os.PathLike | None,
                 raise OutputError(f"{name}={path}: must end in .png, got {Path(path).suffix!r}")
     if mask_invalid and Path(output).suffix.lower() != ".flo":
         raise OutputError(f"mask_invalid=True: only a .flo has unknown values, got {output}")
+    named = [("output", output), ("mask", mask), ("confidence", confidence)]
+    seen: dict[Path, tuple[str, object]] = {}
+    for name, path in ((n, p) for n, p in named if p is not None):
+        other, other_path = seen.setdefault(Path(path).resolve(), (name, path))
+        if other != name:
+            raise OutputError(f"{name}={path}: the same file as {other}={other_path}; each output needs its own name")
 
 
 def write_checked(checked: CheckedFlow, output: str | os.PathLike, mask: str | os.PathLike | None,
