@@ -197,6 +197,8 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
     if case == "output folder is a file":
         (tmp_path / "taken").write_text("a file")
         return ["visualize", good, good, "-o", tmp_path / "taken"], ["taken: is a file, expected a folder"]
+    if case == "several flows into one png":
+        return ["visualize", good, good, "-o", tmp_path / "one.png"], ["one.png: several flows are drawn into a folder"]
     if case == "flows of different sizes":
         write_flo(tmp_path / "small.flo", flow_field(32, 40))
         return ["visualize", good, tmp_path / "small.flo", "-o", tmp_path / "pics"], \
@@ -238,7 +240,7 @@ VISUALIZE_CASES = ["wrong magic", "truncated flo", "missing flo", "directory as 
                    "pair with max flow zero", "pair of different sizes", "flo of another size",
                    "gt of another size", "gt truncated", "arrow step zero", "arrow scale negative",
                    "arrow options without arrows", "output folder is a file", "flows of different sizes",
-                   "flows of one name", "pair with two flows"]
+                   "flows of one name", "pair with two flows", "several flows into one png"]
 
 
 @pytest.mark.parametrize("case", VISUALIZE_CASES)

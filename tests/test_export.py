@@ -167,6 +167,11 @@ def test_unwritable_missing_or_existing_output(refused, tiny_weights, tmp_path):
         locked.chmod(0o700)
 
 
+def test_an_output_not_ending_in_onnx(refused, tiny_weights, tmp_path):
+    refused("--weights", tiny_weights, words=("flownets.txt", "written as .onnx", "'.txt'"),
+            output=tmp_path / "flownets.txt")
+
+
 def test_weights_of_another_width(refused, tiny_weights):
     refused("--weights", tiny_weights, "--width", "0.5", words=("width 0.125", "--width 0.5 was asked for"))
 

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, FlowcliError
+from ..errors import CheckpointError, FlowcliError, OutputError
 from ..model import MIN_SIDE, RGB_MEAN, STRIDE, FlowNetS, ModelConfig, pad_to_stride
 from ..results import JsonResult
 from .fold import fold_batchnorm
@@ -154,6 +154,8 @@ def export_onnx(output: str | os.PathLike, *, weights: str | os.PathLike | None 
         raise FlowcliError(f"dtype={dtype}: ONNX export writes fp32 or fp16 (onnxruntime's CPU provider "
                            "has no bf16 convolution)")
     output = check_writable(output, overwrite=overwrite)
+    if output.suffix.lower() != ".onnx":
+        raise OutputError(f"{output}: an ONNX model is written as .onnx, got {output.suffix or 'no suffix'!r}")
     require_onnx()
     start = time.perf_counter()
     step = on_progress or (lambda _: None)

@@ -135,6 +135,8 @@ def _targets(flows: list[FlowLike], output_dir: str | os.PathLike, overwrite: bo
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, expected a folder for the pictures")
+    if not out.exists() and out.suffix.lower() == ".png":
+        raise OutputError(f"{out}: several flows are drawn into a folder, one picture each, not into one .png")
     targets = [out / f"{Path(f).stem}.png" for f in flows]
     seen: dict[Path, FlowLike] = {}
     for flow, target in zip(flows, targets):
