@@ -128,6 +128,7 @@ def read_frames(path: str | os.PathLike, *, start: Position | None = None, end: 
                 raise ImageError(f"{path}: frame {index + 1} cannot be decoded ({_reason(exc)})") from None
             index += 1
             origin = frame.time if origin is None else origin
+            _check_no_gap(path, frame.time, origin, index, info.rate)
             seconds = (frame.time - origin) if frame.time is not None else index / float(info.rate or DEFAULT_RATE)
             if end is not None and _reached(end, index, seconds):
                 return
@@ -144,6 +145,17 @@ def read_frames(path: str | os.PathLike, *, start: Position | None = None, end: 
     if info.frames is not None and _short(index + 1, info.frames, info.exact):
         raise ImageError(f"{path}: frame {index + 1} is missing: the video stops after {index + 1} of the "
                          f"{info.frames} frames its header announces (truncated?)")
+
+
+def _check_no_gap(path: Path, time: float | None, origin: float | None, index: int, rate: float | None) -> None:
+    """A damaged frame that FFmpeg drops without an error would shift every later index (and flow
+    name): stop where the timestamps skip more than half a frame past the expected one."""
+    if time is None or origin is None or not rate:
+        return
+    expected = round((time - origin) * rate)
+    if expected > index:
+        raise ImageError(f"{path}: frame {index} cannot be decoded (the decoder skipped to the frame at "
+                         f"{time - origin:.3f} s, frame {expected}; damaged, or a variable frame rate)")
 
 
 def _short(decoded: int, announced: int, exact: bool) -> bool:

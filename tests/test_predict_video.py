@@ -266,3 +266,33 @@ def test_missing_pyav_names_the_extra(run_cli, make_video, tmp_path, monkeypatch
     before = visible_files(tmp_path)
     result = run_cli("predict", tmp_path / "clip.mp4", "-o", tmp_path / "flows", "--weights", "random")
     assert_clean_failure(result, "video files need PyAV", 'pip install -e ".[video]"', before=before, folder=tmp_path)
+
+
+def test_a_frame_dropped_in_the_middle_stops_the_run_instead_of_shifting_the_names(run_cli, tmp_path, assert_clean_failure, visible_files):
+    # MJPEG with bytes zeroed mid-file: FFmpeg drops the damaged frame without an error, so every
+    # later frame would take the index before it; the timestamps show the gap
+    av = pytest.importorskip("av", reason="video tests need PyAV (the 'video' extra)")
+    clip = tmp_path / "damaged.mkv"
+    container = av.open(str(clip), "w")
+    stream = container.add_stream("mjpeg", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuvj420p"
+    scene = (np.random.default_rng(0).random((64, 200, 3)) * 255).astype(np.uint8)
+    for i in range(20):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 2 * i:2 * i + 96]), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 1500] = bytes(1500)
+    clip.write_bytes(bytes(data))
+    decoded = sum(1 for _ in av.open(str(clip)).decode(video=0))
+    assert decoded == 19  # one frame silently dropped: the case under test
+    before = visible_files(tmp_path)
+    result = run_cli("predict", clip, "-o", tmp_path / "flows", "--weights", "random")
+    lost = int(result.stderr.split("frame ")[1].split(" ")[0])  # the first index the decoder skipped
+    kept = sorted(p.name for p in (tmp_path / "flows").iterdir())
+    assert kept == [f"{i:06d}_flow.flo" for i in range(lost - 1)]  # every flow before it, none after
+    assert_clean_failure(result, f"frame {lost} cannot be decoded", "skipped", f"the {lost - 1} flows before it",
+                         before=before | {"flows"}, folder=tmp_path)
