@@ -18,7 +18,7 @@ from .common import (
 def predict(
     input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence), "
                                            "a dataset folder (Sintel, KITTI, ... see --layout), a pairs.txt list, "
-                                           "or a video file (.mp4, .avi, .mov, .mkv, .webm, .gif).")],
+                                           "or a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v, .gif).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png, replaced if it exists; for folder input a folder, "
                                          "which must not hold <id>_flow.* files already unless --overwrite; for a video, "
