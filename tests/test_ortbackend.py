@@ -10,15 +10,14 @@ pytest.importorskip("onnxruntime", reason='the onnx extra is not installed (pip 
 pytest.importorskip("onnxscript", reason='the onnx extra is not installed (pip install -e ".[onnx]")')
 pytest.importorskip("onnx", reason='the onnx extra is not installed (pip install -e ".[onnx]")')
 
-from test_export import tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
+def tiny_weights(tmp_path_factory, bn_model):
     from flowcli.checkpoint import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(path, tiny_model(seed=1))
+    save_weights(path, bn_model(seed=1, width=0.125))
     return path
 
 
