@@ -26,6 +26,12 @@ Fixtures (all function-scoped unless noted):
 
 from __future__ import annotations
 
+import os
+
+# One thread per test process: the suite runs in two (pytest-xdist), and two processes of two
+# OpenMP threads each on 2 cores stall each other; set here, before any test imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np
