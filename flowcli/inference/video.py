@@ -93,8 +93,10 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     frames, done, size, previous, first_index = 0, 0, None, None, 0
     selected = read_frames(video, start=first, end=last, every=every)
     try:
-        for index, small, frame, frame_size in read_ahead(_shrunk(selected, max_side, keep=side_by_side),
-                                                          depth=READ_AHEAD, name="flowcli-video"):
+        # Only decoding runs ahead in a thread: shrinking there (torch) ran two OpenMP teams on 2 cores
+        # at once, which stalled both (benchmarks/README.md, Decisions, Video).
+        decoded = read_ahead(selected, depth=READ_AHEAD, name="flowcli-video")
+        for index, small, frame, frame_size in _shrunk(decoded, max_side, keep=side_by_side):
             frames += 1
             if size is None:
                 size, first_index = frame_size, index
@@ -131,8 +133,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
 
 
 def _shrunk(frames, max_side: int | None, *, keep: bool):
-    """(index, frame as the network sees it, the frame itself when kept, its size): runs in the
-    reading thread, so that shrinking an HD frame overlaps the network too."""
+    """(index, frame as the network sees it, the frame itself when kept, its size)."""
     for frame in frames:
         small = resize_frame(frame.image, max_side) if max_side is not None else frame.image
         yield frame.index, small, frame.image if keep else None, frame.image.shape[:2]
