@@ -44,7 +44,7 @@ def train(
     layout: Annotated[Optional[Layout], typer.Option("--layout", help="Dataset layout of DATA_DIR (default auto: detected; saved with the run).")] = None,
     sintel_pass: Annotated[Optional[SintelPass], typer.Option("--pass", help="Sintel: which rendering pass trains (default clean).")] = None,
 ) -> None:
-    """Train FlowNetS on a Flying Chairs folder, or on generated look-alike data by default."""
+    """Train FlowNetS on a dataset folder (Flying Chairs, Sintel, KITTI, ...), or on generated look-alike data by default."""
     with cli_errors():
         import os
         import time

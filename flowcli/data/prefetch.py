@@ -4,6 +4,8 @@ release the GIL, so one extra thread keeps a second core busy without processes 
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -36,9 +38,6 @@ def read_ahead(items: Iterable[T], *, depth: int, name: str = "flowcli-read-ahea
     """The items of an iterable that can only be read in order (a video's frames), produced by one
     background thread up to `depth` ahead. Its exceptions are raised here, in order; leaving the loop
     early stops the thread (and closes a generator in it, so a file it holds is closed)."""
-    import queue
-    import threading
-
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -78,8 +77,6 @@ def read_ahead(items: Iterable[T], *, depth: int, name: str = "flowcli-read-ahea
 
 def _put(slots, entry, stop) -> bool:
     """Put unless the reader has left; False when it has."""
-    import queue
-
     while not stop.is_set():
         try:
             slots.put(entry, timeout=0.05)
