@@ -331,4 +331,4 @@ def test_list_ids_are_names_so_flows_stay_inside_the_output_folder(tmp_path, run
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*_flow.flo"))
     absolute_id = "_".join(absolute[0].with_suffix("").parts[1:])  # '/tmp/x/abs_img1.ppm' -> 'tmp_x_abs_img1'
-    assert written == sorted([f"out/data_up_img1_flow.flo", f"out/{absolute_id}_flow.flo"])
+    assert written == sorted(["out/data_up_img1_flow.flo", f"out/{absolute_id}_flow.flo"])

@@ -75,8 +75,8 @@ def predict(
             if input2 is not None:
                 raise FlowcliError(f"{input2}: {input1} is a video, which takes no second input")
             if fb_check:
-                raise FlowcliError(f"--fb-check (or --mask, --confidence, --mask-invalid): not available for a video "
-                                   f"input yet; predict its frames as a folder with --sequence and --fb-check")
+                raise FlowcliError("--fb-check (or --mask, --confidence, --mask-invalid): not available for a video "
+                                   "input yet; predict its frames as a folder with --sequence and --fb-check")
             _predict_video(input1, output, weights=weights, device=device, dtype=dtype.value, options=options, fmt=fmt,
                            every=1 if every is None else every, start=start, end=end, max_side=max_side,
                            max_flow=max_flow, side_by_side=side_by_side, overwrite=overwrite)
