@@ -66,7 +66,7 @@ def parse_position(value: int | str | Position | None, name: str) -> Position | 
         return Position(seconds=float(match[1]))
     if re.fullmatch(r"\d+", text):
         return Position(frame=int(text))
-    raise DataError(f"{name}={value}: expected a frame index (12) or seconds (2.5s), not negative")
+    raise DataError(f"{name}={value}: expected a whole frame index (12) or seconds ending in s (2.5s), not negative")
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,5 @@ def test_eval_reports_noc_epe_and_the_masks_scores_where_occ_files_exist(run_cli
     assert f"{report['epe_noc']:.3f} px" in result.stdout and "mask precision/recall/F1" in result.stdout
     plain = run_cli("eval", data, "--split", "all", "--weights", "random")  # without the check: noc only
     assert "EPE noc" in plain.stdout and "precision" not in plain.stdout
+    asked = run_cli("eval", data, "--split", "all", "--weights", "random", "--fb-check", "--metric", "epe")
+    assert "mask precision/recall/F1" in asked.stdout  # an asked-for check is shown with any --metric

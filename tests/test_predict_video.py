@@ -236,7 +236,7 @@ def _video_case(case: str, tmp_path, make_video, make_pair):
         a, b = make_pair()
         return [a, b, "-o", tmp_path / "f.flo", "--every", "2"], ["--every: applies to a video input"]
     if case == "bad position":
-        return [clip, "-o", tmp_path / "flows", "--start", "2x"], ["--start 2x: expected a frame index (12) or seconds"]
+        return [clip, "-o", tmp_path / "flows", "--start", "2x"], ["--start 2x: expected a whole frame index (12) or seconds ending in s (2.5s)"]
     if case == "bad max flow":
         return [clip, "-o", tmp_path / "f.mp4", "--max-flow", "0"], ["--max-flow 0: must be a positive number"]
     if case == "fb-check":

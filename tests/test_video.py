@@ -60,7 +60,7 @@ def test_parse_position():
     assert Position(seconds=0.25).as_frame(Fraction(10)) == 3 and Position(seconds=0.2).as_frame(Fraction(10)) == 2
     assert parse_position(None, "end") is None
     for bad in ("-1", "abc", "2.5m", ""):
-        with pytest.raises(DataError, match=f"start={bad}: expected a frame index"):
+        with pytest.raises(DataError, match=f"start={bad}: expected a whole frame index"):
             parse_position(bad, "start")
 
 

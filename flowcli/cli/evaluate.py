@@ -91,7 +91,7 @@ def result_rows(result, *, everything: bool) -> list[tuple[str, str]]:
         shares = {"in-frame": 1 - result.out_of_frame_share, "out-of-frame": result.out_of_frame_share}
         rows += [(f"EPE {name} ({100 * shares[name]:.1f}% of pixels)", px(value))
                  for name, value in result.epe_by_frame.items()]
-    rows += occlusion_rows(result) if everything else []
+    rows += occlusion_rows(result) if everything or result.fb_check else []  # asked-for check: always shown
     rows += [("time per image", f"{result.ms_per_image:.2f} ms (median {result.median_ms_per_image:.2f})"),
              ("device", f"{result.device} {result.dtype}" + options_label(result.options))]
     if result.invalid_pixels:
