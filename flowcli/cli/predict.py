@@ -52,7 +52,7 @@ def predict(
                                                  "unreliable); implies --fb-check. Folder mode writes <id>_occ.png instead.")] = None,
     confidence: Annotated[Optional[Path], typer.Option("--confidence", metavar="FILE", help="Write the confidence in [0, 1] as a "
                                                        "16-bit PNG (65535 = 1); implies --fb-check. Folder mode writes <id>_conf.png.")] = None,
-    mask_invalid: Annotated[bool, typer.Option("--mask-invalid", help="Set the pixels that fail the check to unknown (1e9) "
+    mask_invalid: Annotated[bool, typer.Option("--mask-invalid", help="Set the pixels that fail the check to unknown (1e10) "
                                                "in the .flo; implies --fb-check.")] = False,
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
