@@ -52,7 +52,7 @@ class CheckedFlow:
         return float(self.occluded.mean())
 
     def masked_flow(self) -> np.ndarray:
-        """The flow with occluded pixels set to unknown (1e9 in both components), as .flo files mark them."""
+        """The flow with occluded pixels set to unknown (UNKNOWN in both components), as .flo files mark them."""
         return np.where(self.occluded[..., None], np.float32(UNKNOWN), self.flow).astype(np.float32)
 
 
