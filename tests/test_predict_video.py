@@ -296,3 +296,20 @@ def test_a_frame_dropped_in_the_middle_stops_the_run_instead_of_shifting_the_nam
     assert kept == [f"{i:06d}_flow.flo" for i in range(lost - 1)]  # every flow before it, none after
     assert_clean_failure(result, f"frame {lost} cannot be decoded", "skipped", f"the {lost - 1} flows before it",
                          before=before | {"flows"}, folder=tmp_path)
+
+
+def test_a_shrunk_flow_video_shows_the_flows_a_folder_gets(run_cli, moving_clip, tmp_path):
+    # with --max-side the video's pictures are coloured at the network's size and enlarged: they
+    # must still show the flows (in frame pixels) that the .flo files of the same run hold
+    folder, _ = moving_clip
+    common = [folder / "clip.mkv", "--max-side", "64", "--max-flow", "6"]
+    assert run_cli("predict", *common[:1], "-o", tmp_path / "flows", *common[1:-2]).exit_code == 0
+    result = run_cli("predict", *common[:1], "-o", tmp_path / "flow.mp4", *common[1:])
+    assert result.exit_code == 0, result.output
+    flows = [read_flo(p) for p in sorted((tmp_path / "flows").glob("*.flo"))]
+    video = decode(tmp_path / "flow.mp4")
+    assert len(video) == len(flows) == 5 and video[0].shape == flows[0].shape[:2] + (3,) == (64, 96, 3)
+    for image, flow in zip(video, flows):
+        expected = flow_to_color(flow, max_flow=6).astype(int)
+        assert np.abs(image.astype(int) - expected).mean() < 6  # H.264 and the enlarging only
+        assert np.abs(image.astype(int) - flow_to_color(0.5 * flow, max_flow=6)).mean() > 6  # units matter

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from ..data.prefetch import read_ahead
 from ..errors import DataError, FlowcliError, ImageError, OutputError
@@ -100,11 +101,15 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
             frames += 1
             if size is None:
                 size, first_index = frame_size, index
+                sink.size = size
             elif frame_size != size:
                 raise ImageError(f"{video}: frame {index} is {frame_size[0]}x{frame_size[1]}, "
                                  f"frame {previous[0]} {size[0]}x{size[1]}")
             if previous is not None:
-                flow = resize_flow(predictor.predict_uint8(previous[1][None], small[None])[0], *size)
+                flow = predictor.predict_uint8(previous[1][None], small[None])[0]
+                # a flow video is coloured at the network's size and its picture enlarged (4x fewer
+                # pixels to colour at 720p with --max-side 640); files get the flow at the frame's size
+                flow = _in_frame_pixels(flow, *size) if to_video else resize_flow(flow, *size)
                 (colours or sink).add(previous[0], flow, previous[2])
                 done += 1
                 if on_progress:
@@ -137,6 +142,12 @@ def _shrunk(frames, max_side: int | None, *, keep: bool):
     for frame in frames:
         small = resize_frame(frame.image, max_side) if max_side is not None else frame.image
         yield frame.index, small, frame.image if keep else None, frame.image.shape[:2]
+
+
+def _in_frame_pixels(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A flow of the network's (h, w) size in pixels of the (height, width) frame, not resized."""
+    h, w = flow.shape[:2]
+    return flow if (h, w) == (height, width) else flow * np.array([width / w, height / h], np.float32)
 
 
 def _finish(colours: "_ColourScale | None", sink) -> int:
@@ -259,10 +270,13 @@ class _VideoSink:
     def __init__(self, out: Path, rate: Fraction, side_by_side: bool):
         self.writer = VideoWriter(out, rate=rate)
         self.side_by_side = side_by_side
+        self.size: tuple[int, int] | None = None  # (H, W) of the clip's frames, known at its first frame
         self.written = 0
 
     def add(self, index: int, flow: np.ndarray, frame, scale: float | None = None) -> None:
         image = flow_to_color(flow, max_flow=scale)
+        if image.shape[:2] != self.size:
+            image = np.asarray(Image.fromarray(image).resize(self.size[::-1], Image.BILINEAR))
         if self.side_by_side:
             image = np.concatenate([frame, image], axis=1)
         self.writer.write(image)
