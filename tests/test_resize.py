@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import flowcli.inference.resize as resize
 from flowcli.errors import FlowcliError
 from flowcli.inference.resize import max_side_warning, network_size, resize_flow, resize_for_max_side
 
@@ -39,17 +38,17 @@ def test_network_size_is_height_by_width(size, max_side, seen):
     assert network_size(*size, max_side) == seen
 
 
-def test_large_frames_shrink_in_strips_to_the_same_pixels(monkeypatch):
+def test_frames_shrink_as_torchs_antialiased_bilinear_within_one_level():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (300, 410, 3), dtype=np.uint8)
-    whole, _, _ = resize_for_max_side(img, img, 97)
-    monkeypatch.setattr(resize, "STRIP_VALUES", 3 * 410 * 7)  # strips of 7 rows: 43 of them
-    strips, _, _ = resize_for_max_side(img, img, 97)
-    assert strips.shape == whole.shape == (71, 97, 3)
-    assert np.array_equal(strips, whole)  # the antialiased filter is separable
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()  # and both are torch's own antialiased bilinear
+    small, again, scale = resize_for_max_side(img, img, 97)
+    assert small.shape == (71, 97, 3) and small.dtype == np.uint8 and np.array_equal(small, again)
+    assert scale == pytest.approx(97 / 410)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()  # the same filter in float, rounded
     direct = F.interpolate(x, size=(71, 97), mode="bilinear", align_corners=False, antialias=True)
-    assert np.array_equal(whole, direct[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())
+    direct = direct[0].permute(1, 2, 0).round().clamp(0, 255).numpy()
+    assert np.abs(small.astype(int) - direct).max() <= 1  # uint8 arithmetic: at most one level apart
+    assert np.abs(small.astype(int) - direct).mean() < 0.5
 
 
 def test_max_side_warning_only_when_the_network_sees_under_128_px():
