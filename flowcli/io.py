@@ -73,6 +73,33 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     return path
 
 
+def check_out_folder(out: Path, *, what: str) -> bool:
+    """Refuse an output folder for `what` (flows, pictures) that is a file or cannot be written (or
+    created: its parent must exist and be writable); True when it exists already."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, expected a folder for the {what}")
+    if not out.is_dir():
+        check_writable(out)
+        return False
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: output folder is not writable")
+    return True
+
+
+def check_out_files(out: Path, targets: list[Path], overwrite: bool, *, what: str) -> None:
+    """Refuse, before any work, an output folder that cannot be written, or that already holds any
+    of `targets` unless overwrite=True (then each must be replaceable: not a folder, say)."""
+    if not check_out_folder(out, what=what):
+        return
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        names = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise OutputError(f"{out}: {len(existing)} of the {len(targets)} {what} already exist ({names}); "
+                          "overwrite=True replaces them")
+    for target in existing:
+        check_writable(target)
+
+
 def _check_readable(path: Path, what: str, error: type[Exception]) -> None:
     if not path.exists():
         raise error(f"{path}: no such file")

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError, FlowFormatError, OutputError
-from ..io import IMAGE_SUFFIXES, check_frame_pair, check_writable, read_image, write_flo, write_image
+from ..io import IMAGE_SUFFIXES, check_frame_pair, check_out_files, check_writable, read_image, write_flo, write_image
 from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
@@ -161,7 +161,7 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     if escaping is not None:  # an id is a name, never a path (data/layouts): a bug if this is reached
         raise OutputError(f"{escaping}: would be written outside {out}")
     extras = [out / f"{name}_{kind}.png" for name, _, _ in pairs for kind in ("occ", "conf")] if fb_check else []
-    _check_out_dir(out, targets + extras, overwrite)
+    check_out_files(out, targets + extras, overwrite, what="flows")
     try:
         out.mkdir(exist_ok=True)
         for parent in sorted({t.parent for t in targets} - {out}):
@@ -198,31 +198,6 @@ def layout_pairs(folder: str | os.PathLike, layout: str = "auto",
         return find_image_pairs(folder)
     return [(s.id, s.img1, s.img2) for s in find_pairs(folder, layout=layout, sintel_pass=sintel_pass,
                                                         need_flow=False).samples]
-
-
-def check_out_folder(out: Path) -> bool:
-    """Refuse an output folder that is a file or cannot be written (or created); True if it exists."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: is a file, expected a folder for the flows")
-    if not out.is_dir():
-        check_writable(out)  # its parent must exist and be writable
-        return False
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: output folder is not writable")
-    return True
-
-
-def _check_out_dir(out: Path, targets: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, an output folder that cannot be written or that already holds flows."""
-    if not check_out_folder(out):
-        return
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        names = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")
-        raise OutputError(f"{out}: {len(existing)} of the {len(targets)} flows already exist ({names}); "
-                          "overwrite=True replaces them")
-    for target in existing:
-        check_writable(target)  # e.g. a folder of that name
 
 
 def check_flow_suffix(path: str | os.PathLike) -> None:

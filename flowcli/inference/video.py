@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..data.prefetch import read_ahead
 from ..errors import DataError, FlowcliError, ImageError, OutputError
-from ..io import check_writable
+from ..io import check_out_folder, check_writable
 from ..results import JsonResult
 from ..video import (
     DEFAULT_RATE, VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, Position, VideoInfo, VideoWriter, parse_position, probe_video,
@@ -27,7 +27,7 @@ from ..video import (
 from ..viz import check_max_flow, flow_to_color
 from .engine import load_predictor
 from .options import InferenceOptions
-from .predict import FLOW_SUFFIXES, check_out_folder, write_flow
+from .predict import FLOW_SUFFIXES, write_flow
 from .resize import check_max_side, max_side_warning, resize_flow, resize_frame
 
 SCALE_FLOWS = 8  # without max_flow, the colour scale comes from this many first flows ...
@@ -173,7 +173,7 @@ def _check_output(out: Path, *, to_video: bool, fmt: str, side_by_side: bool, ov
                           f"({', '.join(VIDEO_OUTPUT_SUFFIXES)}), not to a {suffix} file")
     if side_by_side:
         raise DataError(f"side_by_side=True: needs a video output ({', '.join(VIDEO_OUTPUT_SUFFIXES)}), not a folder")
-    if not check_out_folder(out):
+    if not check_out_folder(out, what="flows"):
         return
     pattern = re.compile(rf"^\d+_flow\.{fmt}$")
     existing = sorted(p.name for p in out.iterdir() if pattern.match(p.name))

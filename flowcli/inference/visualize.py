@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowcliError, ImageError, OutputError
-from ..io import check_same_size, check_writable, read_flow, read_image, split_valid, write_image
+from ..io import check_out_files, check_same_size, check_writable, read_flow, read_image, split_valid, write_image
 from ..results import JsonResult
 from ..viz import check_max_flow, flow_to_color, shared_max_flow
 from ..viz_arrows import check_arrow_options, draw_arrows
@@ -133,25 +133,16 @@ def _targets(flows: list[FlowLike], output_dir: str | os.PathLike, overwrite: bo
     if any(isinstance(f, np.ndarray) for f in flows):
         raise FlowcliError("output_dir names the pictures after the flow files: give paths, not arrays")
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: is a file, expected a folder for the pictures")
     if not out.exists() and out.suffix.lower() == ".png":
         raise OutputError(f"{out}: several flows are drawn into a folder, one picture each, not into one .png")
     targets = [out / f"{Path(f).stem}.png" for f in flows]
+    check_out_files(out, targets, overwrite, what="pictures")
     seen: dict[Path, FlowLike] = {}
     for flow, target in zip(flows, targets):
         if target in seen:
             raise OutputError(f"{seen[target]} and {flow} would both be drawn as {target}")
         seen[target] = flow
-    if not out.is_dir():
-        check_writable(out)  # its parent must exist and be writable
-        return targets
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        names = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")
-        raise OutputError(f"{out}: {len(existing)} of the {len(targets)} pictures already exist ({names}); "
-                          "overwrite=True replaces them")
-    return [check_writable(t) for t in targets]
+    return targets
 
 
 def _check_output(output: str | os.PathLike | None) -> Path | None:
