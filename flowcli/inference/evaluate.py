@@ -142,11 +142,11 @@ def evaluate(
         else:
             seconds, pred = _timed(predictor, img1, img2)
         times.append(seconds)
+        pred, flow, valid = pred.float().cpu(), flow.float().cpu(), valid.cpu()  # once, for every tally
         if truth is not None:
-            occlusion.add(pred.float().cpu(), flow.float().cpu(), truth.cpu(), valid.cpu(),
-                          None if predicted is None else predicted.cpu())
+            occlusion.add(pred, flow, truth.cpu(), valid, None if predicted is None else predicted.cpu())
         one = EpeTally()  # the pair's own, merged into the set's and its scene's
-        err = one.add(pred.float().cpu(), flow.float().cpu(), valid.cpu())
+        err = one.add(pred, flow, valid)
         tally.merge(one)
         unknown = int((~valid).sum())
         invalid += unknown
