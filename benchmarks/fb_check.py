@@ -15,7 +15,8 @@ import time
 import torch
 
 from flowcli.inference.engine import load_predictor
-from flowcli.inference.evaluate import TEST_SEED, checked_call, generated_batches
+from flowcli.inference.evaluate import TEST_SEED, generated_batches
+from flowcli.inference.occlusion import predict_checked
 from flowcli.inference.options import InferenceOptions
 from flowcli.metrics import OcclusionTally
 
@@ -40,7 +41,7 @@ def main() -> None:
     kept = {True: [0.0, 0], False: [0.0, 0]}  # EPE over the pixels the check marks / keeps
     for index, (_, img1, img2, flow, valid, truth) in enumerate(
             generated_batches(args.count + 1, size, predictor.device, with_occlusion=True)):
-        for times, call in ((plain, lambda: predictor(img1, img2)), (checked, lambda: checked_call(predictor, img1, img2))):
+        for times, call in ((plain, lambda: predictor(img1, img2)), (checked, lambda: predict_checked(predictor, img1, img2))):
             sync()
             start = time.perf_counter()
             out = call()

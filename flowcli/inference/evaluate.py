@@ -20,8 +20,7 @@ from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from ..errors import DataError
 from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally, OcclusionTally
 from ..results import JsonResult
-from .occlusion import both_directions
-from .occlusion import fb_check as fb_check_masks
+from .occlusion import both_directions, predict_checked
 from .options import InferenceOptions
 
 TEST_SEED = 2_024_113  # generated test scenes: neither training nor validation seeds reach it
@@ -138,7 +137,7 @@ def evaluate(
         if index < warmup:  # the first calls pay for allocation and graph capture
             predictor(*(both_directions(img1, img2) if fb_check else (img1, img2)))
         if fb_check:
-            seconds, (pred, predicted) = _timed(lambda a, b: checked_call(predictor, a, b), img1, img2, predictor.device)
+            seconds, (pred, predicted) = _timed(lambda a, b: predict_checked(predictor, a, b), img1, img2, predictor.device)
         else:
             seconds, pred = _timed(predictor, img1, img2)
         times.append(seconds)
@@ -184,13 +183,6 @@ def _occlusion_fields(occlusion: OcclusionTally, fb_check: bool) -> dict:
     check = {key: summary.get(key) for key in ("precision", "recall", "f1", "predicted_share")} if occlusion.checked else None
     return {"epe_noc": summary["epe_noc"], "occluded_share": summary["occluded_share"],
             "occlusion_check": check, "fb_check": fb_check}
-
-
-def checked_call(predictor, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(forward flow, occluded mask): the predictor on the batch of both directions, then the check."""
-    flows = predictor(*both_directions(img1, img2))
-    forward, backward = flows.chunk(2)
-    return forward, fb_check_masks(forward, backward)[0]
 
 
 def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor, device=None) -> tuple[float, torch.Tensor]:

@@ -79,6 +79,13 @@ def both_directions(img1: Tensor, img2: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat((img1, img2)), torch.cat((img2, img1))
 
 
+def predict_checked(predictor, img1: Tensor, img2: Tensor) -> tuple[Tensor, Tensor]:
+    """(forward flow, occluded mask) of (B, 3, H, W) pairs: one predictor call on the batch of both
+    directions, then the check."""
+    forward, backward = predictor(*both_directions(img1, img2)).chunk(2)
+    return forward, fb_check(forward, backward)[0]
+
+
 def check_arrays(forward: np.ndarray, backward: np.ndarray) -> CheckedFlow:
     """fb_check on (H, W, 2) numpy flows of the same size."""
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]  # noqa: E731
