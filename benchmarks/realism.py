@@ -11,7 +11,8 @@ ambiguous (periodic or flat texture) or motion is large. On 9 real Chairs pairs 
 3.70 (ratio 0.35, see ../shared/notes/training-facts.md). For generated scenes the script also
 splits both numbers between background and foreground objects, so it shows which part is off.
 
-Rows: the generator as shipped, and the ablations that undo each realism change (the public
+Rows: the generator as shipped, its "wide" motion profile (large and turning-in-depth motions, for
+training beside the default), and the ablations that undo each realism change (the public
 generator's wider object/background motions; any texture, periodic and flat ones included, as a
 background). Every row renders the same seeded scenes (--seed, default flowcli eval's TEST_SEED),
 so rows differ only by the setting named. DIS gets grayscale uint8 frames as in classical.py.
@@ -28,9 +29,12 @@ from pathlib import Path
 from classical import _gray, folder_source, import_opencv
 from report import command_line
 
+from flowcli.data.synth import MOTIONS
+
 PUBLIC_MOTIONS = {"bg_translate": 40.0, "obj_translate": 120.0, "obj_rotate_deg": 30.0, "obj_scale": (0.8, 1.2)}
 ROWS = {
     "generated (flowcli defaults)": {},
+    "generated, --motion wide": MOTIONS["wide"],
     "generated, public generator's motion ranges": PUBLIC_MOTIONS,
     "generated, any texture as background": {"photo_like_backgrounds": False},
     "generated, both of the above": {**PUBLIC_MOTIONS, "photo_like_backgrounds": False},

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, app, cli_errors, out_console, parse_size, plural, progress_bar, say, table
+from .common import DeviceOpt, Motion, app, cli_errors, out_console, parse_size, plural, progress_bar, say, table
 
 
 @app.command()
@@ -18,6 +18,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same pairs.")] = 0,
     size: Annotated[str, typer.Option(metavar="HxW", help="Image size, height x width.")] = "384x512",
     textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures too.")] = None,
+    motion: Annotated[Motion, typer.Option(help="chairs (Flying Chairs' motions) or wide (large, turning in depth).")] = Motion.chairs,
     bench: Annotated[bool, typer.Option("--bench", help="Measure generation speed instead of writing files.")] = False,
     device: DeviceOpt = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the dataset a folder already holds.")] = False,
@@ -33,12 +34,13 @@ def synth(
         out_dir = out_dir or output
         height, width = parse_size(size)
         try:
-            scenes = SynthConfig(height=height, width=width)
+            scenes = SynthConfig(height=height, width=width).with_motion(motion.value)
         except ValueError as exc:
             raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
         if bench:
-            result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0)
+            result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0,
+                                   config=scenes)
             out_console.print(table("generator speed", [
                 ("device", result.device), ("batch x size", f"{result.batch_size} x {height}x{width}"),
                 ("pairs/s", f"{result.pairs_per_s:.1f}"), ("timed", f"{result.pairs} pairs in {result.seconds:.1f} s"),

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..data.splits import SCHEMES
 from .common import (
-    app, out_console, err_console, Arch, Loss, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
+    app, out_console, err_console, Arch, Loss, TrainMotion, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
     fail, parse_size, say, write_json, progress_bar, table, Layout, SintelPass,
 )
 
@@ -30,6 +30,7 @@ def train(
     crop: Annotated[Optional[str], typer.Option(metavar="HxW", help="Training crop, multiples of 64, e.g. 320x448.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
+    motion: Annotated[Optional[TrainMotion], typer.Option(help="Generated data: chairs (Flying Chairs' motions), wide (large, turning in depth) or mixed (alternate batches).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
@@ -60,6 +61,7 @@ def train(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
+            synth_motion=motion.value if motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None

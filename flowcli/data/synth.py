@@ -6,7 +6,8 @@ texture and a mask drawn once into banks (`textures.py`); frame t maps canonical
 pixels with an affine A_t, and A_2 = D A_1 where D is the layer's motion. Rendering inverts A_t
 per pixel and samples the banks; the front-most layer wins. The flow of image 1 is therefore
 analytic and exact: flow(p) = D(p) - p for the layer in front at p, so img2(p + flow(p)) ==
-img1(p) wherever p stays visible.
+img1(p) wherever p stays visible. D may also be a homography (a layer turning in depth; the
+"wide" motion profile), then every mapping divides by its third coordinate.
 
 Speed is the point (the generator bounds training speed): all random draws are a few small
 tensors on the CPU (reproducible on every device); the device then runs two vectorised passes over
@@ -38,6 +39,16 @@ from .textures import build_shape_bank, build_texture_bank, load_photo_textures,
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
 TAIL_SIGMAS = 2.5  # a heavy-tailed draw reaches its limit at this many standard deviations
+MAX_PERSPECTIVE = 0.5  # foreshortening limit: the homography's divisor stays >= ~0.3 over the layer
+
+# Motion profiles. "chairs" (SynthConfig's defaults) matches real Flying Chairs' mean displacement and
+# DIS's error on it; "wide" adds what real scenes also show and "chairs" rarely draws: whole-scene
+# motion beyond 30 px, objects beyond 80 px, layers turning in depth (benchmarks/README.md, realism.py).
+MOTIONS: dict[str, dict] = {
+    "chairs": {},
+    "wide": {"bg_translate": 45.0, "bg_translate_power": 2.5, "obj_translate": 100.0, "obj_translate_power": 2.5,
+             "obj_rotate_deg": 25.0, "obj_scale": (0.85, 1.18), "obj_perspective": 0.3, "bg_perspective": 0.05},
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,12 @@ class SynthConfig:
     obj_rotate_prob: float = 0.7
     obj_scale: tuple[float, float] = (0.9, 1.1)  # *
     obj_scale_prob: float = 0.7
+    # Turning in depth: a homography whose foreshortening across the layer (object radius, or half
+    # the image diagonal for the background) is up to this fraction; 0 keeps every motion affine.
+    obj_perspective: float = 0.0
+    obj_perspective_prob: float = 0.5
+    bg_perspective: float = 0.0
+    bg_perspective_prob: float = 0.3
     texture_count: int = 48  # procedural textures in the bank
     texture_size: int = 256
     texture_zoom: tuple[float, float] = (0.5, 1.25)  # texels per pixel; above ~1.5 bilinear aliases
@@ -83,6 +100,14 @@ class SynthConfig:
                 raise ValueError(f"{name} must be at least 4, got {getattr(self, name)}")
         if self.texture_size & (self.texture_size - 1):
             raise ValueError(f"texture_size must be a power of two, got {self.texture_size}")
+        if not (0 <= self.obj_perspective <= MAX_PERSPECTIVE and 0 <= self.bg_perspective <= MAX_PERSPECTIVE):
+            raise ValueError(f"perspective must be in [0, {MAX_PERSPECTIVE}] (beyond it layers fold over)")
+
+    def with_motion(self, name: str) -> "SynthConfig":
+        """This config with the named motion profile's ranges (MOTIONS)."""
+        if name not in MOTIONS:
+            raise ValueError(f"motion {name!r}: choose {', '.join(MOTIONS)}")
+        return replace(self, **MOTIONS[name])
 
     @property
     def scale(self) -> float:
@@ -170,6 +195,28 @@ def _motion(d: _Draw, centre: Tensor, *, translate: float, power: float, rotate_
     return _matrix(lin, centre + shift - (lin @ centre[..., None])[..., 0])
 
 
+def _turn(d: _Draw, motion: Tensor, centre: Tensor, reach: Tensor, amount: float, prob: float) -> Tensor:
+    """`motion` followed by a homography about where it takes `centre`: the layer foreshortens by up
+    to `amount` at `reach` px from there, along a random direction (a plane turning in depth)."""
+    shape = centre.shape[:-1]
+    strength = d.sometimes(prob, d.uniform(-amount, amount, shape), 0.0) / reach
+    direction = d.uniform(0, 2 * math.pi, shape)
+    tilt = torch.eye(3, dtype=torch.float64).repeat(*shape, 1, 1)
+    tilt[..., 2, 0], tilt[..., 2, 1] = strength * torch.cos(direction), strength * torch.sin(direction)
+    landing = (motion[..., :2, :2] @ centre[..., None])[..., 0] + motion[..., :2, 2]
+    there = _matrix(torch.eye(2, dtype=torch.float64).expand(*shape, 2, 2), landing)
+    return there @ tilt @ torch.linalg.inv(there) @ motion
+
+
+def _inverse(a: Tensor) -> Tensor:
+    """Inverse of (..., 3, 3) homographies; affine ones keep their exact (0, 0, 1) last row, so that
+    dividing by it changes nothing."""
+    inv = torch.linalg.inv(a)
+    affine = (a[..., 2, :2] == 0).all(-1) & (a[..., 2, 2] == 1)
+    inv[..., 2, :] = torch.where(affine[..., None], torch.tensor([0.0, 0.0, 1.0], dtype=a.dtype), inv[..., 2, :])
+    return inv
+
+
 @dataclass
 class _Scenes:
     """Per-layer parameters of n scenes with L = 1 + K layers (layer 0 is the background)."""
@@ -213,6 +260,11 @@ def _sample_scenes(cfg: SynthConfig, d: _Draw, n: int, n_tex: int, backdrops: Te
                          rotate_deg=cfg.obj_rotate_deg, rotate_prob=cfg.obj_rotate_prob,
                          scale=cfg.obj_scale, scale_prob=cfg.obj_scale_prob)
     a1 = torch.cat([a1_bg, a1_obj], 1)
+    if cfg.bg_perspective > 0:
+        motion_bg = _turn(d, motion_bg, centre_bg, torch.full((n, 1), math.hypot(h, w) / 2, dtype=torch.float64),
+                          cfg.bg_perspective, cfg.bg_perspective_prob)
+    if cfg.obj_perspective > 0:
+        motion_obj = _turn(d, motion_obj, centre, radius, cfg.obj_perspective, cfg.obj_perspective_prob)
     # Texture: texel = offset + zoom * R * (frame-1 pixel offset of the layer), moving with the layer.
     zoom = d.log_uniform(*cfg.texture_zoom, (n, L))
     tex_lin = _rot_scale(d.uniform(0, 2 * math.pi, (n, L)), zoom, zoom) @ a1[..., :2, :2]
@@ -297,13 +349,16 @@ class SceneGenerator:
                             self._mask_boxes[:, 2:].amax(-1))
         # 2n views: frame 1 of every scene, then frame 2; A_2 = D A_1.
         a = torch.cat([sc.a1, sc.motion @ sc.a1])
-        inv = torch.linalg.inv(a)
-        ids = self._front_layers(a[:, 1:], inv[:, 1:], sc.active.repeat(2, 1), sc.mask_index.repeat(2, 1))
-        table = torch.cat([(sc.tex.repeat(2, 1, 1, 1) @ inv)[..., :2, :].flatten(-2),
-                           sc.colour.repeat(2, 1, 1), sc.tex_index.repeat(2, 1)[..., None].double()], -1)
-        displacement = sc.motion - torch.eye(3, dtype=sc.motion.dtype)  # flow = (D - I) p
-        displacement = displacement[..., :2, :].flatten(-2)
-        img, flow = self._shade(ids, self._columns(table), self._columns(displacement))
+        inv = _inverse(a)
+        projective = bool((sc.motion[..., 2, :2] != 0).any())  # else every divisor is exactly 1: skipped
+        ids = self._front_layers(a[:, 1:], inv[:, 1:], sc.active.repeat(2, 1), sc.mask_index.repeat(2, 1),
+                                 projective)
+        to_texel = sc.tex.repeat(2, 1, 1, 1) @ inv
+        table = torch.cat([to_texel[..., :2, :].flatten(-2), sc.colour.repeat(2, 1, 1),
+                           sc.tex_index.repeat(2, 1)[..., None].double(), to_texel[..., 2, :]], -1)
+        # flow = D(p) - p = ((D - I) p - (w - 1) p) / w with w = D's divisor: exact (D - I) p when affine
+        displacement = (sc.motion - torch.eye(3, dtype=sc.motion.dtype)).flatten(-2)
+        img, flow = self._shade(ids, self._columns(table), self._columns(displacement), projective)
         h, w = cfg.height, cfg.width
         img = img.view(3, 2, n, h, w).permute(1, 2, 0, 3, 4).contiguous()
         flow = flow.view(2, n, h, w).transpose(0, 1).contiguous()
@@ -338,16 +393,25 @@ class SceneGenerator:
                 m = (min(views, v + per) - v) * hw
                 yield v * hw, v * hw + m, xs[:m], ys[:m], offset[:m] + v * self._layers
 
-    def _front_layers(self, a: Tensor, inv: Tensor, active: Tensor, mask_index: Tensor) -> Tensor:
+    def _front_layers(self, a: Tensor, inv: Tensor, active: Tensor, mask_index: Tensor,
+                      projective: bool) -> Tensor:
         """(views*H*W,) front-most layer id: mask tests only inside each object's bounding box."""
         cfg, (views, k) = self.config, active.shape
         h, w, size = cfg.height, cfg.width, cfg.shape_size
         # The shape's own box in canonical coordinates, mapped into the view and clipped to it.
         box = self._mask_boxes[mask_index]  # (views, k, 4): centre u, v and half extents
-        centre = (a[..., :2, :2] @ box[..., :2, None])[..., 0] + a[..., :2, 2]
-        half = (a[..., :2, :2].abs() @ box[..., 2:, None])[..., 0]
-        lo = torch.ceil(centre - half).clamp_min(0).long()
-        hi = torch.minimum(torch.floor(centre + half).long(), torch.tensor([w - 1, h - 1]))
+        if projective:  # the box's image is a quadrilateral: bound its four corners
+            signs = torch.tensor([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=a.dtype)
+            corners = box[..., None, :2] + box[..., None, 2:] * signs  # (views, k, 4, 2)
+            mapped = (a[..., None, :, :2] @ corners[..., None])[..., 0] + a[..., None, :, 2]
+            mapped = mapped[..., :2] / mapped[..., 2:]
+            low, high = mapped.amin(-2), mapped.amax(-2)
+        else:
+            centre = (a[..., :2, :2] @ box[..., :2, None])[..., 0] + a[..., :2, 2]
+            half = (a[..., :2, :2].abs() @ box[..., 2:, None])[..., 0]
+            low, high = centre - half, centre + half
+        lo = torch.ceil(low).clamp_min(0).long()
+        hi = torch.minimum(torch.floor(high).long(), torch.tensor([w - 1, h - 1]))
         ext = (hi - lo + 1).clamp_min(0) * active[..., None]
         counts = (ext[..., 0] * ext[..., 1]).reshape(-1)
         ids = torch.zeros(views * h * w, dtype=torch.int32, device=self.device)
@@ -358,7 +422,7 @@ class SceneGenerator:
         start = (counts.cumsum(0) - counts).to(self.device)  # element where each object starts
         box_w = ext[..., 0].flatten()
         ftable = torch.stack([lo[..., 0].flatten(), lo[..., 1].flatten(), 1 / box_w.clamp_min(1), box_w])
-        ftable = torch.cat([ftable, inv[..., :2, :].reshape(-1, 6).T], 0).to(self.device, torch.float32)
+        ftable = torch.cat([ftable, inv.reshape(-1, 9).T], 0).to(self.device, torch.float32)
         itable = torch.stack([torch.arange(views).repeat_interleave(k) * (h * w),
                               mask_index.flatten() * size * size,
                               torch.arange(1, k + 1).repeat(views)]).to(self.device, torch.int32)
@@ -375,8 +439,12 @@ class SceneGenerator:
             col = local - row * p[3]
             fx, fy = col + p[0], row + p[1]
             # Canonical [-1, 1] -> mask texel coordinates (pixel centres), bilinear, then threshold.
-            mx = (p[4] * fx + p[5] * fy + p[6] + 1) * (size / 2) - 0.5
-            my = (p[7] * fx + p[8] * fy + p[9] + 1) * (size / 2) - 0.5
+            u, v = p[4] * fx + p[5] * fy + p[6], p[7] * fx + p[8] * fy + p[9]
+            if projective:
+                divisor = (p[10] * fx + p[11] * fy + p[12]).clamp_min_(1e-6)
+                u, v = u / divisor, v / divisor
+            mx = (u + 1) * (size / 2) - 0.5
+            my = (v + 1) * (size / 2) - 0.5
             x0, y0 = mx.floor(), my.floor()
             ax, ay = mx - x0, my - y0
             x1, y1 = (x0 + 1).clamp_(0, size - 1).int(), (y0 + 1).clamp_(0, size - 1).int()
@@ -393,7 +461,8 @@ class SceneGenerator:
         for start in range(0, total, self._chunk):
             yield start, min(total, start + self._chunk)
 
-    def _shade(self, ids: Tensor, table: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
+    def _shade(self, ids: Tensor, table: Tensor, displacement: Tensor,
+               projective: bool) -> tuple[Tensor, Tensor]:
         """Colours (3, views*H*W) by one bilinear, mirror-repeated texture lookup per pixel, and
         the exact flow (n*H*W,) of the frame-1 views: (D - I) p for the front layer's motion D."""
         size = self.config.texture_size
@@ -405,8 +474,11 @@ class SceneGenerator:
         for s, e, x, y, offset in self._blocks(total // (self.config.height * self.config.width)):
             rows = ids[s:e] + offset
             p = table.index_select(1, rows)
-            tx = p[0] * x + p[1] * y + p[2] - 0.5
-            ty = p[3] * x + p[4] * y + p[5] - 0.5
+            tx, ty = p[0] * x + p[1] * y + p[2], p[3] * x + p[4] * y + p[5]
+            if projective:
+                divisor = (p[16] * x + p[17] * y + p[18]).clamp_min_(1e-6)
+                tx, ty = tx / divisor, ty / divisor
+            tx, ty = tx - 0.5, ty - 0.5
             x0, y0 = tx.floor(), ty.floor()
             ax, ay = tx - x0, ty - y0
             x0, y0 = x0.int(), y0.int()
@@ -421,8 +493,11 @@ class SceneGenerator:
             if s < n_flow:
                 f = min(e, n_flow) - s
                 d = displacement.index_select(1, rows[:f])
-                flow[0, s:s + f] = d[0] * x[:f] + d[1] * y[:f] + d[2]
-                flow[1, s:s + f] = d[3] * x[:f] + d[4] * y[:f] + d[5]
+                fx, fy = d[0] * x[:f] + d[1] * y[:f] + d[2], d[3] * x[:f] + d[4] * y[:f] + d[5]
+                if projective:
+                    lift = d[6] * x[:f] + d[7] * y[:f] + d[8]  # the divisor minus 1
+                    fx, fy = (fx - lift * x[:f]) / (1 + lift), (fy - lift * y[:f]) / (1 + lift)
+                flow[0, s:s + f], flow[1, s:s + f] = fx, fy
         return colour, flow
 
 

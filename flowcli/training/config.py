@@ -18,6 +18,7 @@ ARCHS = ("flownets", "reference")  # model.ARCHS, repeated for the same reason
 LOSSES = ("multiscale", "epe")  # loss.LOSSES' names: FlowNet's weighted levels, or the full-resolution EPE
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("onecycle", "constant")
+MOTIONS = ("chairs", "wide", "mixed")  # data.synth.MOTIONS' profiles, or both in alternate batches
 RESUMABLE = ("epochs", "minutes", "num_workers")  # what a resumed run may change: no past step depends on it
 
 
@@ -52,6 +53,7 @@ class TrainConfig:
     synth_size: tuple[int, int] = (384, 512)  # generated scenes (H, W) before augmentation
     synth_chairs_pixels: bool = True  # generated scenes keep Flying Chairs' pixel motions at any size
     synth_reuse: int = 1  # each generated batch trains this many times (fresh augmentation)
+    synth_motion: str = "chairs"  # generated training scenes' motion profile (validation: always "chairs")
     val_count: int = 64  # generated data only: size of the fixed validation set
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
@@ -110,6 +112,7 @@ def _problems(c: TrainConfig):
         ("clip", c.clip >= 0, "must not be negative (0 disables clipping)"),
         ("synth_size", min(c.synth_size) >= 1, "both sides must be positive"),
         ("synth_reuse", c.synth_reuse >= 1, "each generated batch trains at least once"),
+        ("synth_motion", c.synth_motion in MOTIONS, "choose " + ", ".join(MOTIONS)),
         ("val_count", c.val_count >= 1, "the validation set needs at least 1 pair"),
         ("num_workers", c.num_workers >= 0, "must not be negative"),
         ("layout", c.layout in ("auto", *LAYOUTS), f"choose {', '.join(('auto', *LAYOUTS))}"),

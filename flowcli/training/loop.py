@@ -166,6 +166,9 @@ def read_init(path: Path, architecture: ModelConfig) -> dict[str, torch.Tensor]:
 def make_source(config: TrainConfig, data_dir: str | None, device: torch.device, rank: int, world: int,
                 strict: bool):
     if data_dir is not None:
+        if config.synth_motion != "chairs":
+            raise DataError(f"synth_motion={show(config.synth_motion)}: a motion profile is for generated data; "
+                            f"{data_dir} has its own motions")
         return FolderSource(Path(data_dir), config, device=device, world_size=world, strict=strict)
     if config.augment and any(c > s for c, s in zip(config.crop, config.synth_size)):
         raise DataError(f"crop={show(config.crop)}: larger than the generated scenes "

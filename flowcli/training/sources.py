@@ -7,6 +7,7 @@ a resumed run sees exactly the data a straight run would.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -65,7 +66,10 @@ class FolderSource:
 
 
 class SynthSource:
-    """Batches drawn on the fly from the generator, on the training device."""
+    """Batches drawn on the fly from the generator, on the training device.
+
+    With `synth_motion="mixed"` batches alternate between the "chairs" and "wide" profiles. The
+    validation scenes are always the "chairs" profile at `synth_size`, so that runs compare."""
 
     def __init__(self, config: TrainConfig, *, device: torch.device, rank: int = 0):
         from ..data.synth import SceneGenerator, SynthConfig
@@ -75,21 +79,34 @@ class SynthSource:
         height, width = config.synth_size
         # By default scenes smaller than Flying Chairs keep its pixel statistics (motions, sizes).
         scenes = SynthConfig(height=height, width=width, chairs_pixels=config.synth_chairs_pixels)
-        self.generator = SceneGenerator(scenes, seed=config.seed, device=device)
+        profiles = ("chairs", "wide") if config.synth_motion == "mixed" else (config.synth_motion,)
+        self.generators = [SceneGenerator(replace(scenes, height=self.train_size[0], width=self.train_size[1])
+                                          .with_motion(name), seed=config.seed, device=device)
+                           for name in profiles]
         val = SceneGenerator(scenes, seed=VAL_SEED, device=device)
         self.val = [val.batch(1) for _ in range(config.val_count)]
         self.steps_per_epoch = config.steps_per_epoch
         self.incomplete: list[str] = []
 
+    @property
+    def train_size(self) -> tuple[int, int]:
+        """(H, W) of the training scenes. Without resampling augmentation the crop of a scene in Flying
+        Chairs pixels is a window of it, and a window rendered directly is the same kind of scene at a
+        fraction of the cost (benchmarks/README.md, Training)."""
+        c = self.config
+        window = c.augment and not c.geometric and c.synth_chairs_pixels
+        return c.crop if window else c.synth_size
+
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """With num_workers > 0 the next batch is generated in a background thread while the current
         one trains (the same batches, in the same order, as without)."""
-        self.generator.reseed(epoch_seed(self.config.seed, epoch, self.rank))
+        for index, generator in enumerate(self.generators):
+            generator.reseed(epoch_seed(self.config.seed, epoch, self.rank) + index)
         reuse = max(1, self.config.synth_reuse)
         count = -(-self.steps_per_epoch // reuse)
 
-        def draw(_: int) -> Batch:
-            img1, img2, flow = self.generator.batch(self.config.batch_size)
+        def draw(i: int) -> Batch:
+            img1, img2, flow = self.generators[i % len(self.generators)].batch(self.config.batch_size)
             return img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
 
         if self.config.num_workers > 0:
