@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from flowcli.errors import DataError
 from flowcli.inference.evaluate import evaluate
@@ -64,6 +65,22 @@ def test_generated_test_set_is_fixed(tmp_path):
     b = evaluate(count=2, size=(64, 96), weights="random")
     assert a.pairs == 2 and a.epe == b.epe > 0
     assert "generated test set" in a.source
+
+
+def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
+    from flowcli.data.synth import SceneGenerator, SynthConfig
+    from flowcli.inference.evaluate import generated_batches
+
+    scenes = SceneGenerator(SynthConfig(height=64, width=96).with_motion("wide"), seed=5)
+    expected = torch.cat([scenes.batch(1)[2], scenes.batch(1)[2]])  # the test set draws one scene at a time
+    got = [flow for _, _, _, flow, _ in generated_batches(2, (64, 96), "cpu", motion="wide", seed=5)]
+    assert torch.equal(torch.cat(got), expected)
+    result = evaluate(count=2, size=(64, 96), weights="random", motion="wide", scene_seed=5)
+    assert "seed 5, wide motion" in result.source
+    assert result.epe != evaluate(count=2, size=(64, 96), weights="random").epe
+    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--scene-seed", "99")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--scene-seed 99 choose generated test scenes" in result.stderr
 
 
 def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli):

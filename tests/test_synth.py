@@ -53,8 +53,9 @@ def test_batch_shapes_types_and_ranges():
     assert img1.std() > 0.02  # textured, not flat
 
 
-def test_ground_truth_flow_warps_image2_onto_image1():
-    scene = SceneGenerator(MEDIUM, seed=1).render(6)
+@pytest.mark.parametrize("motion", ["chairs", "wide"])
+def test_ground_truth_flow_warps_image2_onto_image1(motion):
+    scene = SceneGenerator(MEDIUM.with_motion(motion), seed=1).render(6)
     layers = (scene.layers1, scene.layers2)
     error, visible = warp_error(scene.img1, scene.img2, scene.flow, *layers)
     # Measured 0.005 (bilinear resampling of textures); a wrong flow gives 0.05-0.07.
@@ -64,6 +65,27 @@ def test_ground_truth_flow_warps_image2_onto_image1():
     zero, _ = warp_error(scene.img1, scene.img2, torch.zeros_like(scene.flow), *layers)
     assert shifted > 4 * error and shifted > 0.03
     assert zero > 4 * error and zero > 0.03
+
+
+@pytest.mark.parametrize("motion", ["chairs", "wide"])
+def test_flow_is_the_front_layers_motion_of_each_pixel(motion):
+    """flow(p) = D(p) - p for the layer in front at p, D applied in homogeneous coordinates and
+    divided by its third one (affine motions divide by exactly 1)."""
+    config = MEDIUM.with_motion(motion)
+    shadow = SceneGenerator(config, seed=9)  # same seed: its first draws are the scenes rendered below
+    scene = SceneGenerator(config, seed=9).render(4)
+    params = _sample_scenes(config, shadow._draw, 4, shadow.n_textures, shadow._backdrops, shadow.n_photos,
+                            shadow._mask_boxes[:, 2:].amax(-1))
+    h, w = config.height, config.width
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                            indexing="ij")
+    pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (H, W, 3)
+    front = params.motion[torch.arange(4)[:, None, None], scene.layers1.long()]  # (n, H, W, 3, 3)
+    moved = (front @ pixels[..., None])[..., 0]
+    expected = (moved[..., :2] / moved[..., 2:] - pixels[..., :2]).permute(0, 3, 1, 2)
+    assert (expected - scene.flow.double()).abs().max() < 2e-3
+    turning = (front[..., 2, :2] != 0).any(-1)  # pixels whose layer turns in depth
+    assert turning.any() == (motion == "wide")
 
 
 def test_scenes_have_foreground_objects_and_occlusions():
@@ -172,6 +194,26 @@ def test_config_is_checked():
         SynthConfig(texture_size=100)
     with pytest.raises(ValueError, match="objects"):
         SynthConfig(objects=(5, 2))
+    with pytest.raises(ValueError, match="perspective must be in"):
+        SynthConfig(obj_perspective=0.8)
+    with pytest.raises(ValueError, match="motion 'fast': choose chairs, wide"):
+        SynthConfig().with_motion("fast")
+
+
+def test_the_wide_profile_moves_farther_and_turns_layers_in_depth():
+    cfg = SynthConfig(texture_count=8, texture_size=64, shape_count=64)
+    chairs = SceneGenerator(cfg, seed=0).render(8)
+    wide = SceneGenerator(cfg.with_motion("wide"), seed=0).render(8)
+    assert wide.flow.norm(dim=1).mean() > 1.3 * chairs.flow.norm(dim=1).mean()  # measured 19.1 vs 13.4 px (48 scenes)
+    # An affine motion's flow is affine in x and y: its second differences vanish inside a layer
+    # (float32 rounding aside). A homography's does not.
+    def curvature(scene):
+        f, layers = scene.flow, scene.layers1
+        second = (f[..., 2:] - 2 * f[..., 1:-1] + f[..., :-2]).abs().amax(1)
+        same = (layers[..., 2:] == layers[..., 1:-1]) & (layers[..., :-2] == layers[..., 1:-1])
+        return second[same].amax().item()
+    assert curvature(chairs) < 1e-3
+    assert curvature(wide) > 1e-2
 
 
 def test_measure_speed_reports_pairs_per_second():
@@ -182,20 +224,25 @@ def test_measure_speed_reports_pairs_per_second():
     assert (result.height, result.width, result.batch_size) == (32, 48, 2)
 
 
-def test_front_layers_match_a_brute_force_render():
-    """The bounding-box mask pass equals testing every object's mask at every pixel."""
+@pytest.mark.parametrize("motion", ["chairs", "wide"])
+def test_front_layers_match_a_brute_force_render(motion):
+    """The bounding-box mask pass equals testing every object's mask at every pixel (for homographies:
+    the box bounds the mapped corners, and every lookup divides by the third coordinate)."""
+    config = SMALL.with_motion(motion)
     n, h, w, size = 3, SMALL.height, SMALL.width, SMALL.shape_size
-    shadow = SceneGenerator(SMALL, seed=4)  # same seed: its first draws are the scenes rendered below
-    scene = SceneGenerator(SMALL, seed=4).render(n)
-    params = _sample_scenes(SMALL, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
+    shadow = SceneGenerator(config, seed=4)  # same seed: its first draws are the scenes rendered below
+    scene = SceneGenerator(config, seed=4).render(n)
+    params = _sample_scenes(config, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
                             shadow._mask_boxes[:, 2:].amax(-1))
+    assert (params.motion[..., 2, :2] != 0).any() == (motion == "wide")
     masks = shadow._masks.view(-1, 1, size, size)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
     pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (H, W, 3)
     for a, layers in ((params.a1, scene.layers1), (params.motion @ params.a1, scene.layers2)):
         inv = torch.linalg.inv(a)[:, 1:]  # objects only: (n, K, 3, 3)
-        canonical = torch.einsum("nkij,hwj->nkhwi", inv, pixels)[..., :2].float()  # (n, K, H, W, 2)
+        mapped = torch.einsum("nkij,hwj->nkhwi", inv, pixels)
+        canonical = (mapped[..., :2] / mapped[..., 2:]).float()  # (n, K, H, W, 2)
         picked = masks[params.mask_index.flatten()]
         value = F.grid_sample(picked, canonical.flatten(0, 1), align_corners=False).view(n, -1, h, w)
         inside = (value > 0.5) & params.active[:, :, None, None]

@@ -260,6 +260,36 @@ def test_background_generation_gives_the_same_batches_in_the_same_order():
     stream.close()  # leaving early stops the background thread instead of hanging
 
 
+def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the_crop():
+    from flowcli.data.synth import SceneGenerator, SynthConfig
+    from flowcli.training.sources import SynthSource, epoch_seed
+
+    config = TrainConfig(batch_size=2, steps_per_epoch=4, crop=(64, 64), synth_size=(96, 128), val_count=1,
+                         synth_motion="mixed", seed=3)
+    source = SynthSource(config, device=torch.device("cpu"))
+    batches = list(source.epoch(2))
+    assert [b[0].shape[-2:] for b in batches] == [(64, 64)] * 4  # windows of a Chairs-pixel scene, drawn directly
+    assert source.val[0][0].shape[-2:] == (96, 128)  # validation keeps synth_size
+    scenes = SynthConfig(height=64, width=64, chairs_pixels=True)
+    for index, motion in enumerate(("chairs", "wide")):  # each profile's own stream, reseeded per epoch
+        expected = SceneGenerator(scenes.with_motion(motion), seed=3)  # the banks follow the run seed
+        expected.reseed(epoch_seed(3, 2) + index)
+        first, second = expected.batch(2), expected.batch(2)
+        assert torch.equal(batches[index][0], first[0]) and torch.equal(batches[index][2], first[2])
+        assert torch.equal(batches[index + 2][2], second[2])
+    # resampling augmentation needs margins: the scenes are then rendered at synth_size
+    assert SynthSource(config.with_overrides(geometric=True), device=torch.device("cpu")).train_size == (96, 128)
+
+
+def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path):
+    with pytest.raises(TrainingError, match="synth_motion='fast': choose chairs, wide, mixed"):
+        TrainConfig(synth_motion="fast")
+    config = TrainConfig(epochs=1, batch_size=2, crop=(64, 64), width=0.25, synth_motion="wide")
+    with pytest.raises(DataError, match="a motion profile is for generated data"):
+        train(config, output=tmp_path / "run", data_dir=tiny_chairs)
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_starts_from_the_given_weights(tiny_chairs, tmp_path):
     from dataclasses import replace
 

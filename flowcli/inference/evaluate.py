@@ -98,9 +98,12 @@ def evaluate(
     layout: str = "auto",
     sintel_pass: str = "clean",
     fb_check: bool = False,
+    motion: str = "chairs",
+    scene_seed: int = TEST_SEED,
 ) -> EvalResult:
     """Evaluate weights on `part` of a folder's `split` (split="all": every pair), or on `count`
-    generated test pairs of `size` (H, W) when data_dir is None. The folder (or list file) is in any
+    generated test pairs of `size` (H, W) when data_dir is None (the generator's `motion` profile,
+    scenes of `scene_seed`: the default is the test set no training or validation draws). The folder (or list file) is in any
     dataset layout of data/layouts, detected unless `layout` names one; `sintel_pass` picks Sintel's.
     fb_check=True also predicts the backward flow in the same batch (timed with it) and scores the
     forward-backward check's mask."""
@@ -112,6 +115,9 @@ def evaluate(
         raise DataError(f"part={part!r} is not a part of a split: choose one of {', '.join(PARTS)}")
     if count < 1:
         raise DataError(f"count={count}: evaluate at least one pair")
+    if data_dir is not None and (motion, scene_seed) != ("chairs", TEST_SEED):
+        raise DataError(f"{data_dir}: motion={motion!r} and scene_seed={scene_seed} choose generated test scenes; "
+                        "a folder has its own")
     predictor = load_predictor(weights, device=device, dtype=dtype, options=options)
     incomplete: list[str] = []
     scene_of: dict[str, str | None] = {}
@@ -127,8 +133,10 @@ def evaluate(
             what = f"{sintel_pass} pass, {what}"
         source = f"{data_dir} ({what})" if found_layout == "chairs" else f"{data_dir} ({found_layout}, {what})"
     else:
-        total, batches = count, generated_batches(count, size, predictor.device, with_occlusion=True)
-        source = f"generated test set (seed {TEST_SEED}, {count} pairs, {size[0]}x{size[1]})"
+        total, batches = count, generated_batches(count, size, predictor.device, with_occlusion=True,
+                                                  motion=motion, seed=scene_seed)
+        profile = "" if motion == "chairs" else f", {motion} motion"
+        source = f"generated test set (seed {scene_seed}{profile}, {count} pairs, {size[0]}x{size[1]})"
 
     samples_out, times, tally, invalid = [], [], EpeTally(), 0
     scene_tallies: dict[str, tuple[EpeTally, list[int]]] = {}
@@ -238,14 +246,19 @@ def folder_batches(samples, *, with_occlusion: bool = False) -> Iterator[tuple[s
         yield *batch, None if truth is None else truth[None]
 
 
-def generated_batches(count: int, size: tuple[int, int], device, *, with_occlusion: bool = False):
+def generated_batches(count: int, size: tuple[int, int], device, *, with_occlusion: bool = False,
+                      motion: str = "chairs", seed: int = TEST_SEED):
     """(id, img1, img2, flow, valid) of the seeded generated test set; with_occlusion=True adds the
-    true occlusion (flowcli.data.occlusion)."""
+    true occlusion (flowcli.data.occlusion). Another motion profile or seed gives other scenes."""
     from ..data.synth import SceneGenerator, SynthConfig
 
     from ..data.occlusion import true_occlusion
 
-    generator = SceneGenerator(SynthConfig(height=size[0], width=size[1]), seed=TEST_SEED, device=device)
+    try:
+        config = SynthConfig(height=size[0], width=size[1]).with_motion(motion)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    generator = SceneGenerator(config, seed=seed, device=device)
     for i in range(count):
         scene = generator.render(1)  # what batch(1) returns, plus the layers that give the true occlusion
         batch = f"gen{i:05d}", scene.img1, scene.img2, scene.flow, torch.ones_like(scene.flow[:, 0], dtype=torch.bool)
