@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowcli.training.loss import downsample_target, effective_weights, multiscale_epe
+from flowcli.training.loss import downsample_target, effective_weights, multiscale_epe, target_pyramid
 
 # FlowNet (Dosovitskiy et al. 2015; FlowNetPytorch): flow2 .. flow6 weigh 0.005, 0.01, 0.02, 0.08, 0.32,
 # each summed over its pixels, so with 1/4 the pixels per level: 0.005, 0.0025, 0.00125, 0.00125, 0.00125
@@ -69,3 +69,18 @@ def test_an_invalid_fine_pixel_keeps_its_whole_coarse_pixel_out_of_the_loss():
     pred[0, :, 0, 1] = 100.0  # wrong only where the target is partly unknown
     loss, _ = multiscale_epe([pred], flow, valid)
     assert loss.item() == pytest.approx(5.0, rel=1e-6)  # every counted coarse pixel is off by exactly |(3, 4)|
+
+
+@pytest.mark.parametrize("some_invalid", [False, True])
+def test_the_target_pyramid_pools_each_level_from_the_one_before_to_the_same_values(some_invalid):
+    rng = np.random.default_rng(1)
+    flow = torch.from_numpy(rng.normal(0, 3, size=(2, 2, 64, 96)).astype(np.float32))
+    valid = torch.from_numpy(rng.random((2, 64, 96)) > (0.002 if some_invalid else -1))
+    sizes = [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]  # 2x3 -> 1x2 does not divide: from full resolution
+    for (coarse, coarse_valid), size in zip(target_pyramid(flow, valid, sizes), sizes):
+        expected, expected_valid = downsample_target(flow, valid, size)
+        assert coarse.shape[-2:] == size
+        torch.testing.assert_close(coarse_valid, expected_valid)
+        torch.testing.assert_close(coarse[expected_valid[:, None].expand_as(coarse)],
+                                   expected[expected_valid[:, None].expand_as(expected)], rtol=1e-5, atol=1e-5)
+    assert not some_invalid or not target_pyramid(flow, valid, sizes)[0][1].all()  # a level lost a pixel
