@@ -8,6 +8,7 @@
 #   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~13 minutes on one H200
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
+#   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
@@ -24,6 +25,7 @@ SEED=${SEED:-11}
 COUNT=${COUNT:-64}
 INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH:-0.5}
+MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
 PROBE=${PROBE:-}  # e.g. "128 256": 20 s of training at each batch size first, for img/s and data share
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
@@ -32,9 +34,11 @@ PRESET=gpu
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 flowcli() { "$PYTHON" -m flowcli "$@"; }
 
-train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --overwrite)
+train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else train_options+=(--width "$WIDTH"); fi
-evals=("" "--refine 0 --no-smooth" "--passes 2")
+# the test set, 64 scenes of another seed (both judge a new file) and large motions; defaults and network alone
+evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
+       "--motion wide" "--motion wide --refine 0 --no-smooth")
 bench_options=(--runs 30)
 bench_batches="1 $BATCH"
 if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every step

@@ -287,3 +287,14 @@ def test_banks_are_built_on_one_thread_and_the_callers_thread_count_comes_back(m
     textures, backdrop, masks = synth._banks.__wrapped__(5, 6, 32, 4, 32)  # uncached
     assert seen == [1] and torch.get_num_threads() == 2
     assert textures.shape == (6, 3, 32, 32) and backdrop.shape == (6,) and masks.shape == (4, 32, 32)
+
+
+def test_synth_cli_writes_the_chosen_motion_profile(run_cli, tmp_path):
+    result = run_cli("synth", tmp_path / "wide", "--count", "2", "--size", "64x96", "--motion", "wide")
+    assert result.exit_code == 0, result.output
+    expected = SceneGenerator(SynthConfig(height=64, width=96).with_motion("wide"), seed=0).batch(2)[2]
+    for k, name in enumerate(("00001", "00002")):
+        np.testing.assert_array_equal(read_flo(tmp_path / "wide" / f"{name}_flow.flo"),
+                                      expected[k].permute(1, 2, 0).numpy())
+    result = run_cli("synth", tmp_path / "other", "--motion", "sideways")
+    assert result.exit_code == 2 and "sideways" in result.output and not (tmp_path / "other").exists()
