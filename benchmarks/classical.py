@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=64, help="generated test pairs (default 64; 0 = none)")
     parser.add_argument("--size", type=parse_size, default=(384, 512), help="generated HEIGHTxWIDTH (384x512)")
+    parser.add_argument("--scene-seed", type=int, default=None,
+                        help="generated scenes of this seed instead of the test set's (as flowcli eval --scene-seed)")
+    parser.add_argument("--motion", choices=("chairs", "wide"), default="chairs",
+                        help="generated scenes' motion profile (as flowcli eval --motion; default chairs)")
     parser.add_argument("--weights", default=None,
                         help="FlowNetS weights .safetensors or 'random' (default: weights/flownets.safetensors)")
     parser.add_argument("--device", default="cpu", help="device of FlowNetS: cpu (default), cuda, cuda:N")
@@ -111,10 +115,11 @@ def _gray(img, cv2):
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def generated_source(count: int, size: tuple[int, int], device) -> Iterator[tuple]:
+def generated_source(count: int, size: tuple[int, int], device, **scenes) -> Iterator[tuple]:
+    """`scenes`: generated_batches' motion= and seed= (default: the test set)."""
     from flowcli.inference.evaluate import generated_batches
 
-    for sample_id, img1, img2, flow, valid in generated_batches(count, size, device):
+    for sample_id, img1, img2, flow, valid in generated_batches(count, size, device, **scenes):
         yield sample_id, img1.float().cpu(), img2.float().cpu(), flow.float().cpu(), valid.cpu()
 
 
@@ -348,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         classical = opencv_methods(cv2, args.farneback_levels)
         sources = []
         if args.count:
-            sources.append((f"generated test set (seed {TEST_SEED})", args.count,
-                            generated_source(args.count, args.size, device)))
+            seed = TEST_SEED if args.scene_seed is None else args.scene_seed
+            name = "generated test set" if seed == TEST_SEED else "generated scenes"
+            profile = "" if args.motion == "chairs" else f", {args.motion} motion"
+            sources.append((f"{name} (seed {seed}{profile})", args.count,
+                            generated_source(args.count, args.size, device, motion=args.motion, seed=seed)))
         for name, folder in (("Flying Chairs folder", args.data), ("real Flying Chairs pair", args.real_pair)):
             if folder is not None:
                 total, items = folder_source(folder)

@@ -20,8 +20,8 @@ def test_classical_script_small_run(tmp_path, capsys, monkeypatch, load_benchmar
     magnitudes = []  # mean ground-truth flow magnitude of each pair the script is given
     original = flowcli.inference.evaluate.generated_batches
 
-    def recording(count, size, device):
-        for item in original(count, size, device):
+    def recording(count, size, device, **scenes):
+        for item in original(count, size, device, **scenes):
             magnitudes.append(item[3].norm(dim=1).mean().item())
             yield item
 
@@ -82,3 +82,29 @@ def test_also_options_take_values_and_switches(load_benchmark):
         script.predictor_options("--tta hflip --refine")
     with pytest.raises(FlowcliError, match="--passes takes a whole number, got 'two'"):
         script.predictor_options("--passes two")
+
+
+def test_classical_script_takes_other_generated_scenes(monkeypatch, tmp_path, load_benchmark):
+    pytest.importorskip("cv2", reason="OpenCV is not a flowcli dependency (pip install opencv-python-headless)")
+    import torch
+
+    import flowcli.inference.evaluate
+
+    asked = []
+    original = flowcli.inference.evaluate.generated_batches
+
+    def recording(count, size, device, **scenes):
+        asked.append(scenes)
+        yield from original(count, size, device, **scenes)
+
+    monkeypatch.setattr(flowcli.inference.evaluate, "generated_batches", recording)
+    threads = torch.get_num_threads()
+    try:
+        code = load_benchmark("classical").main(["--count", "1", "--size", "64x96", "--weights", "random",
+                                                 "--threads", "1", "--scene-seed", "99", "--motion", "wide",
+                                                 "--json", str(tmp_path / "r.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and asked == [{"motion": "wide", "seed": 99}]
+    [source] = json.loads((tmp_path / "r.json").read_text())["sources"]
+    assert source["name"] == "generated scenes (seed 99, wide motion)"
