@@ -39,7 +39,7 @@ from .textures import build_shape_bank, build_texture_bank, load_photo_textures,
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
 TAIL_SIGMAS = 2.5  # a heavy-tailed draw reaches its limit at this many standard deviations
-MAX_PERSPECTIVE = 0.5  # foreshortening limit: the homography's divisor stays >= ~0.3 over the layer
+MAX_PERSPECTIVE = 0.5  # foreshortening limit: the homography's divisor stays positive over a layer's box
 
 # Motion profiles. "chairs" (SynthConfig's defaults) matches real Flying Chairs' mean displacement and
 # DIS's error on it; "wide" adds what real scenes also show and "chairs" rarely draws: whole-scene
