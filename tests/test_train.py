@@ -281,13 +281,16 @@ def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the
     assert SynthSource(config.with_overrides(geometric=True), device=torch.device("cpu")).train_size == (96, 128)
 
 
-def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path):
+def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_cli):
     with pytest.raises(TrainingError, match="synth_motion='fast': choose chairs, wide, mixed"):
         TrainConfig(synth_motion="fast")
     config = TrainConfig(epochs=1, batch_size=2, crop=(64, 64), width=0.25, synth_motion="wide")
     with pytest.raises(DataError, match="a motion profile is for generated data"):
         train(config, output=tmp_path / "run", data_dir=tiny_chairs)
     assert not (tmp_path / "run").exists()
+    result = run_cli("train", tiny_chairs, "--motion", "wide", "-o", tmp_path / "cli")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--motion wide: a motion profile is for generated data" in result.stderr and not (tmp_path / "cli").exists()
 
 
 def test_init_starts_from_the_given_weights(tiny_chairs, tmp_path):

@@ -30,7 +30,7 @@ def train(
     crop: Annotated[Optional[str], typer.Option(metavar="HxW", help="Training crop, multiples of 64, e.g. 320x448.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
-    motion: Annotated[Optional[TrainMotion], typer.Option(help="Generated data: chairs (Flying Chairs' motions), wide (large, turning in depth) or mixed (alternate batches).")] = None,
+    synth_motion: Annotated[Optional[TrainMotion], typer.Option("--motion", help="Generated data: chairs (Flying Chairs' motions), wide (large, turning in depth) or mixed (alternate batches).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
@@ -61,7 +61,7 @@ def train(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
-            synth_motion=motion.value if motion else None,
+            synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
