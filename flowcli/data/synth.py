@@ -422,7 +422,8 @@ class SceneGenerator:
         start = (counts.cumsum(0) - counts).to(self.device)  # element where each object starts
         box_w = ext[..., 0].flatten()
         ftable = torch.stack([lo[..., 0].flatten(), lo[..., 1].flatten(), 1 / box_w.clamp_min(1), box_w])
-        ftable = torch.cat([ftable, inv.reshape(-1, 9).T], 0).to(self.device, torch.float32)
+        inv = inv if projective else inv[..., :2, :]  # an affine view's last row is (0, 0, 1): not gathered
+        ftable = torch.cat([ftable, inv.reshape(views * k, -1).T], 0).to(self.device, torch.float32)
         itable = torch.stack([torch.arange(views).repeat_interleave(k) * (h * w),
                               mask_index.flatten() * size * size,
                               torch.arange(1, k + 1).repeat(views)]).to(self.device, torch.int32)
@@ -468,6 +469,8 @@ class SceneGenerator:
         size = self.config.texture_size
         total = ids.numel()
         n_flow = total // 2
+        if not projective:  # the rows that only homographies read are not gathered per pixel
+            table, displacement = table[:16], displacement[:6]
         colour = torch.empty(3, total, device=self.device)
         flow = torch.empty(2, n_flow, device=self.device)
         t = self._textures
