@@ -9,6 +9,7 @@
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
+#   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # torch.compile'd steps (not yet measured)
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
@@ -26,6 +27,7 @@ COUNT=${COUNT:-64}
 INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH:-0.5}
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
+COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile)
 PROBE=${PROBE:-}  # e.g. "128 256": 20 s of training at each batch size first, for img/s and data share
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
@@ -36,6 +38,7 @@ flowcli() { "$PYTHON" -m flowcli "$@"; }
 
 train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else train_options+=(--width "$WIDTH"); fi
+if [ -n "$COMPILE" ]; then train_options+=(--compile); fi
 # the test set, 64 scenes of another seed (both judge a new file) and large motions; defaults and network alone
 evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
        "--motion wide" "--motion wide --refine 0 --no-smooth")

@@ -293,6 +293,25 @@ def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_
     assert "--motion wide: a motion profile is for generated data" in result.stderr and not (tmp_path / "cli").exists()
 
 
+def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_on(tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(module):  # torch.compile itself takes ~30 s on this CPU: checked by hand, not here
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    config = TrainConfig(epochs=1, batch_size=2, crop=(64, 64), width=0.25, steps_per_epoch=2,
+                         synth_size=(64, 96), val_count=1)
+    train(config, output=tmp_path / "run")
+    assert compiled == []
+    from flowcli.training.config import resolve_config
+
+    resumed = resolve_config(resume=tmp_path / "run", epochs=2, compile=True)
+    result = train(resumed, output=tmp_path / "run", resume=True)
+    assert result.epoch == 2 and len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+
+
 def test_init_starts_from_the_given_weights(tiny_chairs, tmp_path):
     from dataclasses import replace
 

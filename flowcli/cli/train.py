@@ -37,6 +37,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
+    compile_step: Annotated[bool, typer.Option("--compile", help="torch.compile the network for training steps (fused kernels; for GPUs, its first steps compile for a minute).")] = False,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
@@ -63,6 +64,7 @@ def train(
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
             synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
+            compile=True if compile_step else None,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)

@@ -19,7 +19,7 @@ LOSSES = ("multiscale", "epe")  # loss.LOSSES' names: FlowNet's weighted levels,
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("onecycle", "constant")
 MOTIONS = ("chairs", "wide", "mixed")  # data.synth.MOTIONS' profiles, or both in alternate batches
-RESUMABLE = ("epochs", "minutes", "num_workers")  # what a resumed run may change: no past step depends on it
+RESUMABLE = ("epochs", "minutes", "num_workers", "compile")  # what a resumed run may change: no past step depends on it
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class TrainConfig:
     val_count: int = 64  # generated data only: size of the fixed validation set
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
+    compile: bool = False  # torch.compile the training step's network (fewer, fused kernels; GPUs)
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
     layout: str = "auto"  # folder data: its dataset layout (data/layouts: auto = detected)
@@ -228,7 +229,7 @@ def check_resumable(saved: TrainConfig, config: TrainConfig, run_dir: Path) -> N
         new, old = getattr(config, f.name), getattr(saved, f.name)
         if f.name not in RESUMABLE and new != old:
             raise TrainingError(f"{f.name}={show(new)}: the run in {run_dir} was set up with {show(old)}; "
-                                "a resumed run keeps its settings (only epochs, minutes and workers may change)")
+                                "a resumed run keeps its settings (only epochs, minutes, workers and compile may change)")
 
 
 def check_same_data(saved: str | None, data_dir: str | os.PathLike | None, run_dir: Path) -> None:

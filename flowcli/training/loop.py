@@ -326,6 +326,8 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:  # the training steps only: validation runs the plain module on the same parameters
+        net = torch.compile(net)
     augmenter = make_augmenter(config, isinstance(source, FolderSource))
     amp_dtype = autocast_dtype(config, device)
     steps_per_epoch = source.steps_per_epoch
