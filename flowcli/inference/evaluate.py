@@ -103,8 +103,9 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate weights on `part` of a folder's `split` (split="all": every pair), or on `count`
     generated test pairs of `size` (H, W) when data_dir is None (the generator's `motion` profile,
-    scenes of `scene_seed`: the default is the test set no training or validation draws). The folder (or list file) is in any
-    dataset layout of data/layouts, detected unless `layout` names one; `sintel_pass` picks Sintel's.
+    scenes of `scene_seed`; the default is the test set, which no training or validation draws).
+    The folder (or list file) is in any dataset layout of data/layouts, detected unless `layout`
+    names one; `sintel_pass` picks Sintel's.
     fb_check=True also predicts the backward flow in the same batch (timed with it) and scores the
     forward-backward check's mask."""
     from .engine import load_predictor
