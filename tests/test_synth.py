@@ -248,8 +248,9 @@ def test_front_layers_match_a_brute_force_render(motion):
         inside = (value > 0.5) & params.active[:, :, None, None]
         depth = torch.arange(1, inside.shape[1] + 1).view(1, -1, 1, 1)
         expected = (inside * depth).amax(1)
-        agree = (expected == layers).float().mean().item()
-        assert agree > 0.999  # rounding can flip a pixel that sits exactly on a contour
+        # rounding could flip a pixel that sits exactly on a contour (none here); a box that misses the
+        # corners of a turned layer loses ~10 pixels
+        assert (expected != layers).sum().item() <= 2
 
 
 def test_backgrounds_are_drawn_only_from_photo_like_textures():
