@@ -277,6 +277,10 @@ def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the
         first, second = expected.batch(2), expected.batch(2)
         assert torch.equal(batches[index][0], first[0]) and torch.equal(batches[index][2], first[2])
         assert torch.equal(batches[index + 2][2], second[2])
+    # with reuse the profiles still alternate step by step: chairs, wide, chairs, wide (each batch twice)
+    reused = list(SynthSource(config.with_overrides(synth_reuse=2), device=torch.device("cpu")).epoch(2))
+    assert reused[0] is reused[2] and reused[1] is reused[3]
+    assert all(torch.equal(b[2], r[2]) for b, r in zip(batches[:2] * 2, reused))
     # resampling augmentation needs margins: the scenes are then rendered at synth_size
     assert SynthSource(config.with_overrides(geometric=True), device=torch.device("cpu")).train_size == (96, 128)
 

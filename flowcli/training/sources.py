@@ -8,6 +8,7 @@ a resumed run sees exactly the data a straight run would.
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -99,7 +100,8 @@ class SynthSource:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """With num_workers > 0 the next batch is generated in a background thread while the current
-        one trains (the same batches, in the same order, as without)."""
+        one trains (the same batches, in the same order, as without). Mixed profiles alternate step
+        by step: one batch of each is drawn, then the group is repeated `synth_reuse` times."""
         for index, generator in enumerate(self.generators):
             generator.reseed(epoch_seed(self.config.seed, epoch, self.rank) + index)
         reuse = max(1, self.config.synth_reuse)
@@ -113,9 +115,9 @@ class SynthSource:
             batches = (f.result() for f in prefetch(draw, count, depth=2, workers=1, name="flowcli-synth"))
         else:
             batches = (draw(i) for i in range(count))
-        for batch in batches:
+        while drawn := list(islice(batches, len(self.generators))):
             for _ in range(reuse):
-                yield batch
+                yield from drawn
 
     def validation(self) -> Iterator[Batch]:
         for img1, img2, flow in self.val:
