@@ -78,9 +78,14 @@ def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
     result = evaluate(count=2, size=(64, 96), weights="random", motion="wide", scene_seed=5)
     assert "seed 5, wide motion" in result.source
     assert result.epe != evaluate(count=2, size=(64, 96), weights="random").epe
-    result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--scene-seed", "99")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "--scene-seed 99 choose generated test scenes" in result.stderr
+    for given, named in ((["--scene-seed", "99"], "--scene-seed:"), (["--motion", "chairs"], "--motion:"),
+                         (["--motion", "wide", "--scene-seed", "5"], "--motion and --scene-seed:")):
+        result = run_cli("eval", folder, "--split", "all", "--weights", "random", *given)
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert f"{named} for the generated test set; {folder} has its own scenes" in result.stderr
+    with pytest.raises(DataError, match=r"scene_seed=99 choose generated test scenes") as refused:
+        evaluate(folder, split="all", weights="random", scene_seed=99)
+    assert "motion" not in str(refused.value)  # names only what differs from the test set
 
 
 def test_eval_cli_reports_incomplete_triplets_and_strict_refuses(folder, run_cli):

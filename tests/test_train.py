@@ -292,12 +292,14 @@ def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_
     with pytest.raises(DataError, match="a motion profile is for generated data"):
         train(config, output=tmp_path / "run", data_dir=tiny_chairs)
     assert not (tmp_path / "run").exists()
-    result = run_cli("train", tiny_chairs, "--motion", "wide", "-o", tmp_path / "cli")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "--motion wide: a motion profile is for generated data" in result.stderr and not (tmp_path / "cli").exists()
+    for motion in ("wide", "chairs"):  # even the default, when asked for by name
+        result = run_cli("train", tiny_chairs, "--motion", motion, "-o", tmp_path / "cli")
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert f"--motion {motion}: for generated data; {tiny_chairs} has its own motions" in result.stderr
+        assert not (tmp_path / "cli").exists()
 
 
-def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_on(tmp_path, monkeypatch):
+def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_on_and_off(tmp_path, monkeypatch):
     compiled = []
 
     def fake_compile(module):  # torch.compile itself takes ~30 s on this CPU: checked by hand, not here
@@ -314,6 +316,8 @@ def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_
     resumed = resolve_config(resume=tmp_path / "run", epochs=2, compile=True)
     result = train(resumed, output=tmp_path / "run", resume=True)
     assert result.epoch == 2 and len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    resumed = resolve_config(resume=tmp_path / "run", epochs=3, compile=False)  # and off again
+    assert train(resumed, output=tmp_path / "run", resume=True).epoch == 3 and len(compiled) == 1
 
 
 def test_init_starts_from_the_given_weights(tiny_chairs, tmp_path):

@@ -12,7 +12,7 @@ from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
     Backend, BackendOpt, DEFAULTS, DeviceOpt, Motion, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, PassesOpt,
     SintelPass, SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
-    app, check_json_path, cli_errors, inference_options, options_label, out_console, progress_bar, say, table, warn,
+    app, check_json_path, cli_errors, fail, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
 )
 
@@ -46,8 +46,8 @@ def evaluate_command(
     backend: BackendOpt = Backend(DEFAULTS.backend),
     count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
-    motion: Annotated[Motion, typer.Option(help="Generated test set: chairs (Flying Chairs' motions) or wide (large, turning in depth).")] = Motion.chairs,
-    scene_seed: Annotated[Optional[int], typer.Option(help="Generated test set: other scenes than the test set's (e.g. 99).")] = None,
+    motion: Annotated[Optional[Motion], typer.Option(help="Generated test set: chairs (Flying Chairs' motions, the default) or wide (large, turning in depth).")] = None,
+    scene_seed: Annotated[Optional[int], typer.Option(help="Generated test set: other scenes (e.g. 99; default: the test set's seed, 2024113).")] = None,
     strict: StrictOpt = False,
     report: Annotated[Optional[Report], typer.Option(help="reference: EPE on both parts of the reference split and time per image, beside its 8.04 / 7.0 / 0.0107 s.")] = None,
     json_out: JsonOpt = None,
@@ -73,8 +73,7 @@ def evaluate_command(
             result = evaluate(data_dir, split=split.value, part=part.value, seed=seed, weights=weights,
                               device=device, dtype=dtype.value, options=options,
                               count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
-                              fb_check=fb_check, motion=motion.value,
-                              **({} if scene_seed is None else {"scene_seed": scene_seed}),
+                              fb_check=fb_check, **generated_scenes(data_dir, motion, scene_seed),
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
@@ -130,6 +129,16 @@ def occlusion_rows(result) -> list[tuple[str, str]]:
         rows.append(("mask marked / truly occluded",
                      f"{100 * check['predicted_share']:.1f}% / {100 * result.occluded_share:.1f}%"))
     return rows
+
+
+def generated_scenes(data_dir, motion, scene_seed) -> dict:
+    """evaluate()'s motion= and scene_seed= as given; either one with a folder is refused."""
+    given = {"motion": motion.value if motion else None, "scene_seed": scene_seed}
+    given = {k: v for k, v in given.items() if v is not None}
+    if data_dir is not None and given:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in given)
+        fail(f"{flags}: for the generated test set; {data_dir} has its own scenes")
+    return given
 
 
 def reference_table(data_dir, *, weights, device, dtype, options, strict, json_out) -> None:

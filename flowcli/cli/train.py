@@ -30,14 +30,14 @@ def train(
     crop: Annotated[Optional[str], typer.Option(metavar="HxW", help="Training crop, multiples of 64, e.g. 320x448.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
-    synth_motion: Annotated[Optional[TrainMotion], typer.Option("--motion", help="Generated data: chairs (Flying Chairs' motions), wide (large, turning in depth) or mixed (alternate batches).")] = None,
+    synth_motion: Annotated[Optional[TrainMotion], typer.Option("--motion", help="Generated data: chairs (Flying Chairs' motions, the default), wide (large, turning in depth) or mixed (alternate batches); validation stays chairs.")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their width and BatchNorm are kept).")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
-    compile_step: Annotated[bool, typer.Option("--compile", help="torch.compile the network for training steps (fused kernels; for GPUs, its first steps compile for a minute).")] = False,
+    compile_step: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network (fused kernels, for GPUs; the first step compiles, ~35 s on a 2-core CPU); a resumed run may turn it on or off.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
@@ -55,6 +55,8 @@ def train(
         from ..training.config import preset_overrides, resolve_config
         from ..training.loop import train as run_training
 
+        if data_dir is not None and synth_motion is not None:
+            fail(f"--motion {synth_motion.value}: for generated data; {data_dir} has its own motions")
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
         check_json_path(json_out)
@@ -64,7 +66,7 @@ def train(
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
             synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
-            compile=True if compile_step else None,
+            compile=compile_step,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)
