@@ -43,6 +43,7 @@ def synth(
                                    config=scenes)
             out_console.print(table("generator speed", [
                 ("device", result.device), ("batch x size", f"{result.batch_size} x {height}x{width}"),
+                ("motion", motion.value),
                 ("pairs/s", f"{result.pairs_per_s:.1f}"), ("timed", f"{result.pairs} pairs in {result.seconds:.1f} s"),
                 ("bank building", f"{result.init_s:.2f} s")]))
             return
