@@ -459,3 +459,13 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_on_the_combined_batch(tmp_path
     for key, value in single.items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert [r["epoch"] for r in log_of(tmp_path / "ddp")] == [1, 2]  # one writer, one line per epoch
+
+
+def test_a_folder_too_small_to_leave_a_validation_pair_is_refused(tmp_path, run_cli):
+    write_dataset(tmp_path / "two", count=2, seed=1, config=SynthConfig(height=64, width=64))
+    config = TrainConfig(epochs=1, batch_size=1, crop=(64, 64), width=0.25)
+    with pytest.raises(DataError, match=r"2 pairs leave no validation pair .*\(train 2, val 0, test 0\)"):
+        train(config, output=tmp_path / "run", data_dir=tmp_path / "two")
+    result = run_cli("train", tmp_path / "two", "--crop", "64x64", "-o", tmp_path / "cli")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "no validation pair" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cli").exists()

@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 
 from .config import TrainConfig
+from ..errors import DataError
 from ..data.prefetch import prefetch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -38,6 +39,10 @@ class FolderSource:
         found = find_pairs(folder, layout=config.layout, sintel_pass=config.sintel_pass, strict=strict)
         samples, self.incomplete = found.samples, found.incomplete
         self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
+        if not self.split["val"]:  # the best epoch is chosen on them: without any, "best" means nothing
+            sizes = ", ".join(f"{part} {len(ids)}" for part, ids in self.split.items())
+            raise DataError(f"{folder}: {len(samples)} pairs leave no validation pair in the {config.split} split "
+                            f"({sizes}); add pairs")
         # frames of one size batch whole and are cropped by the augmenter; KITTI's, Middlebury's and a
         # list's differ in size from pair to pair, so their pairs are cropped before batching
         crop = None if config.augment and found.layout not in VARYING_SIZES else config.crop
