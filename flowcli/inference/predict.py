@@ -86,11 +86,17 @@ def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *,
     flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                          max_side=max_side, **overrides)
     write_flow(output, flow)
+    return _predict_result(output, flow, max_side)
+
+
+def _predict_result(output, flow: np.ndarray, max_side: int | None, occluded_share: float | None = None,
+                    written: tuple[str, ...] = ()) -> PredictResult:
+    """What predict_file and predict_file_checked report of the flow they wrote."""
     height, width = flow.shape[:2]
     magnitude = np.hypot(flow[..., 0], flow[..., 1])  # np.linalg.norm is much slower on a huge flow
     warning = max_side_warning(height, width, max_side)
     return PredictResult(str(output), height, width, float(magnitude.mean()), float(magnitude.max()),
-                         (warning,) if warning else ())
+                         (warning,) if warning else (), occluded_share, written)
 
 
 PAIR_PATTERN = re.compile(r"^(?P<id>.+)_img1$")
@@ -258,17 +264,12 @@ def predict_file_checked(img1: ImageLike, img2: ImageLike, output: str | os.Path
                          **overrides) -> PredictResult:
     """predict_file with the forward-backward check (estimate_flow's fb_check): also writes the mask
     PNG (255 = occluded or unreliable) and the 16-bit confidence PNG where named; mask_invalid=True
-    sets the occluded pixels of the .flo to unknown (1e9). Every output is checked before any work."""
+    sets the occluded pixels of the .flo to unknown (UNKNOWN, 1e10). Every output is checked before any work."""
     output = check_writable(output)
     check_flow_suffix(output)
     check_fb_outputs(output, mask, confidence, mask_invalid)
     checked = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                             max_side=max_side, fb_check=True, **overrides)
     write_checked(checked, output, mask, confidence, mask_invalid=mask_invalid)
-    flow = checked.flow
-    height, width = flow.shape[:2]
-    magnitude = np.hypot(flow[..., 0], flow[..., 1])
-    warning = max_side_warning(height, width, max_side)
-    return PredictResult(str(output), height, width, float(magnitude.mean()), float(magnitude.max()),
-                         (warning,) if warning else (), checked.occluded_share,
-                         tuple(str(p) for p in (mask, confidence) if p is not None))
+    return _predict_result(output, checked.flow, max_side, checked.occluded_share,
+                           tuple(str(p) for p in (mask, confidence) if p is not None))
