@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -140,7 +141,7 @@ def evaluate(
         source = f"generated test set (seed {scene_seed}{profile}, {count} pairs, {size[0]}x{size[1]})"
 
     samples_out, times, tally, invalid = [], [], EpeTally(), 0
-    scene_tallies: dict[str, tuple[EpeTally, list[int]]] = {}
+    scene_tallies: dict[str, EpeTally] = {}
     occlusion, predicted = OcclusionTally(), None
     for index, (sample_id, img1, img2, flow, valid, truth) in enumerate(batches):
         if index < warmup:  # the first calls pay for allocation and graph capture
@@ -160,9 +161,7 @@ def evaluate(
         invalid += unknown
         scene = scene_of.get(sample_id)
         if scene is not None:
-            scene_tally, count_ = scene_tallies.setdefault(scene, (EpeTally(), [0]))
-            scene_tally.merge(one)
-            count_[0] += 1
+            scene_tallies.setdefault(scene, EpeTally()).merge(one)
         samples_out.append(SampleEpe(sample_id, err.mean().item() if err.numel() else float("nan"), err.numel(),
                                      fl_all=one.result()["fl_all"] if one.valid else None,
                                      unknown_pixels=unknown, scene=scene))
@@ -182,9 +181,18 @@ def evaluate(
         invalid_pixels=invalid, ms_per_image=1000 * sum(times) / len(times),
         median_ms_per_image=1000 * times[len(times) // 2], incomplete_triplets=tuple(incomplete),
         samples=tuple(samples_out), fl_all=summary["fl_all"], layout=found_layout,
-        scenes=tuple(SceneEpe(name, count_[0], t.result()["epe"], t.result()["fl_all"], t.valid)
-                     for name, (t, count_) in scene_tallies.items()),
+        scenes=_scene_rows(scene_tallies, samples_out),
         **_occlusion_fields(occlusion, fb_check))
+
+
+def _scene_rows(tallies: dict[str, EpeTally], samples: list[SampleEpe]) -> tuple[SceneEpe, ...]:
+    """Each scene's row, in the order met; its pair count from the samples."""
+    pairs = Counter(s.scene for s in samples)
+    rows = []
+    for name, tally in tallies.items():
+        result = tally.result()
+        rows.append(SceneEpe(name, pairs[name], result["epe"], result["fl_all"], tally.valid))
+    return tuple(rows)
 
 
 def _occlusion_fields(occlusion: OcclusionTally, fb_check: bool) -> dict:
