@@ -21,12 +21,11 @@ from .common import Found, Sample, read_sample_flow
 
 AUTO = "auto"
 LAYOUTS = ("chairs", "flownet", "chairs2", "sintel", "kitti", "middlebury", "list")
-TITLES = {"chairs": "Flying Chairs", "flownet": "FlowNet-style", "chairs2": "FlyingChairs2", "sintel": "MPI Sintel",
+# the triplet layouts' names and file patterns are their Namings' (data/folders.py, triplets.py)
+TITLES = {**{name: naming.name for name, naming in triplets.NAMINGS.items()}, "sintel": "MPI Sintel",
           "kitti": "KITTI", "middlebury": "Middlebury", "list": "pairs list"}
-PATTERNS = {  # what each layout's files look like (messages, README)
-    "chairs": "<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo",
-    "flownet": "<id>-img0.ppm, <id>-img1.ppm, <id>-gt.flo",
-    "chairs2": "<id>-img_0.png, <id>-img_1.png, <id>-flow_01.flo",
+PATTERNS = {  # what each layout's files look like (messages)
+    **{name: naming.example for name, naming in triplets.NAMINGS.items()},
     "sintel": "training/{clean,final}/<scene>/frame_####.png with training/flow/<scene>/frame_####.flo",
     "kitti": "image_2/<id>_10.png, <id>_11.png (or colored_0/) with flow_occ/ or flow_noc/<id>_10.png",
     "middlebury": "other-data/<seq>/frame10.png, frame11.png with other-gt-flow/<seq>/flow10.flo",

@@ -17,18 +17,21 @@ FLOW_DIRS = ("flow_occ", "flow_noc")
 _FIRST = re.compile(r"^(\d+)_10\.png$")
 
 
+def _first_dir(base: Path, names: tuple[str, ...]) -> Path | None:
+    return next((base / name for name in names if (base / name).is_dir()), None)
+
+
 def signature(path: Path) -> str | None:
-    base = training_part(path)
-    images = next((base / name for name in IMAGE_DIRS if (base / name).is_dir()), None)
+    images = _first_dir(training_part(path), IMAGE_DIRS)
     return None if images is None else str(images.relative_to(path)) + "/"
 
 
 def find(path: Path, *, need_flow: bool) -> Found:
     base = training_part(path)
-    images = next((base / name for name in IMAGE_DIRS if (base / name).is_dir()), None)
+    images = _first_dir(base, IMAGE_DIRS)
     if images is None:
         raise DataError(f"{path}: no KITTI image_2/ or colored_0/ folder")
-    flows = next((base / name for name in FLOW_DIRS if (base / name).is_dir()), None)
+    flows = _first_dir(base, FLOW_DIRS)
     if need_flow and flows is None:
         raise DataError(f"{path}: no KITTI flow_occ/ or flow_noc/ folder of ground truth "
                         "(KITTI's testing half has none)")
