@@ -39,14 +39,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror or type(exc).__name__})") from None
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         yield tmp_path
-        # mkstemp makes 0600 files, and some writers (safetensors) recreate the file: set the usual
-        # mode once it is written
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
+        publish(tmp_path, path)
     except OSError as exc:
         if str(tmp_path) not in (str(exc.filename), str(exc.filename2)):
             raise
@@ -55,6 +50,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file onto `path` with the usual mode: mkstemp makes 0600 files,
+    and some writers (safetensors) recreate the file, so the mode is set once it is written."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:

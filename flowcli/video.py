@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DataError, FlowcliError, ImageError, OutputError
+from .io import publish
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")  # containers that take H.264
@@ -244,10 +245,7 @@ class VideoWriter:
             self._container.close()
             self._container = None
             if self.frames:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
         finally:
             self._container = None
             if self._tmp.exists():

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import DeviceError
+from ..errors import DeviceError, OutputError
+from ..io import atomic_path
 from ..model import FlowNetS
 from .export import INPUT, OPSET, OUTPUT, onnx_model, ort_session, require_onnx
 
@@ -66,10 +66,8 @@ def cached_model(net: FlowNetS) -> bytes | Path:
     data = onnx_model(net, dtype="fp32").SerializeToString()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)  # atomic: concurrent processes write the same bytes
-    except OSError:
+        with atomic_path(path) as tmp:  # concurrent processes write the same bytes
+            tmp.write_bytes(data)
+    except (OSError, OutputError):
         return data
     return path
