@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .errors import FlowcliError
-from .viz import _known, flow_to_color
+from .viz import _known, flow_to_color, shared_max_flow
 
 OUTLINE = (0, 0, 0)
 PLAIN = (25, 25, 25)
@@ -57,8 +57,6 @@ def draw_arrows(image: np.ndarray, flow: np.ndarray, *, step: int | None = None,
     cols = np.arange(step // 2, width, step)
     u, v, known = _known(flow[np.ix_(rows, cols)], None if valid is None else np.asarray(valid, bool)[np.ix_(rows, cols)])
     if max_flow is None:
-        from .viz import shared_max_flow
-
         max_flow = shared_max_flow([flow], [valid])
     scale = scale or arrow_scale_for(step, np.hypot(u, v)[known], max_flow)
     colours = flow_to_color(np.stack([u, v], -1), max_flow=max_flow or None)
