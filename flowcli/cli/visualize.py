@@ -44,8 +44,8 @@ def visualize(
         from ..inference.visualize import draw_flow, draw_flows, draw_panel
 
         flows = flows or []
-        if not arrows and _given(ctx, ("arrow_step", "arrow_scale")):
-            flags = _given(ctx, ("arrow_step", "arrow_scale"))
+        flags = _given(ctx, ("arrow_step", "arrow_scale"))
+        if flags and not arrows:
             raise FlowcliError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for the arrows: add --arrows")
         drawing = dict(max_flow=max_flow, legend=legend, arrows=arrows, arrow_step=arrow_step, arrow_scale=arrow_scale)
         given = _given(ctx, MODEL_OPTIONS)
