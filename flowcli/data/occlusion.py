@@ -2,10 +2,9 @@
 
 The generator knows every pixel's front layer in both frames (SceneBatch.layers1/layers2) and the
 exact flow. Layers are flat and move as one (an affine map, or a homography in the "wide" motion
-profile), so a pixel p of layer l in image 1 lands at
-q = p + flow(p), and layer l itself covers q in image 2 (same canonical point). p is therefore
-visible in image 2 exactly when l is still the front layer at q: it is occluded when another layer
-has moved over q, or when q leaves the frame. The front layer is known at pixel centres, so q is
+profile), so a pixel p of layer l in image 1 lands at q = p + flow(p), and layer l itself covers q
+in image 2 (same canonical point). p is therefore visible in image 2 exactly when l is still the
+front layer at q: it is occluded when another layer has moved over q, or when q leaves the frame. The front layer is known at pixel centres, so q is
 rounded to the nearest pixel: the mask is exact to the pixel, as Sintel's and KITTI's are.
 """
 
