@@ -56,7 +56,7 @@ def test_resolve_config_takes_the_architecture_of_the_init_weights(tmp_path):
     save_weights(tmp_path / "w.safetensors", FlowNetS(ModelConfig(width=0.5, batch_norm=False)))
     config = resolve_config(init=tmp_path / "w.safetensors")
     assert (config.width, config.batch_norm, config.init) == (0.5, False, str(tmp_path / "w.safetensors"))
-    assert resolve_config(init=tmp_path / "w.safetensors", width=1.0).width == 1.0  # train() then refuses the file
+    assert resolve_config(init=tmp_path / "w.safetensors", width=1.0).width == 1.0  # train() grows the file to it
     with pytest.raises(CheckpointError, match="no such weights file"):
         resolve_config(init=tmp_path / "none.safetensors")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,9 +24,10 @@ from ..checkpoint import (check_architecture, load_state, load_training_state, r
                           read_training_extra, save_training_state, save_weights)
 from ..data.splits import save_split
 from ..device import cpu_has_bf16
-from ..errors import DataError, TrainingError
+from ..errors import CheckpointError, DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
+from ..widen import widen
 from .config import TrainConfig, check_resumable, check_same_data, read_run_config, show
 from .loss import LOSSES, masked_mean_epe
 from .rundir import NewRunFolder, append_log, last_log_record, write_run_config
@@ -156,9 +157,16 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def read_init(path: Path, architecture: ModelConfig) -> dict[str, torch.Tensor]:
-    """The weights to fine-tune from; the file must hold this very architecture."""
-    check_architecture(path, read_config(path), architecture,
+def read_init(path: Path, architecture: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
+    """The weights to fine-tune from: the file must hold this very architecture, or the same one
+    narrower by a whole factor, which is grown to it computing the same flow (flowcli.widen)."""
+    held = read_config(path)
+    if held.width < architecture.width and replace(held, width=architecture.width) == architecture:
+        try:
+            return widen(read_state(path), held, architecture.width, seed=seed)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from None
+    check_architecture(path, held, architecture,
                        wanted="training asks for {asked} (leave --width out to take the file's)")
     return read_state(path)
 
@@ -291,7 +299,7 @@ def train(
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
 
     architecture = config.model_config()
-    init = read_init(Path(config.init), architecture) if config.init and not resume else None
+    init = read_init(Path(config.init), architecture, config.seed) if config.init and not resume else None
     source = make_source(config, data_dir, device, rank, world, strict)  # bad data fails before the model
     if source.incomplete:
         emit("warning", {"message": f"{len(source.incomplete)} incomplete triplet(s) skipped: "
