@@ -7,6 +7,7 @@
 #
 #   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~13 minutes on one H200
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
+#   OUT=/tmp/out WIDTH=0.5 bash benchmarks/gpu_finetune.sh              # the shipped file grown to width 0.5 first
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
 #   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # torch.compile'd steps (not yet measured)
@@ -25,7 +26,7 @@ LR=${LR:-2e-4}
 SEED=${SEED:-11}
 COUNT=${COUNT:-64}
 INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
-WIDTH=${WIDTH:-0.5}
+WIDTH=${WIDTH-}  # with INIT: empty keeps its width, a whole multiple grows it; from scratch: default 0.5
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
 COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile)
 PROBE=${PROBE:-}  # e.g. "128 256": 20 s of training at each batch size first, for img/s and data share
@@ -37,7 +38,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 flowcli() { "$PYTHON" -m flowcli "$@"; }
 
 train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
-if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else train_options+=(--width "$WIDTH"); fi
+if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else WIDTH=${WIDTH:-0.5}; fi
+if [ -n "$WIDTH" ]; then train_options+=(--width "$WIDTH"); fi
 if [ -n "$COMPILE" ]; then train_options+=(--compile); fi
 # the test set, 64 scenes of another seed (both judge a new file) and large motions; defaults and network alone
 evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
