@@ -27,6 +27,7 @@ def test_eval_epe_equals_hand_computation_on_saved_predictions(folder, tmp_path)
     gt[:5, :7] = 1e10  # unknown flow: must be masked and counted, never averaged
     write_flo(folder / "00002_flow.flo", gt)
     result = evaluate(folder, split="all", weights="random")
+    assert (result.scene_seed, result.motion) == (None, None)  # a folder's scenes are its own
 
     predictor = load_predictor("random")
     errors, speeds, outside, hits = [], [], [], 0
@@ -77,6 +78,7 @@ def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
     assert torch.equal(torch.cat(got), expected)
     result = evaluate(count=2, size=(64, 96), weights="random", motion="wide", scene_seed=5)
     assert "seed 5, wide motion" in result.source
+    assert json.loads(result.to_json())["scene_seed"] == 5 and result.motion == "wide"
     assert result.epe != evaluate(count=2, size=(64, 96), weights="random").epe
     for given, named in ((["--scene-seed", "99"], "--scene-seed:"), (["--motion", "chairs"], "--motion:"),
                          (["--motion", "wide", "--scene-seed", "5"], "--motion and --scene-seed:")):

@@ -14,8 +14,8 @@ from .common import DeviceOpt, Motion, app, cli_errors, out_console, parse_size,
 def synth(
     out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo into.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The same folder, as an option.")] = None,
-    count: Annotated[int, typer.Option(min=1, help="Number of pairs.")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same pairs.")] = 0,
+    count: Annotated[Optional[int], typer.Option(min=1, help="Number of pairs [default: 200].")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same pairs [default: 0].")] = None,
     size: Annotated[str, typer.Option(metavar="HxW", help="Image size, height x width.")] = "384x512",
     textures: Annotated[Optional[Path], typer.Option(help="Folder of your own photos to use as textures too.")] = None,
     motion: Annotated[Motion, typer.Option(help="chairs (Flying Chairs' motions) or wide (large, turning in depth).")] = Motion.chairs,
@@ -39,6 +39,12 @@ def synth(
             raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
         if bench:
+            ignored = [name for name, value in (("OUT_DIR", out_dir), ("--count", count), ("--seed", seed),
+                                                ("--textures", textures), ("--overwrite", overwrite or None))
+                       if value is not None]
+            if ignored:
+                raise FlowcliError(f"{' and '.join(ignored)}: --bench times the generator and writes nothing; "
+                                   "leave them out")
             result = measure_speed(device=torch_device, batch_size=16, height=height, width=width, seconds=5.0,
                                    config=scenes)
             out_console.print(table("generator speed", [
@@ -49,9 +55,10 @@ def synth(
             return
         if out_dir is None:
             raise FlowcliError("give an output folder (or --bench)")
+        count = 200 if count is None else count
         with progress_bar() as bar:
             task = bar.add_task("synth", total=count, info="")
-            ids = write_dataset(out_dir, count=count, seed=seed, config=scenes, textures_dir=textures,
+            ids = write_dataset(out_dir, count=count, seed=seed or 0, config=scenes, textures_dir=textures,
                                 overwrite=overwrite, device=torch_device,
                                 on_progress=lambda done: bar.update(task, completed=done))
         say(f"wrote {plural(len(ids), 'pair')} ({height}x{width}) to {out_dir}")

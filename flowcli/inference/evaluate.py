@@ -79,6 +79,8 @@ class EvalResult(JsonResult):
     occluded_share: float | None = None
     occlusion_check: dict[str, float | None] | None = None
     fb_check: bool = False
+    scene_seed: int | None = None  # the generated scenes' seed and motion profile; None for a folder
+    motion: str | None = None
 
 
 def evaluate(
@@ -182,6 +184,7 @@ def evaluate(
         median_ms_per_image=1000 * times[len(times) // 2], incomplete_triplets=tuple(incomplete),
         samples=tuple(samples_out), fl_all=summary["fl_all"], layout=found_layout,
         scenes=_scene_rows(scene_tallies, samples_out),
+        scene_seed=None if data_dir is not None else scene_seed, motion=None if data_dir is not None else motion,
         **_occlusion_fields(occlusion, fb_check))
 
 
