@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -54,6 +56,15 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_compiler(device: torch.device, asked: str) -> None:
+    """torch.compile on a CPU builds C++ kernels: refuse in one line, before any work, where no
+    compiler is found ($CXX or g++, as torch's inductor looks for it). `asked`: the option's name."""
+    compiler = os.environ.get("CXX") or "g++"
+    if device.type == "cpu" and shutil.which(compiler) is None:
+        raise DeviceError(f"{asked}: torch.compile needs a C++ compiler on a CPU and {compiler} was not "
+                          "found; install one (e.g. apt-get install g++) or leave it out")
 
 
 def cpu_has_bf16() -> bool:

@@ -302,8 +302,9 @@ def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_
 def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_on_and_off(tmp_path, monkeypatch):
     compiled = []
 
-    def fake_compile(module):  # torch.compile itself takes ~30 s on this CPU: checked by hand, not here
-        compiled.append(module)
+    def fake_compile(module, **options):  # torch.compile itself takes ~30 s on this CPU: checked by hand, not here
+        if isinstance(module, torch.nn.Module):  # the generator's kernels: tests/test_render.py
+            compiled.append(module)
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)

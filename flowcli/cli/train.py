@@ -37,7 +37,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these weights (their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start).")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
-    compile_step: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network (fused kernels, for GPUs; the first step compiles, ~35 s on a 2-core CPU); a resumed run may turn it on or off.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network and the scene generator's per-pixel kernels (fused kernels; the first steps compile, ~50 s on a 2-core CPU, and need a C++ compiler there); a resumed run may turn it on or off.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
@@ -66,7 +66,7 @@ def train(
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
             synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
-            compile=compile_step,
+            compile=compile,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)

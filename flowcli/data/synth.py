@@ -35,7 +35,8 @@ from ..io import write_flo, write_gray_png, write_image
 from ..results import JsonResult
 from .draws import uniform
 from .occlusion import true_occlusion
-from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes, mirror
+from .render import kernels
+from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes
 
 REF_HEIGHT, REF_WIDTH = 384, 512  # the size every pixel quantity in SynthConfig refers to
 TAIL_SIGMAS = 2.5  # a heavy-tailed draw reaches its limit at this many standard deviations
@@ -307,7 +308,9 @@ class SceneGenerator:
     """Draws batches of (img1, img2, flow); reproducible: the same seed gives the same sequence."""
 
     def __init__(self, config: SynthConfig = SynthConfig(), *, seed: int = 0,
-                 device: str | torch.device = "cpu", textures_dir: Path | None = None):
+                 device: str | torch.device = "cpu", textures_dir: Path | None = None, compile: bool = False):
+        """compile: run the per-pixel kernels through torch.compile (flowcli.data.render): the same
+        scenes up to float rounding (< 1e-5), several times faster on a CPU once compiled."""
         self.config = config
         self.device = resolve_device(device)
         textures, backdrop, masks = _banks(seed, config.texture_count, config.texture_size, config.shape_count,
@@ -330,6 +333,7 @@ class SceneGenerator:
         self._chunk = 1 << 16 if self.device.type == "cpu" else 1 << 23
         self._layers = config.object_count_range()[1] + 1
         self._pixels = self._pixel_blocks()
+        self._kernels = kernels(compile, self.device)
 
     def reseed(self, seed: int) -> None:
         """Restart the sequence of scenes from `seed`, keeping the banks: reproducible epochs."""
@@ -429,33 +433,10 @@ class SceneGenerator:
                               torch.arange(1, k + 1).repeat(views)]).to(self.device, torch.int32)
         obj_all = torch.repeat_interleave(torch.arange(views * k, device=self.device, dtype=torch.int32),
                                           counts.to(self.device), output_size=total)
-        m = self._masks
         for s, e in self._chunks(total):
-            obj = obj_all[s:e]
-            p, info = ftable.index_select(1, obj), itable.index_select(1, obj)
-            # Offsets from the chunk start fit float32 exactly (they are within one box).
-            first = (start - s).float().index_select(0, obj)
-            local = torch.arange(e - s, device=self.device, dtype=torch.float32) - first
-            row = torch.floor((local + 0.5) * p[2])
-            col = local - row * p[3]
-            fx, fy = col + p[0], row + p[1]
-            # Canonical [-1, 1] -> mask texel coordinates (pixel centres), bilinear, then threshold.
-            u, v = p[4] * fx + p[5] * fy + p[6], p[7] * fx + p[8] * fy + p[9]
-            if projective:
-                divisor = (p[10] * fx + p[11] * fy + p[12]).clamp_min_(1e-6)
-                u, v = u / divisor, v / divisor
-            mx = (u + 1) * (size / 2) - 0.5
-            my = (v + 1) * (size / 2) - 0.5
-            x0, y0 = mx.floor(), my.floor()
-            ax, ay = mx - x0, my - y0
-            x1, y1 = (x0 + 1).clamp_(0, size - 1).int(), (y0 + 1).clamp_(0, size - 1).int()
-            x0, y0 = x0.clamp_(0, size - 1).int(), y0.clamp_(0, size - 1).int()
-            y0, y1 = y0 * size + info[1], y1 * size + info[1]
-            top = torch.lerp(m.index_select(0, y0 + x0), m.index_select(0, y0 + x1), ax)
-            bottom = torch.lerp(m.index_select(0, y1 + x0), m.index_select(0, y1 + x1), ax)
-            key = torch.where(torch.lerp(top, bottom, ay) > 0.5, info[2], 0)
-            pix = (fy * w + fx).int() + info[0]
-            ids.scatter_reduce_(0, pix.long(), key, reduce="amax")
+            pix, key = self._kernels.mask_keys(ftable, itable, obj_all[s:e], (start - s).float(), self._masks,
+                                               size, w, projective)
+            ids.scatter_reduce_(0, pix, key, reduce="amax")
         return ids
 
     def _chunks(self, total: int):
@@ -473,34 +454,13 @@ class SceneGenerator:
             table, displacement = table[:16], displacement[:6]
         colour = torch.empty(3, total, device=self.device)
         flow = torch.empty(2, n_flow, device=self.device)
-        t = self._textures
         for s, e, x, y, offset in self._blocks(total // (self.config.height * self.config.width)):
             rows = ids[s:e] + offset
-            p = table.index_select(1, rows)
-            tx, ty = p[0] * x + p[1] * y + p[2], p[3] * x + p[4] * y + p[5]
-            if projective:
-                divisor = (p[16] * x + p[17] * y + p[18]).clamp_min_(1e-6)
-                tx, ty = tx / divisor, ty / divisor
-            tx, ty = tx - 0.5, ty - 0.5
-            x0, y0 = tx.floor(), ty.floor()
-            ax, ay = tx - x0, ty - y0
-            x0, y0 = x0.int(), y0.int()
-            x0, x1 = mirror(x0, size), mirror(x0 + 1, size)
-            base = p[15].int() * (size * size)
-            r0, r1 = base + mirror(y0, size) * size, base + mirror(y0 + 1, size) * size
-            top = torch.lerp(t.index_select(1, r0 + x0), t.index_select(1, r0 + x1), ax)
-            bottom = torch.lerp(t.index_select(1, r1 + x0), t.index_select(1, r1 + x1), ax)
-            c = torch.lerp(top, bottom, ay)  # (3, chunk)
-            shade = (p[12] + p[13] * tx + p[14] * ty).clamp_(0.3, 1.7)
-            torch.clamp((c * p[6:9] + p[9:12]) * shade, 0, 1, out=colour[:, s:e])
+            colour[:, s:e] = self._kernels.shade(table, rows, x, y, self._textures, size, projective)
             if s < n_flow:
                 f = min(e, n_flow) - s
-                d = displacement.index_select(1, rows[:f])
-                fx, fy = d[0] * x[:f] + d[1] * y[:f] + d[2], d[3] * x[:f] + d[4] * y[:f] + d[5]
-                if projective:
-                    lift = d[6] * x[:f] + d[7] * y[:f] + d[8]  # the divisor minus 1
-                    fx, fy = (fx - lift * x[:f]) / (1 + lift), (fy - lift * y[:f]) / (1 + lift)
-                flow[0, s:s + f], flow[1, s:s + f] = fx, fy
+                flow[0, s:s + f], flow[1, s:s + f] = self._kernels.flow(displacement, rows[:f], x[:f], y[:f],
+                                                                        projective)
         return colour, flow
 
 
@@ -516,7 +476,7 @@ def _to_uint8(img: Tensor) -> np.ndarray:
 def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConfig = SynthConfig(),
                   textures_dir: Path | None = None, batch_size: int = 16,
                   on_progress: Callable[[int], None] | None = None, overwrite: bool = False,
-                  device: str | torch.device = "cpu") -> list[str]:
+                  device: str | torch.device = "cpu", compile: bool = False) -> list[str]:
     """Write `count` pairs as Flying Chairs does (<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo), and
     each pair's ground-truth occlusion as <id>_occ.png (255: hidden in image 2 or leaving the frame;
     flowcli.data.occlusion).
@@ -536,7 +496,7 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
     if existing and not overwrite:
         raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} *_flow.flo); "
                         "use an empty folder or overwrite=True")
-    generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir)
+    generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir, compile=compile)
     if overwrite:
         for pattern in DATASET_FILES:
             for path in out_dir.glob(pattern):
@@ -568,20 +528,27 @@ class GeneratorSpeed(JsonResult):
     seconds: float
     pairs_per_s: float
     init_s: float  # building the texture and shape banks, before the first scene
+    compiled: bool = False  # the per-pixel kernels through torch.compile (flowcli.data.render)
+    warmup_s: float = 0.0  # the first batch, untimed above: with compiled kernels, their compilation
 
 
 def measure_speed(*, device: str | torch.device, batch_size: int, height: int, width: int,
-                  seconds: float, config: SynthConfig | None = None, seed: int = 0) -> GeneratorSpeed:
-    """Generated pairs per second after one warm-up batch; bank building is timed separately."""
+                  seconds: float, config: SynthConfig | None = None, seed: int = 0,
+                  compile: bool = False) -> GeneratorSpeed:
+    """Generated pairs per second after two warm-up batches; bank building and the warm-up (with
+    compile=True, the kernels' compilation) are timed separately."""
     cfg = replace(config or SynthConfig(), height=height, width=width)
     dev = resolve_device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     start = time.perf_counter()
-    generator = SceneGenerator(cfg, seed=seed, device=dev)
+    generator = SceneGenerator(cfg, seed=seed, device=dev, compile=compile)
     sync()
     init_s = time.perf_counter() - start
-    generator.batch(batch_size)
+    start = time.perf_counter()
+    for _ in range(2):  # the last chunk's length differs from the others': compiled kernels meet both here
+        generator.batch(batch_size)
     sync()
+    warmup_s = time.perf_counter() - start
     pairs, start = 0, time.perf_counter()
     while True:
         generator.batch(batch_size)
@@ -590,4 +557,5 @@ def measure_speed(*, device: str | torch.device, batch_size: int, height: int, w
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
-    return GeneratorSpeed(describe(dev), batch_size, height, width, pairs, elapsed, pairs / elapsed, init_s)
+    return GeneratorSpeed(describe(dev), batch_size, height, width, pairs, elapsed, pairs / elapsed, init_s,
+                          compile, warmup_s)

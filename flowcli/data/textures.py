@@ -1,5 +1,5 @@
 """Texture and shape banks for the scene generator, drawn once so that scenes only sample them,
-plus the two lookup helpers the renderer needs (mirror-repeat indexing, each mask's extent).
+plus the lookup helper the renderer needs (each mask's extent).
 
 The generator bounds training speed, and drawing banks once then sampling them was much faster than
 drawing per scene (benchmarks/README.md, "Generator"). Everything here runs once, vectorised, on
@@ -413,12 +413,6 @@ def build_shape_bank(*, count: int, size: int, generator: torch.Generator) -> Te
     kinds = torch.multinomial(weights, count, replacement=True, generator=g)
     masks = torch.stack([_draw_shape(_SHAPES[int(k)][0], x, y, g) for k in kinds])
     return F.avg_pool2d(masks[:, None], 2)[:, 0]
-
-
-def mirror(i: Tensor, size: int) -> Tensor:
-    """Mirror-repeat an integer texel index (size a power of two): seamless tiling for any texture."""
-    r = i & (2 * size - 1)
-    return torch.minimum(r, 2 * size - 1 - r)
 
 
 def mask_boxes(masks: Tensor) -> Tensor:

@@ -57,7 +57,7 @@ class TrainConfig:
     val_count: int = 64  # generated data only: size of the fixed validation set
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
-    compile: bool = False  # torch.compile the training step's network (fewer, fused kernels; GPUs)
+    compile: bool = False  # torch.compile the training step's network and the generator's per-pixel kernels
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
     layout: str = "auto"  # folder data: its dataset layout (data/layouts: auto = detected)

@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import (check_architecture, load_state, load_training_state, read_config, read_state,
                           read_training_extra, save_training_state, save_weights)
 from ..data.splits import save_split
-from ..device import cpu_has_bf16
+from ..device import check_compiler, cpu_has_bf16
 from ..errors import CheckpointError, DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
@@ -281,6 +281,8 @@ def train(
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     resumed, folder = None, None
+    if config is not None and config.compile:
+        check_compiler(device, "compile=True")
     if resume:
         if overwrite:
             raise TrainingError("overwrite=True: a resumed run goes on in its own folder; choose one of the two")

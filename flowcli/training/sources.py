@@ -87,7 +87,8 @@ class SynthSource:
         scenes = SynthConfig(height=height, width=width, chairs_pixels=config.synth_chairs_pixels)
         profiles = ("chairs", "wide") if config.synth_motion == "mixed" else (config.synth_motion,)
         self.generators = [SceneGenerator(replace(scenes, height=self.train_size[0], width=self.train_size[1])
-                                          .with_motion(name), seed=config.seed, device=device)
+                                          .with_motion(name), seed=config.seed, device=device,
+                                          compile=config.compile)
                            for name in profiles]
         val = SceneGenerator(scenes, seed=VAL_SEED, device=device)
         self.val = [val.batch(1) for _ in range(config.val_count)]
