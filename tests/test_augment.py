@@ -127,11 +127,15 @@ def test_photometric_changes_follow_their_formula():
 
 
 def test_photometric_changes_leave_the_callers_images_alone():
-    # the changes run in place on the augmentation's own copy; generated batches are reused
+    # the changes run in place on the augmentation's own tensors; generated batches are reused
     batch = affine_pair(2)
     before = [t.clone() for t in batch]
-    augment(*batch, config=AugmentConfig(geometric=False), generator=torch.Generator().manual_seed(4))
-    assert all(torch.equal(a, b) for a, b in zip(batch, before))
+    for crop, photometric in ((None, True), ((H, W), True), ((H, W), False), (None, False)):
+        config = AugmentConfig(geometric=False, crop=crop, photometric=photometric)
+        out = augment(*batch, config=config, generator=torch.Generator().manual_seed(4))
+        assert all(torch.equal(a, b) for a, b in zip(batch, before))
+        images_are_new = all(a.data_ptr() != b.data_ptr() for a, b in zip(out[:2], batch[:2]))
+        assert images_are_new and (photometric or all(a.data_ptr() != b.data_ptr() for a, b in zip(out, batch)))
 
 
 def test_noise_is_gaussian_and_differs_between_samples_and_images():

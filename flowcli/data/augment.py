@@ -86,16 +86,17 @@ def augment(
     Returns the same four tensors at the crop size (resampled flow is zero where valid is False).
     """
     height, width = _check_batch(img1, img2, flow, valid)
+    caller_img1 = img1.data_ptr()
     if config.crop is not None and (config.crop[0] > height or config.crop[1] > width):
         raise DataError(_too_small(width, height, config.crop))
     if config.geometric:
         img1, img2, flow, valid = _geometric(img1, img2, flow, valid, config, generator)
     elif config.crop is not None:
         img1, img2, flow, valid = random_crop(img1, img2, flow, valid, config.crop, generator=generator)
-    else:  # the photometric changes below work in place, never on the caller's tensors
-        img1, img2 = img1.clone(), img2.clone()
-    if config.photometric:
+    if config.photometric:  # into new tensors: the caller's, which a reused batch trains on again, stay
         img1, img2 = _photometric(img1, img2, config, generator)
+    elif img1.data_ptr() == caller_img1:  # nothing made copies: hand out no tensor of the caller's
+        img1, img2, flow, valid = (t.clone() for t in (img1, img2, flow, valid))
     return img1, img2, flow, valid
 
 
@@ -108,7 +109,8 @@ def random_crop(
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Crop each sample to size = (height, width): at random, or centred when no generator is given."""
+    """Crop each sample to size = (height, width): at random, or centred when no generator is given;
+    the whole frame is the tensors themselves (the caller must not change them in place)."""
     height, width = _check_batch(img1, img2, flow, valid)
     crop_h, crop_w = size
     if crop_h > height or crop_w > width:
@@ -122,6 +124,8 @@ def random_crop(
             torch.randint(0, room + 1, (batch,), generator=generator, device=generator.device)
             for room in (height - crop_h, width - crop_w)
         )
+    if (crop_h, crop_w) == (height, width):  # the whole frame (offsets drawn all the same: same stream)
+        return img1, img2, flow, valid
     windows = [(slice(t, t + crop_h), slice(x, x + crop_w))
                for t, x in zip(tops.tolist(), lefts.tolist())]
     return tuple(  # type: ignore[return-value]
@@ -292,16 +296,17 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
     jitter_colour = torch.exp(normal(batch, 3, 1, 1) * cfg.pair_jitter)
     noise1, noise2 = (_noise_windows(tuple(img.shape), generator) for img in (img1, img2))
 
-    def apply(img, colour, brightness, noise):  # in place: `img` is the augmentation's own copy
+    def apply(img, colour, brightness, noise):  # the first step writes a new tensor, the rest in place
         step = 1 if img.device.type == "cpu" else batch
+        out = torch.empty_like(img)
         for a in range(0, batch, step):
             b = slice(a, a + step)
-            x = img[b].mul_(colour[b]).clamp_(0, 1).pow_(gamma[b]).add_(brightness[b])
+            x = torch.mul(img[b], colour[b], out=out[b]).clamp_(0, 1).pow_(gamma[b]).add_(brightness[b])
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             grain = noise[a][None] if step == 1 else torch.stack(noise[b])
             x.sub_(mean).mul_(contrast[b]).add_(mean).addcmul_(sigma[b], grain.to(img.device))
             x.clamp_(0, 1)
-        return img
+        return out
 
     return (apply(img1, colour, brightness, noise1),
             apply(img2, colour * jitter_colour, brightness + jitter_brightness, noise2))
