@@ -58,13 +58,27 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def check_compiler(device: torch.device, asked: str) -> None:
-    """torch.compile on a CPU builds C++ kernels: refuse in one line, before any work, where no
-    compiler is found ($CXX or g++, as torch's inductor looks for it). `asked`: the option's name."""
-    compiler = os.environ.get("CXX") or "g++"
-    if device.type == "cpu" and shutil.which(compiler) is None:
-        raise DeviceError(f"{asked}: torch.compile needs a C++ compiler on a CPU and {compiler} was not "
-                          "found; install one (e.g. apt-get install g++) or leave it out")
+def check_compile_toolchain(device: torch.device) -> None:
+    """Fail early, in one line, when torch.compile cannot work on `device`: before any work, not
+    as an inductor traceback at the first compiled call."""
+    try:
+        import torch._dynamo
+    except Exception as exc:  # broken or absent in some builds
+        raise DeviceError(f"compile=True: torch.compile is unavailable ({type(exc).__name__})") from None
+    if not torch._dynamo.is_dynamo_supported():
+        raise DeviceError("compile=True: torch.compile is not supported with this Python/torch; run without it")
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise DeviceError("compile=True on CUDA needs Triton (pip install triton); run without it")
+        return
+    chosen = os.environ.get("CXX")  # inductor builds with $CXX when it is set, else finds one
+    if chosen and shutil.which(chosen) is None:
+        raise DeviceError(f"compile=True on CPU builds C++ with $CXX, and {chosen} was not found; "
+                          "fix CXX or run without it")
+    if not chosen and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise DeviceError("compile=True on CPU needs a C++ compiler (g++ or clang++); run without it")
 
 
 def cpu_has_bf16() -> bool:

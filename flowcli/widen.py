@@ -2,7 +2,7 @@
 Chen et al., ICLR 2016). Imports torch only.
 
 Every layer of width w becomes k times as many channels at width k*w: each channel is copied k
-times (its conv filter, its BatchNorm parameters and statistics), and every layer that reads a
+times (its conv filter and bias, or its BatchNorm parameters and statistics), and every layer that reads a
 widened group gets the old input weights split between the copies with random fractions that sum
 to one, so the sum it computes is unchanged. Unequal fractions matter: with equal ones the copies
 receive identical updates under Adam and stay copies; with unequal ones they drift apart once
@@ -70,9 +70,11 @@ def widen(state: dict[str, torch.Tensor], config: ModelConfig, width: float, *,
         weight = _widen_inputs(weight, in_dim, reads, old_channels, splits)
         if name in splits:
             weight = _copy(weight, out_dim, factor)
-            for stat in ("weight", "bias", "running_mean", "running_var"):
-                if f"{name}.1.{stat}" in state:  # BatchNorm after the conv
-                    grown[f"{name}.1.{stat}"] = _copy(state[f"{name}.1.{stat}"], 0, factor)
+            per_channel = [f"{name}.0.bias"] + [f"{name}.1.{stat}" for stat in  # conv bias without BatchNorm
+                                                ("weight", "bias", "running_mean", "running_var")]
+            for other in per_channel:
+                if other in state:
+                    grown[other] = _copy(state[other], 0, factor)
         grown[key] = weight.contiguous()
     return grown
 

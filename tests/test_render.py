@@ -3,48 +3,70 @@ rounding; without a C++ compiler, one line before any work."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
+from flowcli.data import render
 from flowcli.data.synth import SceneGenerator, SynthConfig
+from flowcli.device import check_compile_toolchain
 from flowcli.errors import DeviceError
 
+CPU = torch.device("cpu")
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+
+def toolchain_missing() -> str:
+    try:
+        check_compile_toolchain(CPU)
+    except DeviceError as error:
+        return str(error)
+    return ""
+
+
+needs_toolchain = pytest.mark.skipif(bool(toolchain_missing()), reason=toolchain_missing() or "-")
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernels(monkeypatch):
+    """Compiled kernels are cached per process: another test's stand-in for torch.compile must not
+    leave its functions here, nor these tests theirs elsewhere."""
+    monkeypatch.setattr(render, "_compiled", [])
+
+
+@needs_toolchain
 def test_compiled_kernels_render_the_eager_scenes():
     for motion, seed in (("chairs", 3), ("wide", 4)):  # wide: homographies, the kernels' other branch
         config = SynthConfig(height=64, width=96).with_motion(motion)
         eager = SceneGenerator(config, seed=seed).render(3)
         fused = SceneGenerator(config, seed=seed, compile=True).render(3)
-        assert torch.equal(fused.layers1, eager.layers1) and torch.equal(fused.layers2, eager.layers2)
-        torch.testing.assert_close(fused.flow, eager.flow, rtol=0, atol=1e-4)
-        for a, b in ((fused.img1, eager.img1), (fused.img2, eager.img2)):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        assert render._compiled and fused.img1.data_ptr() != eager.img1.data_ptr()
         assert eager.layers1.unique().numel() > 2 and eager.flow.abs().max() > 1  # scenes worth comparing
+        # A mask sample rounded across its 0.5 threshold may give one pixel another layer; no more.
+        same = (fused.layers1 == eager.layers1) & (fused.layers2 == eager.layers2)
+        assert same.float().mean() > 0.999
+        for a, b in ((fused.img1, eager.img1), (fused.img2, eager.img2), (fused.flow, eager.flow)):
+            torch.testing.assert_close(a.movedim(1, -1)[same], b.movedim(1, -1)[same], rtol=0, atol=1e-5)
 
 
 def test_compiling_without_a_cpp_compiler_is_one_line(monkeypatch, run_cli, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
-    with pytest.raises(DeviceError, match=r"^compile=True: torch.compile needs a C\+\+ compiler on a CPU and "
-                                          r"no-such-compiler was not found"):
+    with pytest.raises(DeviceError, match=r"^compile=True on CPU builds C\+\+ with \$CXX, and no-such-compiler "
+                                          r"was not found"):
         SceneGenerator(SynthConfig(height=64, width=96), compile=True)
     result = run_cli("synth", "--bench", "--compile", "--device", "cpu")
-    assert result.exit_code == 1 and result.stderr.startswith("error: --compile: torch.compile needs")
+    assert result.exit_code == 1 and result.stderr.startswith("error: --compile on CPU builds C++ with $CXX")
     result = run_cli("train", "--compile", "--device", "cpu", "-o", tmp_path / "run")
-    assert result.exit_code == 1 and "--compile: torch.compile needs a C++ compiler" in result.stderr
+    assert result.exit_code == 1 and "--compile on CPU builds C++ with $CXX" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
+@needs_toolchain
 def test_training_with_compile_renders_with_the_compiled_kernels():
-    from flowcli.data import render
     from flowcli.training.config import TrainConfig
     from flowcli.training.sources import SynthSource
 
     config = TrainConfig(batch_size=2, crop=(64, 64), synth_size=(64, 96), val_count=1, synth_motion="mixed")
-    cpu = torch.device("cpu")
-    for compile, expected in ((False, render.EAGER), (True, render.kernels(True, cpu))):
-        source = SynthSource(config.with_overrides(compile=compile), device=cpu)
+    for compile in (False, True):
+        source = SynthSource(config.with_overrides(compile=compile), device=CPU)
+        expected = render.kernels(True, CPU) if compile else render.EAGER
         assert [g._kernels for g in source.generators] == [expected] * 2
-    assert render.kernels(True, cpu) is not render.EAGER
+    assert render.kernels(True, CPU) is not render.EAGER

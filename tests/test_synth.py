@@ -304,5 +304,5 @@ def test_synth_cli_writes_the_chosen_motion_profile(run_cli, tmp_path):
 def test_synth_bench_refuses_what_it_would_ignore(run_cli, tmp_path):
     result = run_cli("synth", tmp_path / "out", "--count", "5", "--bench")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "OUT_DIR and --count: --bench times the generator and writes nothing" in result.stderr
+    assert "an output folder and --count: --bench times the generator and writes nothing" in result.stderr
     assert not (tmp_path / "out").exists()

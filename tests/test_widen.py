@@ -18,10 +18,12 @@ from flowcli.widen import widen
 
 
 def trained_looking(config: ModelConfig, seed: int) -> FlowNetS:
-    """A network whose BatchNorm parameters and statistics are not the identity, as trained ones."""
+    """A network whose biases, BatchNorm parameters and statistics are not the identity, as trained ones'."""
     torch.manual_seed(seed)
     model = FlowNetS(config)
     for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.bias is not None:  # zeros at initialisation
+            module.bias.data.uniform_(-0.5, 0.5)
         if isinstance(module, torch.nn.BatchNorm2d):
             for tensor in (module.weight, module.bias, module.running_mean):
                 tensor.data.uniform_(-0.5, 0.5)
@@ -32,9 +34,10 @@ def trained_looking(config: ModelConfig, seed: int) -> FlowNetS:
     return model
 
 
-@pytest.mark.parametrize("arch, width, factor", [("flownets", 0.25, 2), ("reference", 0.125, 3)])
-def test_the_grown_network_computes_the_same_flow_in_both_modes(arch, width, factor):
-    narrow_config = ModelConfig(width=width, batch_norm=True, arch=arch)
+@pytest.mark.parametrize("arch, width, factor, batch_norm", [
+    ("flownets", 0.25, 2, True), ("reference", 0.125, 3, True), ("flownets", 0.125, 2, False)])
+def test_the_grown_network_computes_the_same_flow_in_both_modes(arch, width, factor, batch_norm):
+    narrow_config = ModelConfig(width=width, batch_norm=batch_norm, arch=arch)
     narrow = trained_looking(narrow_config, seed=1)
     wide = FlowNetS(replace(narrow_config, width=width * factor))
     wide.load_state_dict(widen(narrow.state_dict(), narrow_config, width * factor))  # strict: every key, shape

@@ -40,7 +40,7 @@ def synth(
             raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
         if bench:
-            ignored = [name for name, value in (("OUT_DIR", out_dir), ("--count", count), ("--seed", seed),
+            ignored = [name for name, value in (("an output folder", out_dir), ("--count", count), ("--seed", seed),
                                                 ("--textures", textures), ("--overwrite", overwrite or None))
                        if value is not None]
             if ignored:

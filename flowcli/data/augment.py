@@ -83,7 +83,9 @@ def augment(
     """Augment a batch: images (B, 3, H, W) in [0, 1], flow (B, 2, H, W), valid (B, H, W) bool.
 
     Random numbers are drawn on the generator's device (use one on the batch's device on a GPU).
-    Returns the same four tensors at the crop size (resampled flow is zero where valid is False).
+    Returns the same four tensors at the crop size (resampled flow is zero where valid is False);
+    the inputs are never changed, but with a whole-frame crop the flow and valid returned are the
+    caller's own tensors: change them in place and a reused batch changes too.
     """
     height, width = _check_batch(img1, img2, flow, valid)
     caller_img1 = img1.data_ptr()
@@ -95,7 +97,7 @@ def augment(
         img1, img2, flow, valid = random_crop(img1, img2, flow, valid, config.crop, generator=generator)
     if config.photometric:  # into new tensors: the caller's, which a reused batch trains on again, stay
         img1, img2 = _photometric(img1, img2, config, generator)
-    elif img1.data_ptr() == caller_img1:  # nothing made copies: hand out no tensor of the caller's
+    elif img1.data_ptr() == caller_img1:  # nothing made copies: hand out none of the caller's tensors
         img1, img2, flow, valid = (t.clone() for t in (img1, img2, flow, valid))
     return img1, img2, flow, valid
 

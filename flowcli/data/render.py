@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..device import check_compiler
+from ..device import check_compile_toolchain
 
 
 def mirror(i: Tensor, size: int) -> Tensor:
@@ -107,7 +107,7 @@ def kernels(compiled: bool, device: torch.device) -> Kernels:
     once per process; dynamic shapes, so chunks of any length share it)."""
     if not compiled:
         return EAGER
-    check_compiler(device, "compile=True")
+    check_compile_toolchain(device)
     if not _compiled:
         _compiled.append(Kernels(*(torch.compile(fn, dynamic=True) for fn in (mask_keys, shade, flow))))
     return _compiled[0]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import check_compile_toolchain
 from ..errors import DeviceError
 from ..io import check_frame_pair
 from ..model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
@@ -65,7 +64,7 @@ class Predictor:
         self.cuda_graphs = bool(cuda_graphs) and self.is_cuda
         self.compile = bool(compile)
         if self.compile:
-            _check_compile_toolchain(self.device)
+            check_compile_toolchain(self.device)
         self.config = model.config
         net = fold_batchnorm(model).to(device=self.device, dtype=dtype)
         if self.channels_last:
@@ -245,23 +244,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
-
-
-def _check_compile_toolchain(device: torch.device) -> None:
-    """Fail early, in one line, when torch.compile cannot work here."""
-    try:
-        import torch._dynamo
-    except Exception as exc:  # broken or absent in some builds
-        raise DeviceError(f"compile=True: torch.compile is unavailable ({type(exc).__name__})") from None
-    if not torch._dynamo.is_dynamo_supported():
-        raise DeviceError("compile=True: torch.compile is not supported with this Python/torch; run without it")
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            raise DeviceError("compile=True on CUDA needs Triton (pip install triton); run without it")
-    elif not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-        raise DeviceError("compile=True on CPU needs a C++ compiler (g++ or clang++); run without it")
 
 
 def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32",

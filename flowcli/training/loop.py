@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import (check_architecture, load_state, load_training_state, read_config, read_state,
                           read_training_extra, save_training_state, save_weights)
 from ..data.splits import save_split
-from ..device import check_compiler, cpu_has_bf16
+from ..device import check_compile_toolchain, cpu_has_bf16
 from ..errors import CheckpointError, DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
@@ -281,8 +281,6 @@ def train(
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     resumed, folder = None, None
-    if config is not None and config.compile:
-        check_compiler(device, "compile=True")
     if resume:
         if overwrite:
             raise TrainingError("overwrite=True: a resumed run goes on in its own folder; choose one of the two")
@@ -292,7 +290,9 @@ def train(
             return _finished_result(out, config, resumed)
     elif config is None:
         raise TrainingError("config=None: a new run needs a TrainConfig (or resume=True)")
-    else:
+    if config.compile:
+        check_compile_toolchain(device)
+    if not resume:
         folder = NewRunFolder(out, overwrite=overwrite)  # refuses another run's folder before any work
         if world > 1:
             torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
