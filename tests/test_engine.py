@@ -179,7 +179,8 @@ def test_out_of_memory_becomes_a_device_error(monkeypatch, bn_model):
 
 
 def test_compile_without_a_toolchain_is_a_device_error(monkeypatch, bn_model):
-    monkeypatch.setattr("flowcli.inference.engine.shutil.which", lambda _: None)
+    monkeypatch.setattr("flowcli.device.shutil.which", lambda _: None)
+    monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
         Predictor(bn_model(), device="cpu", compile=True)
 
