@@ -20,6 +20,11 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "flownets
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
 
 
+def weights_path(weights: str | os.PathLike | None) -> Path:
+    """The file `weights` names: None is the shipped default."""
+    return DEFAULT_WEIGHTS if weights is None else Path(weights)
+
+
 def save_weights(
     path: str | os.PathLike,
     model: FlowNetS,
@@ -91,7 +96,7 @@ def load_model(
         torch.manual_seed(seed)
         model = FlowNetS(config or ModelConfig())
         return model.to(device).eval()
-    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    path = weights_path(weights)
     if weights is None and not path.is_file():
         raise CheckpointError(
             f"no trained weights shipped yet ({path} is missing); pass weights=PATH "

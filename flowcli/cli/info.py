@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,12 +32,12 @@ def info(
             for number, line in enumerate(describe_pipeline(inference_options(tta, passes, smooth, refine)), 1):
                 say(f"{number}. {line}")
             return
-        from ..checkpoint import DEFAULT_WEIGHTS, load_model, metadata_json
+        from ..checkpoint import load_model, metadata_json, weights_path
         from ..model import count_parameters
 
         if weights == "random":
             raise FlowcliError("info describes a weights file; 'random' has none")
-        path = Path(weights) if weights else DEFAULT_WEIGHTS
+        path = weights_path(weights or None)
         model = load_model(path)
         rows = [("file", str(path)), ("size", f"{path.stat().st_size / 2**20:.2f} MiB"),
                 ("parameters", f"{count_parameters(model):,}")]

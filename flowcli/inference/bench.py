@@ -11,12 +11,11 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model
+from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model, weights_path
 from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
@@ -179,7 +178,7 @@ def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
     if weights is None and not DEFAULT_WEIGHTS.is_file():
         note = f"random (width {model_width}; no shipped weights at {DEFAULT_WEIGHTS})"
         return load_model(RANDOM, config=ModelConfig(width=model_width)), note
-    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    path = weights_path(weights)
     return load_model(path), str(path)
 
 

@@ -18,7 +18,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -147,7 +146,7 @@ def export_onnx(output: str | os.PathLike, *, weights: str | os.PathLike | None 
     (overwrite=True replaces it) and is written only when every parity case is within
     TOLERANCE_PX[dtype]; otherwise a FlowcliError names the worst case.
     """
-    from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model, read_config
+    from ..checkpoint import RANDOM, load_model, read_config, weights_path
     from ..io import atomic_path, check_writable
 
     if dtype not in EXPORT_DTYPES:
@@ -163,7 +162,7 @@ def export_onnx(output: str | os.PathLike, *, weights: str | os.PathLike | None 
         model = load_model(RANDOM, config=ModelConfig(width=width or RANDOM_WIDTH), seed=seed)
         label, sha256 = f"random (seed {seed})", "none (untrained)"
     else:
-        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        path = weights_path(weights)
         held = read_config(path)
         if width is not None and held.width != width:
             raise CheckpointError(f"{path}: holds a network of width {held.width:g}, but width={width:g} "
