@@ -1,0 +1,87 @@
+"""Training throughput, variants alternated: img/s and the data pipeline's share of step time.
+
+    python benchmarks/train_speed.py --also "--compile"                       # stage 5's recipe, plain vs compiled
+    python benchmarks/train_speed.py --rounds 2 --also "--workers 1" --epochs 3
+    python benchmarks/train_speed.py --base "--preset quick --device cpu" --epochs 1 --steps 2
+
+Why: absolute times on a shared 2-core machine drift by 10-20 % within minutes, so a variant is
+only compared with the baseline run right beside it: every round runs the baseline, then each
+variant, each as a fresh `flowcli train` for a few short epochs. The first epoch pays for warm-up
+(and compiling, with --compile), so the table reports epochs 2 onwards apart from it. Each run's
+log.jsonl is where the numbers come from: `images_per_s` and `data_share` per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import mean
+
+from report import command_line
+
+# Stage 5 of the shipped weights (weights/README.md), the recipe the CPU throughput target names.
+BASE = "--preset gpu --init weights/flownets.safetensors --device cpu --workers 0 --lr 1e-4 --freeze-bn"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default=BASE, help=f"flowcli train options of the baseline (default: {BASE!r})")
+    parser.add_argument("--also", action="append", default=[], metavar="OPTIONS",
+                        help="a variant: options added to the baseline's (repeatable)")
+    parser.add_argument("--rounds", type=int, default=1, help="times each run is repeated, alternated (default 1)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
+    parser.add_argument("--steps", type=int, default=12, help="steps per epoch (default 12)")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's epochs as JSON here")
+    return parser
+
+
+def run_once(options: str, epochs: int, steps: int, folder: Path) -> list[dict]:
+    """One fresh training run; its per-epoch log records."""
+    cmd = [sys.executable, "-m", "flowcli", "train", *shlex.split(options), "--epochs", str(epochs),
+           "--steps-per-epoch", str(steps), "--output", str(folder)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+
+
+def summary(runs: list[list[dict]]) -> dict:
+    """Per variant: the first epoch's img/s and, over epochs 2.., each run's mean img/s and data share."""
+    later = [run[1:] or run for run in runs]
+    return {"first_epoch_img_s": [round(run[0]["images_per_s"], 1) for run in runs],
+            "img_s": [round(mean(e["images_per_s"] for e in run), 1) for run in later],
+            "data_share": [round(mean(e["data_share"] for e in run), 3) for run in later]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    variants = {"baseline": args.base, **{extra: f"{args.base} {extra}" for extra in args.also}}
+    runs: dict[str, list[list[dict]]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory(prefix="train_speed_") as scratch:
+        for round_ in range(args.rounds):
+            for index, (name, options) in enumerate(variants.items()):
+                folder = Path(scratch) / f"r{round_}_{index}"
+                runs[name].append(run_once(options, args.epochs, args.steps, folder))
+                print(f"round {round_ + 1}, {name}: done", file=sys.stderr)
+    results = {name: summary(found) for name, found in runs.items()}
+    print(command_line(__file__, argv))
+    print(f"\nflowcli train {args.base} --epochs {args.epochs} --steps-per-epoch {args.steps}, "
+          f"{args.rounds} round(s), alternated\n")
+    print("| variant | img/s, epochs 2.. (each round) | data share | first epoch img/s |")
+    print("|---|---|---|---|")
+    for name, row in results.items():
+        print(f"| {name} | {' / '.join(map(str, row['img_s']))} | "
+              f"{' / '.join(f'{s:.0%}' for s in row['data_share'])} | {' / '.join(map(str, row['first_epoch_img_s']))} |")
+    if args.json:
+        args.json.write_text(json.dumps({"command": command_line(__file__, argv), "results": results,
+                                         "runs": runs}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""benchmarks/train_speed.py: alternated training runs, their throughput read from each run's log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_speed_reports_each_variant_from_its_runs_logs(tmp_path):
+    out = tmp_path / "speed.json"
+    base = "--preset quick --device cpu --crop 64x64 --batch-size 2"
+    cmd = [sys.executable, "benchmarks/train_speed.py", "--base", base, "--also", "--workers 1", "--epochs", "2",
+           "--steps", "1", "--json", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for name in ("baseline", "--workers 1"):
+        (run,) = report["runs"][name]
+        assert [epoch["epoch"] for epoch in run] == [1, 2]
+        row = report["results"][name]  # epoch 2 alone after the first: its own figures, rounded
+        assert row["img_s"] == [round(run[1]["images_per_s"], 1)] and row["data_share"] == [round(run[1]["data_share"], 3)]
+        assert row["first_epoch_img_s"] == [round(run[0]["images_per_s"], 1)]
+        assert f"| {name} | {row['img_s'][0]} | {row['data_share'][0]:.0%} |" in result.stdout
+    assert result.stdout.startswith("python benchmarks/train_speed.py --base")
+
+
+def test_a_failing_run_is_reported_with_its_error():
+    cmd = [sys.executable, "benchmarks/train_speed.py", "--base", "--preset nosuch", "--epochs", "1"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "--preset nosuch" in result.stderr and "is not one of" in result.stderr
