@@ -1,5 +1,5 @@
 """Grow trained FlowNetS weights to a wider network that computes the same flow (Net2WiderNet,
-Chen et al., ICLR 2016). Imports torch only.
+Chen et al., ICLR 2016). Imports torch and the model module only.
 
 Every layer of width w becomes k times as many channels at width k*w: each channel is copied k
 times (its conv filter and bias, or its BatchNorm parameters and statistics), and every layer that reads a
@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import torch
 
-from .model import ModelConfig
+from .model import ENCODER_CHANNELS, ModelConfig
 
-ENCODER = ("conv1", "conv2", "conv3", "conv3_1", "conv4", "conv4_1", "conv5", "conv5_1", "conv6")
+ENCODER = tuple(name for name in ENCODER_CHANNELS if name != "conv6_1")  # shared by both layouts
 FLOW = 2  # an upsampled coarse flow in a decoder's input: never widened
 
 
@@ -51,20 +51,20 @@ def widen(state: dict[str, torch.Tensor], config: ModelConfig, width: float, *,
         raise ValueError(f"width={width}: weights of width {config.width} grow only to a whole "
                          f"multiple of it ({config.width * 2:g}, {config.width * 3:g}, ...)")
     groups = input_groups(config.arch)
-    old_channels = {name: _out_channels(state, name) for name in groups}
+    widened = [name for name in groups if not name.startswith("predict_flow")]  # those output 2 channels
+    old_channels = {name: _out_channels(state, name) for name in widened}
     target = replace(config, width=width)
     for name, channels in old_channels.items():
-        if not name.startswith("predict_flow") and target.channels(name) != factor * channels:
+        if target.channels(name) != factor * channels:
             raise ValueError(f"width={width}: {name} would have {target.channels(name)} channels, "
                              f"not {factor} x {channels}; choose a width whose layers are whole multiples")
     generator = torch.Generator().manual_seed(seed)
-    splits = {name: _split(factor, old_channels[name], generator)
-              for name in groups if not name.startswith("predict_flow")}
+    splits = {name: _split(factor, old_channels[name], generator) for name in widened}
 
     grown = dict(state)
     for name, reads in groups.items():
         transposed = name.startswith("deconv")
-        key = f"{name}.0.weight" if not name.startswith("predict_flow") else f"{name}.weight"
+        key = f"{name}.0.weight" if name in splits else f"{name}.weight"
         weight = state[key]
         in_dim, out_dim = (0, 1) if transposed else (1, 0)
         weight = _widen_inputs(weight, in_dim, reads, old_channels, splits)
@@ -80,8 +80,6 @@ def widen(state: dict[str, torch.Tensor], config: ModelConfig, width: float, *,
 
 
 def _out_channels(state: dict[str, torch.Tensor], name: str) -> int:
-    if name.startswith("predict_flow"):
-        return FLOW
     weight = state[f"{name}.0.weight"]
     return weight.shape[1] if name.startswith("deconv") else weight.shape[0]
 

@@ -88,7 +88,7 @@ def augment(
     caller's own tensors: change them in place and a reused batch changes too.
     """
     height, width = _check_batch(img1, img2, flow, valid)
-    caller_img1 = img1.data_ptr()
+    given = img1
     if config.crop is not None and (config.crop[0] > height or config.crop[1] > width):
         raise DataError(_too_small(width, height, config.crop))
     if config.geometric:
@@ -97,7 +97,7 @@ def augment(
         img1, img2, flow, valid = random_crop(img1, img2, flow, valid, config.crop, generator=generator)
     if config.photometric:  # into new tensors: the caller's, which a reused batch trains on again, stay
         img1, img2 = _photometric(img1, img2, config, generator)
-    elif img1.data_ptr() == caller_img1:  # nothing made copies: hand out none of the caller's tensors
+    elif img1 is given:  # nothing made copies: hand out none of the caller's tensors
         img1, img2, flow, valid = (t.clone() for t in (img1, img2, flow, valid))
     return img1, img2, flow, valid
 

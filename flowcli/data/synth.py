@@ -530,7 +530,7 @@ class GeneratorSpeed(JsonResult):
     pairs_per_s: float
     init_s: float  # building the texture and shape banks, before the first scene
     compiled: bool = False  # the per-pixel kernels through torch.compile (flowcli.data.render)
-    warmup_s: float = 0.0  # the first batch, untimed above: with compiled kernels, their compilation
+    warmup_s: float = 0.0  # the two warm-up batches, untimed above: with compiled kernels, their compilation
 
 
 def measure_speed(*, device: str | torch.device, batch_size: int, height: int, width: int,
