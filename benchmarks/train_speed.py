@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py --also "--compile"                       # stage 5's recipe, plain vs compiled
     python benchmarks/train_speed.py --rounds 2 --also "--workers 1" --epochs 3
     python benchmarks/train_speed.py --base "--preset quick --device cpu" --epochs 1 --steps 2
+    python benchmarks/train_speed.py --also "FLOWCLI_KEEP_FREED_MEMORY=0"    # NAME=VALUE: the run's environment
 
 Why: absolute times on a shared 2-core machine drift by 10-20 % within minutes, so a variant is
 only compared with the baseline run right beside it: every round runs the baseline, then each
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -40,11 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_environment(options: str) -> tuple[dict[str, str], list[str]]:
+    """Leading NAME=VALUE words of `options` (environment variables, as in a shell), and the rest."""
+    words, env = shlex.split(options), {}
+    while words and "=" in words[0] and words[0].split("=")[0].isidentifier():
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
+
+
+def with_variant(base: str, extra: str) -> str:
+    """The baseline's options with a variant's: environment words first (the variant's win), then the
+    baseline's options and the variant's after them (a repeated option: the variant's wins)."""
+    base_env, base_words = split_environment(base)
+    env, words = split_environment(extra)
+    settings = [f"{name}={value}" for name, value in {**base_env, **env}.items()]
+    return shlex.join(settings + base_words + words)
+
+
 def run_once(options: str, epochs: int, steps: int, folder: Path) -> list[dict]:
-    """One fresh training run; its per-epoch log records."""
-    cmd = [sys.executable, "-m", "flowcli", "train", *shlex.split(options), "--epochs", str(epochs),
+    """One fresh training run of `options` (ENV=VALUE ... --flowcli-options); its per-epoch log records."""
+    env, words = split_environment(options)
+    cmd = [sys.executable, "-m", "flowcli", "train", *words, "--epochs", str(epochs),
            "--steps-per-epoch", str(steps), "--output", str(folder)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
     if done.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
     return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
@@ -60,7 +81,7 @@ def summary(runs: list[list[dict]]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    variants = {"baseline": args.base, **{extra: f"{args.base} {extra}" for extra in args.also}}
+    variants = {"baseline": args.base, **{extra: with_variant(args.base, extra) for extra in args.also}}
     runs: dict[str, list[list[dict]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="train_speed_") as scratch:
         for round_ in range(args.rounds):

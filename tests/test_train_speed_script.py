@@ -34,3 +34,15 @@ def test_a_failing_run_is_reported_with_its_error():
     cmd = [sys.executable, "benchmarks/train_speed.py", "--base", "--preset nosuch", "--epochs", "1"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "--preset nosuch" in result.stderr and "is not one of" in result.stderr
+
+
+def test_a_variants_environment_words_go_before_the_options():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import train_speed
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert train_speed.split_environment("A=1 B='x y' --crop 64x64 C=2") == (
+        {"A": "1", "B": "x y"}, ["--crop", "64x64", "C=2"])  # only leading words are settings
+    assert train_speed.with_variant("A=1 B=2 --device cpu", "B=3 --compile") == "A=1 B=3 --device cpu --compile"
+    assert train_speed.with_variant("--device cpu", "--workers 1") == "--device cpu --workers 1"

@@ -55,9 +55,10 @@ def mask_keys(ftable: Tensor, itable: Tensor, obj: Tensor, first: Tensor, masks:
     return pix.long(), key
 
 
-def shade(table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textures: Tensor, size: int,
-          projective: bool) -> Tensor:
-    """(3, n) colours of pixels (x, y) whose front layer's table row is `rows`: one bilinear,
+def shade(out: Tensor, table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textures: Tensor, size: int,
+          projective: bool) -> None:
+    """Write into out (3, ...: n pixels) the colours of pixels (x, y) whose front layer's table row is
+    `rows`: one bilinear,
     mirror-repeated texture lookup, the layer's colour scale and offset, and a linear shading ramp.
     table rows: texel affine (6), colour scale (3) and offset (3), shading (3), texture index, then
     for homographies the texel map's last row (3)."""
@@ -77,25 +78,26 @@ def shade(table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textures: Tensor, s
     bottom = torch.lerp(textures.index_select(1, r1 + x0), textures.index_select(1, r1 + x1), ax)
     c = torch.lerp(top, bottom, ay)  # (3, n)
     ramp = (p[12] + p[13] * tx + p[14] * ty).clamp(0.3, 1.7)
-    return torch.clamp((c * p[6:9] + p[9:12]) * ramp, 0, 1)
+    out.copy_(torch.clamp((c * p[6:9] + p[9:12]) * ramp, 0, 1).view(out.shape))
 
 
-def flow(displacement: Tensor, rows: Tensor, x: Tensor, y: Tensor, projective: bool) -> tuple[Tensor, Tensor]:
-    """The exact flow D(p) - p of pixels (x, y) under their front layer's motion D, whose rows of
-    D - I are gathered by `rows`: ((D - I) p - (w - 1) p) / w, w = D's divisor (1 when affine)."""
+def flow(out: Tensor, displacement: Tensor, rows: Tensor, x: Tensor, y: Tensor, projective: bool) -> None:
+    """Write into out (2, ...: n pixels) the exact flow D(p) - p of pixels (x, y) under their front layer's
+    motion D, whose rows of D - I are gathered by `rows`: ((D - I) p - (w - 1) p) / w, w = D's divisor
+    (1 when affine)."""
     d = displacement.index_select(1, rows)
     fx, fy = d[0] * x + d[1] * y + d[2], d[3] * x + d[4] * y + d[5]
     if projective:
         lift = d[6] * x + d[7] * y + d[8]  # the divisor minus 1
         fx, fy = (fx - lift * x) / (1 + lift), (fy - lift * y) / (1 + lift)
-    return fx, fy
+    out.copy_(torch.stack((fx, fy)).view(out.shape))
 
 
 @dataclass(frozen=True)
 class Kernels:
     mask_keys: Callable[..., tuple[Tensor, Tensor]]
-    shade: Callable[..., Tensor]
-    flow: Callable[..., tuple[Tensor, Tensor]]
+    shade: Callable[..., None]
+    flow: Callable[..., None]
 
 
 EAGER = Kernels(mask_keys, shade, flow)

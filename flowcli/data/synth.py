@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..device import describe, resolve_device, torch_threads
+from ..device import describe, keep_freed_memory, resolve_device, torch_threads
 from ..errors import DataError
 from ..io import write_flo, write_gray_png, write_image
 from ..results import JsonResult
@@ -365,8 +365,8 @@ class SceneGenerator:
         displacement = (sc.motion - torch.eye(3, dtype=sc.motion.dtype)).flatten(-2)
         img, flow = self._shade(ids, self._columns(table), self._columns(displacement), projective)
         h, w = cfg.height, cfg.width
-        img = img.view(3, 2, n, h, w).permute(1, 2, 0, 3, 4).contiguous()
-        flow = flow.view(2, n, h, w).transpose(0, 1).contiguous()
+        img = img.view(2, n, 3, h, w)
+        flow = flow.view(n, 2, h, w)
         ids = ids.view(2, n, h, w)
         return SceneBatch(img[0], img[1], flow, ids[0], ids[1])
 
@@ -446,23 +446,34 @@ class SceneGenerator:
 
     def _shade(self, ids: Tensor, table: Tensor, displacement: Tensor,
                projective: bool) -> tuple[Tensor, Tensor]:
-        """Colours (3, views*H*W) by one bilinear, mirror-repeated texture lookup per pixel, and
-        the exact flow (n*H*W,) of the frame-1 views: (D - I) p for the front layer's motion D."""
+        """Colours (views, 3, H*W) by one bilinear, mirror-repeated texture lookup per pixel, and
+        the exact flow (n, 2, H*W) of the frame-1 views: (D - I) p for the front layer's motion D."""
         size = self.config.texture_size
         total = ids.numel()
         n_flow = total // 2
         if not projective:  # the rows that only homographies read are not gathered per pixel
             table, displacement = table[:16], displacement[:6]
-        colour = torch.empty(3, total, device=self.device)
-        flow = torch.empty(2, n_flow, device=self.device)
-        for s, e, x, y, offset in self._blocks(total // (self.config.height * self.config.width)):
+        hw = self.config.height * self.config.width
+        colour = torch.empty(total // hw, 3, hw, device=self.device)
+        flow = torch.empty(n_flow // hw, 2, hw, device=self.device)
+        for s, e, x, y, offset in self._blocks(total // hw):
             rows = ids[s:e] + offset
-            colour[:, s:e] = self._kernels.shade(table, rows, x, y, self._textures, size, projective)
+            self._kernels.shade(_planes(colour, s, e), table, rows, x, y, self._textures, size, projective)
             if s < n_flow:
                 f = min(e, n_flow) - s
-                flow[0, s:s + f], flow[1, s:s + f] = self._kernels.flow(displacement, rows[:f], x[:f], y[:f],
-                                                                        projective)
+                self._kernels.flow(_planes(flow, s, s + f), displacement, rows[:f], x[:f], y[:f], projective)
         return colour, flow
+
+
+def _planes(buffer: Tensor, start: int, end: int) -> Tensor:
+    """The pixels start:end of a (views, C, H*W) buffer, counted view after view, as a (C, ...) view
+    of it: part of one view, or whole views (the blocks `_blocks` makes). Kernels write there directly,
+    so the batch needs no copy into its (B, C, H, W) layout."""
+    hw = buffer.shape[-1]
+    view, first = divmod(start, hw)
+    if end - start <= hw - first:
+        return buffer[view, :, first:first + end - start]
+    return buffer[view:end // hw].transpose(0, 1)
 
 
 # ----------------------------------------------------------------------------- datasets and speed
@@ -498,6 +509,7 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
         raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} *_flow.flo); "
                         "use an empty folder or overwrite=True")
     generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir, compile=compile)
+    keep_freed_memory()
     if overwrite:
         for pattern in DATASET_FILES:
             for path in out_dir.glob(pattern):
@@ -540,6 +552,7 @@ def measure_speed(*, device: str | torch.device, batch_size: int, height: int, w
     compile=True, the kernels' compilation) are timed separately."""
     cfg = replace(config or SynthConfig(), height=height, width=width)
     dev = resolve_device(device)
+    keep_freed_memory()  # as training does
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     generator = SceneGenerator(cfg, seed=seed, device=dev, compile=compile)
