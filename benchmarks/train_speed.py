@@ -1,6 +1,6 @@
 """Training throughput, variants alternated: img/s and the data pipeline's share of step time.
 
-    python benchmarks/train_speed.py --also "--compile"                       # stage 5's recipe, plain vs compiled
+    python benchmarks/train_speed.py --also=--compile                        # stage 5's recipe, plain vs compiled
     python benchmarks/train_speed.py --rounds 2 --also "--workers 1" --epochs 3
     python benchmarks/train_speed.py --base "--preset quick --device cpu" --epochs 1 --steps 2
     python benchmarks/train_speed.py --also "FLOWCLI_KEEP_FREED_MEMORY=0"    # NAME=VALUE: the run's environment
@@ -32,9 +32,10 @@ BASE = "--preset gpu --init weights/flownets.safetensors --device cpu --workers 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default=BASE, help=f"flowcli train options of the baseline (default: {BASE!r})")
+    parser.add_argument("--base", default=BASE, help=f"flowcli train options of the baseline, after any NAME=VALUE environment words (default: {BASE!r})")
     parser.add_argument("--also", action="append", default=[], metavar="OPTIONS",
-                        help="a variant: options added to the baseline's (repeatable)")
+                        help="a variant: options added to the baseline's, after any NAME=VALUE environment words "
+                             "(repeatable; one starting with -- as --also=--compile)")
     parser.add_argument("--rounds", type=int, default=1, help="times each run is repeated, alternated (default 1)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
     parser.add_argument("--steps", type=int, default=12, help="steps per epoch (default 12)")
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"round {round_ + 1}, {name}: done", file=sys.stderr)
     results = {name: summary(found) for name, found in runs.items()}
     print(command_line(__file__, argv))
-    print(f"\nflowcli train {args.base} --epochs {args.epochs} --steps-per-epoch {args.steps}, "
+    env, words = split_environment(args.base)
+    settings = "".join(f"{name}={value} " for name, value in env.items())
+    print(f"\n{settings}flowcli train {shlex.join(words)} --epochs {args.epochs} --steps-per-epoch {args.steps}, "
           f"{args.rounds} round(s), alternated\n")
     print("| variant | img/s, epochs 2.. (each round) | data share | first epoch img/s |")
     print("|---|---|---|---|")

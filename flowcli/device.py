@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import shutil
 from contextlib import contextmanager
@@ -60,9 +60,10 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc mallopt parameters (malloc.h)
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Let this process reuse the memory it frees instead of handing it back to the OS (glibc only;
     elsewhere, or with FLOWCLI_KEEP_FREED_MEMORY=0, nothing changes). Returns whether it applies.
@@ -70,15 +71,17 @@ def keep_freed_memory() -> bool:
     glibc maps every block over 32 MiB afresh and unmaps it on free, so each large batch or
     activation tensor on the CPU pays page faults and zeroing on its first write: 30 ms instead
     of 6 ms for a 110 MB write, ~15 % of a CPU training step (benchmarks/README.md, "Allocator").
-    Kept, the memory of one step is reused by the next; the process's peak size stays reserved."""
-    if os.environ.get("FLOWCLI_KEEP_FREED_MEMORY", "1") == "0":
+    Kept, the memory of one step is reused by the next, also for a thread drawing batches (one
+    arena for all threads); the process stays at least at its peak size until it exits.
+    `flowcli train` and `flowcli synth` call it on a CPU; from Python, call it before training."""
+    if os.environ.get("FLOWCLI_KEEP_FREED_MEMORY", "1").lower() in ("0", "false", "no", "off"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        mallopt = ctypes.CDLL(None).mallopt  # the allocator this process uses, if it has mallopt
+    except (OSError, TypeError, AttributeError):  # Windows, macOS, musl
         return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))  # -1: never trim
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
+    return all([bool(mallopt(option, value)) for option, value in settings])
 
 
 def check_compile_toolchain(device: torch.device) -> None:

@@ -31,6 +31,9 @@ import os
 # One thread per test process: the suite runs in two (pytest-xdist), and two processes of two
 # OpenMP threads each on 2 cores stall each other; set here, before any test imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The CLI's allocator setting (flowcli.device.keep_freed_memory) lasts for the whole process: the
+# test processes keep glibc's default; tests/test_device_memory.py checks it in processes of its own.
+os.environ.setdefault("FLOWCLI_KEEP_FREED_MEMORY", "0")
 
 from pathlib import Path
 

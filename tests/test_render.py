@@ -39,12 +39,27 @@ def test_compiled_kernels_render_the_eager_scenes():
         eager = SceneGenerator(config, seed=seed).render(3)
         fused = SceneGenerator(config, seed=seed, compile=True).render(3)
         assert render._compiled and fused.img1.data_ptr() != eager.img1.data_ptr()
-        assert eager.layers1.unique().numel() > 2 and eager.flow.abs().max() > 1  # scenes worth comparing
-        # A mask sample rounded across its 0.5 threshold may give one pixel another layer; no more.
-        same = (fused.layers1 == eager.layers1) & (fused.layers2 == eager.layers2)
-        assert same.float().mean() > 0.999
-        for a, b in ((fused.img1, eager.img1), (fused.img2, eager.img2), (fused.flow, eager.flow)):
-            torch.testing.assert_close(a.movedim(1, -1)[same], b.movedim(1, -1)[same], rtol=0, atol=1e-5)
+        assert_same_scenes(fused, eager)
+
+
+def assert_same_scenes(fused, eager):
+    assert eager.layers1.unique().numel() > 2 and eager.flow.abs().max() > 1  # scenes worth comparing
+    # A mask sample rounded across its 0.5 threshold may give one pixel another layer; no more.
+    same = (fused.layers1 == eager.layers1) & (fused.layers2 == eager.layers2)
+    assert same.float().mean() > 0.999
+    for a, b in ((fused.img1, eager.img1), (fused.img2, eager.img2), (fused.flow, eager.flow)):
+        torch.testing.assert_close(a.movedim(1, -1)[same], b.movedim(1, -1)[same], rtol=0, atol=1e-5)
+
+
+@needs_toolchain
+def test_compiled_kernels_write_chunks_of_part_of_a_view_in_place():
+    # 64x96 views are smaller than a CPU chunk (whole views per block); 1000-pixel chunks are parts of one
+    config = SynthConfig(height=64, width=96)
+    eager, fused = SceneGenerator(config, seed=5), SceneGenerator(config, seed=5, compile=True)
+    for generator in (eager, fused):
+        generator._chunk = 1000
+        generator._pixels = generator._pixel_blocks()
+    assert_same_scenes(fused.render(2), eager.render(2))
 
 
 def test_compiling_without_a_cpp_compiler_is_one_line(monkeypatch, run_cli, tmp_path):

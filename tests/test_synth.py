@@ -111,12 +111,27 @@ def test_same_seed_is_bit_identical_and_seeds_differ():
 
 
 def test_results_do_not_depend_on_chunking():
-    """The CPU renders in cache-sized chunks, a GPU in huge ones: both must give the same pixels."""
-    small, huge = SceneGenerator(SMALL, seed=6), SceneGenerator(SMALL, seed=6)
-    small._chunk, huge._chunk = 1000, 1 << 23
-    small._pixels, huge._pixels = small._pixel_blocks(), huge._pixel_blocks()
-    for x, y in zip(small.batch(3), huge.batch(3)):
-        assert torch.equal(x, y)
+    """The CPU renders in cache-sized chunks, a GPU in huge ones: both must give the same pixels.
+    Chunks of part of a view, of two views (with 3 scenes one holds frame 1's last view and frame
+    2's first), and of all views write to the same places."""
+    hw = SMALL.height * SMALL.width
+    generators = [SceneGenerator(SMALL, seed=6) for _ in range(3)]
+    for generator, chunk in zip(generators, (1000, 2 * hw, 1 << 23)):
+        generator._chunk = chunk
+        generator._pixels = generator._pixel_blocks()
+    small, pairs, huge = (generator.render(3) for generator in generators)
+    for field in ("img1", "img2", "flow", "layers1", "layers2"):
+        assert torch.equal(getattr(small, field), getattr(huge, field))
+        assert torch.equal(getattr(pairs, field), getattr(huge, field))
+
+
+def test_a_block_across_a_view_boundary_is_refused():
+    from flowcli.data.synth import _planes
+
+    buffer = torch.zeros(3, 2, 100)
+    assert _planes(buffer, 120, 180).shape == (2, 1, 60) and _planes(buffer, 100, 300).shape == (2, 2, 100)
+    with pytest.raises(ValueError, match="neither within one view nor whole views"):
+        _planes(buffer, 50, 150)
 
 
 def test_motions_scale_with_image_size():

@@ -36,13 +36,20 @@ def test_a_failing_run_is_reported_with_its_error():
     assert result.returncode == 1 and "--preset nosuch" in result.stderr and "is not one of" in result.stderr
 
 
-def test_a_variants_environment_words_go_before_the_options():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import train_speed
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def test_a_variants_environment_words_set_its_runs_environment(load_benchmark, monkeypatch, tmp_path):
+    train_speed = load_benchmark("train_speed")
     assert train_speed.split_environment("A=1 B='x y' --crop 64x64 C=2") == (
         {"A": "1", "B": "x y"}, ["--crop", "64x64", "C=2"])  # only leading words are settings
     assert train_speed.with_variant("A=1 B=2 --device cpu", "B=3 --compile") == "A=1 B=3 --device cpu --compile"
     assert train_speed.with_variant("--device cpu", "--workers 1") == "--device cpu --workers 1"
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):  # what the run would be started with; it leaves a one-epoch log
+        seen.update(cmd=cmd, env=env)
+        (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(train_speed.subprocess, "run", fake_run)
+    assert train_speed.run_once("FLOWCLI_KEEP_FREED_MEMORY=0 --device cpu", 1, 2, tmp_path) == [{"epoch": 1}]
+    assert seen["env"]["FLOWCLI_KEEP_FREED_MEMORY"] == "0" and seen["env"]["PATH"] == os.environ["PATH"]
+    assert seen["cmd"][3:6] == ["train", "--device", "cpu"] and "FLOWCLI_KEEP_FREED_MEMORY=0" not in seen["cmd"]

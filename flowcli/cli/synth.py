@@ -27,7 +27,7 @@ def synth(
     """Generate Flying-Chairs-style pairs with exact ground-truth flow (the embedded default data)."""
     with cli_errors():
         from ..data.synth import SynthConfig, measure_speed, write_dataset
-        from ..device import resolve_device
+        from ..device import keep_freed_memory, resolve_device
         from ..errors import FlowcliError
 
         if out_dir is not None and output is not None and out_dir != output:
@@ -39,6 +39,8 @@ def synth(
         except ValueError as exc:
             raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
+        if torch_device.type == "cpu":
+            keep_freed_memory()  # as training does: each batch reuses the last one's pages
         if bench:
             ignored = [name for name, value in (("an output folder", out_dir), ("--count", count), ("--seed", seed),
                                                 ("--textures", textures), ("--overwrite", overwrite or None))

@@ -51,7 +51,7 @@ def train(
         import os
         import time
 
-        from ..device import resolve_device
+        from ..device import keep_freed_memory, resolve_device
         from ..training.config import preset_overrides, resolve_config
         from ..training.loop import train as run_training
 
@@ -73,6 +73,8 @@ def train(
         overrides = None if resume else preset_overrides(name, data_dir, **options)
         run_dir = resume or output or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         torch_device = resolve_device(device)
+        if torch_device.type == "cpu":
+            keep_freed_memory()  # each step reuses the last one's pages (benchmarks/README.md, Allocator)
         with progress_bar() as bar:
             task = bar.add_task("train", total=None, info="")
 

@@ -57,10 +57,9 @@ def mask_keys(ftable: Tensor, itable: Tensor, obj: Tensor, first: Tensor, masks:
 
 def shade(out: Tensor, table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textures: Tensor, size: int,
           projective: bool) -> None:
-    """Write into out (3, ...: n pixels) the colours of pixels (x, y) whose front layer's table row is
-    `rows`: one bilinear,
-    mirror-repeated texture lookup, the layer's colour scale and offset, and a linear shading ramp.
-    table rows: texel affine (6), colour scale (3) and offset (3), shading (3), texture index, then
+    """Write into out (3, views, pixels; n in all) the colours of pixels (x, y) whose front layer's
+    table row is `rows`: one bilinear, mirror-repeated texture lookup, the layer's colour scale and
+    offset, and a linear shading ramp. table rows: texel affine (6), colour scale (3) and offset (3), shading (3), texture index, then
     for homographies the texel map's last row (3)."""
     p = table.index_select(1, rows)
     tx, ty = p[0] * x + p[1] * y + p[2], p[3] * x + p[4] * y + p[5]
@@ -82,15 +81,16 @@ def shade(out: Tensor, table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textur
 
 
 def flow(out: Tensor, displacement: Tensor, rows: Tensor, x: Tensor, y: Tensor, projective: bool) -> None:
-    """Write into out (2, ...: n pixels) the exact flow D(p) - p of pixels (x, y) under their front layer's
-    motion D, whose rows of D - I are gathered by `rows`: ((D - I) p - (w - 1) p) / w, w = D's divisor
-    (1 when affine)."""
+    """Write into out (2, views, pixels; n in all) the exact flow D(p) - p of pixels (x, y) under their
+    front layer's motion D, whose rows of D - I are gathered by `rows`: ((D - I) p - (w - 1) p) / w,
+    w = D's divisor (1 when affine)."""
     d = displacement.index_select(1, rows)
     fx, fy = d[0] * x + d[1] * y + d[2], d[3] * x + d[4] * y + d[5]
     if projective:
         lift = d[6] * x + d[7] * y + d[8]  # the divisor minus 1
         fx, fy = (fx - lift * x) / (1 + lift), (fy - lift * y) / (1 + lift)
-    out.copy_(torch.stack((fx, fy)).view(out.shape))
+    out[0].copy_(fx.view(out.shape[1:]))
+    out[1].copy_(fy.view(out.shape[1:]))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..device import describe, keep_freed_memory, resolve_device, torch_threads
+from ..device import describe, resolve_device, torch_threads
 from ..errors import DataError
 from ..io import write_flo, write_gray_png, write_image
 from ..results import JsonResult
@@ -466,13 +466,15 @@ class SceneGenerator:
 
 
 def _planes(buffer: Tensor, start: int, end: int) -> Tensor:
-    """The pixels start:end of a (views, C, H*W) buffer, counted view after view, as a (C, ...) view
-    of it: part of one view, or whole views (the blocks `_blocks` makes). Kernels write there directly,
-    so the batch needs no copy into its (B, C, H, W) layout."""
+    """The pixels start:end of a (views, C, H*W) buffer, counted view after view, as a (C, views,
+    pixels) view of it: part of one view, or whole views (the blocks `_blocks` makes). Kernels write
+    there directly, so the batch needs no copy into its (B, C, H, W) layout."""
     hw = buffer.shape[-1]
     view, first = divmod(start, hw)
     if end - start <= hw - first:
-        return buffer[view, :, first:first + end - start]
+        return buffer[view:view + 1, :, first:first + end - start].transpose(0, 1)
+    if first or end % hw:
+        raise ValueError(f"pixels {start}:{end} are neither within one view nor whole views of {hw}")
     return buffer[view:end // hw].transpose(0, 1)
 
 
@@ -509,7 +511,6 @@ def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConf
         raise DataError(f"{out_dir}: already holds a dataset ({len(existing)} *_flow.flo); "
                         "use an empty folder or overwrite=True")
     generator = SceneGenerator(config, seed=seed, device=device, textures_dir=textures_dir, compile=compile)
-    keep_freed_memory()
     if overwrite:
         for pattern in DATASET_FILES:
             for path in out_dir.glob(pattern):
@@ -552,7 +553,6 @@ def measure_speed(*, device: str | torch.device, batch_size: int, height: int, w
     compile=True, the kernels' compilation) are timed separately."""
     cfg = replace(config or SynthConfig(), height=height, width=width)
     dev = resolve_device(device)
-    keep_freed_memory()  # as training does
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     generator = SceneGenerator(cfg, seed=seed, device=dev, compile=compile)

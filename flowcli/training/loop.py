@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import (check_architecture, load_state, load_training_state, read_config, read_state,
                           read_training_extra, save_training_state, save_weights)
 from ..data.splits import save_split
-from ..device import check_compile_toolchain, cpu_has_bf16, keep_freed_memory
+from ..device import check_compile_toolchain, cpu_has_bf16
 from ..errors import CheckpointError, DataError, TrainingError
 from ..model import FlowNetS, ModelConfig
 from ..results import JsonResult
@@ -292,8 +292,6 @@ def train(
         raise TrainingError("config=None: a new run needs a TrainConfig (or resume=True)")
     if config.compile:
         check_compile_toolchain(device)
-    if device.type == "cpu":
-        keep_freed_memory()
     if not resume:
         folder = NewRunFolder(out, overwrite=overwrite)  # refuses another run's folder before any work
         if world > 1:
