@@ -27,6 +27,7 @@ Fixtures (all function-scoped unless noted):
 from __future__ import annotations
 
 import os
+import sys
 
 # One thread per test process: the suite runs in two (pytest-xdist), and two processes of two
 # OpenMP threads each on 2 cores stall each other; set here, before any test imports torch.
@@ -53,6 +54,7 @@ def load_benchmark(monkeypatch):
     def _load(name: str):
         spec = importlib.util.spec_from_file_location(f"flowcli_benchmark_{name}", BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 
