@@ -32,7 +32,8 @@ BASE = "--preset gpu --init weights/flownets.safetensors --device cpu --workers 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default=BASE, help=f"flowcli train options of the baseline, after any NAME=VALUE environment words (default: {BASE!r})")
+    parser.add_argument("--base", default=BASE, help="flowcli train options of the baseline, after any NAME=VALUE "
+                                                     f"environment words (default: {BASE!r})")
     parser.add_argument("--also", action="append", default=[], metavar="OPTIONS",
                         help="a variant: options added to the baseline's, after any NAME=VALUE environment words "
                              "(repeatable; one starting with -- as --also=--compile)")

@@ -59,8 +59,8 @@ def shade(out: Tensor, table: Tensor, rows: Tensor, x: Tensor, y: Tensor, textur
           projective: bool) -> None:
     """Write into out (3, views, pixels; n in all) the colours of pixels (x, y) whose front layer's
     table row is `rows`: one bilinear, mirror-repeated texture lookup, the layer's colour scale and
-    offset, and a linear shading ramp. table rows: texel affine (6), colour scale (3) and offset (3), shading (3), texture index, then
-    for homographies the texel map's last row (3)."""
+    offset, and a linear shading ramp. table rows: texel affine (6), colour scale (3) and offset (3),
+    shading (3), texture index, then for homographies the texel map's last row (3)."""
     p = table.index_select(1, rows)
     tx, ty = p[0] * x + p[1] * y + p[2], p[3] * x + p[4] * y + p[5]
     if projective:
