@@ -3,14 +3,18 @@
 # shipped weights for MINUTES at full speed, evaluate the result with the defaults on the GPU (which
 # also checks that refinement and smoothing run inside the CUDA graph there), benchmark it at batch 1
 # and batched in fp16/bf16/fp32, and leave everything in $OUT as files of <= 16 MiB each: the
-# weights (stored in fp16 when fp32 would be larger) and results.tar.gz with the JSONs and logs.
+# weights (benchmarks/weight_parts.py: fp16 parts when fp32 would be larger; `join` makes one file
+# again) and results.tar.gz with the JSONs and logs. Each step that fails is logged and the next one
+# runs; results.tar.gz is rewritten after every step, so a run stopped at its limit still returns
+# what it finished; steps that would end past DEADLINE seconds are skipped.
 #
 #   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~13 minutes on one H200
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
 #   OUT=/tmp/out WIDTH=0.5 bash benchmarks/gpu_finetune.sh              # the shipped file grown to width 0.5 first
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
-#   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # torch.compile'd steps (not yet measured)
+#   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # compiled steps; width-0.25 img/s probes
+#   OUT=/tmp/out INIT=stage.safetensors EXTRA="--freeze-bn" bash ...  # any other `flowcli train` options
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
@@ -29,87 +33,113 @@ INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH-}  # with INIT: empty keeps its width, a whole multiple grows it; from scratch: default 0.5
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
 COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile)
-PROBE=${PROBE:-}  # e.g. "128 256": 20 s of training at each batch size first, for img/s and data share
+PROBE=${PROBE:-}  # e.g. "128 256": 30 s of the shipped width-0.25 network at each batch size first: img/s, data share
+PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the training)
+EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
+KERNEL_CHECK=${KERNEL_CHECK:-1}  # first: the generator's kernels on DEVICE (eager, compiled) against the CPU's
+DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
 LIMIT_MIB=${LIMIT_MIB:-16}  # the device tool returns files of at most 16 MiB
 PRESET=gpu
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 flowcli() { "$PYTHON" -m flowcli "$@"; }
+results=$RUN-results
+pack() { tar -czf "$OUT/results.tar.gz.tmp" -C "$(dirname "$results")" "$(basename "$results")" \
+             && mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"; }
+step() {  # step SECONDS_NEEDED NAME COMMAND...: run it unless it would end past DEADLINE; log failures
+    local need=$1 name=$2; shift 2
+    if (( SECONDS + need > DEADLINE )); then echo "skipped $name: ${SECONDS}s gone" | tee -a "$results/steps.txt"; return; fi
+    local t0=$SECONDS
+    if "$@"; then echo "done $name in $((SECONDS - t0))s" >> "$results/steps.txt"
+    else echo "FAILED $name (exit $?) after $((SECONDS - t0))s" | tee -a "$results/steps.txt"; fi
+    pack
+}
 
 train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else WIDTH=${WIDTH:-0.5}; fi
 if [ -n "$WIDTH" ]; then train_options+=(--width "$WIDTH"); fi
-if [ -n "$COMPILE" ]; then train_options+=(--compile); fi
+# shellcheck disable=SC2206  # EXTRA is meant to split into words
+train_options+=($EXTRA)
+compile_option=(); if [ -n "$COMPILE" ]; then compile_option=(--compile); fi
+probe_compile=(); if [ -n "$PROBE_COMPILE" ]; then probe_compile=(--compile); fi
 # the test set, 64 scenes of another seed (both judge a new file) and large motions; defaults and network alone
 evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
        "--motion wide" "--motion wide --refine 0 --no-smooth")
+if [ -n "${EVALS+set}" ]; then IFS='|' read -ra evals <<< "$EVALS"; fi  # e.g. EVALS="|--refine 0 --no-smooth"
 bench_options=(--runs 30)
 bench_batches="1 $BATCH"
+probe_options=(--minutes 0.5)
 if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every step
-    MINUTES=0.02 BATCH=2 COUNT=1 PRESET=quick
+    MINUTES=0.02 BATCH=2 COUNT=1 PRESET=quick KERNEL_CHECK=
     train_options+=(--steps-per-epoch 2 --crop 64x64 --epochs 1)
+    probe_options=(--minutes 0.01 --steps-per-epoch 1 --crop 64x64 --epochs 1)
     evals=("")
     bench_options=(--runs 1 --size 64x64) bench_batches=1
 fi
-
 train_options+=(--preset "$PRESET")
-mkdir -p "$OUT/results"
+
+rm -rf "$results"; mkdir -p "$results" "$OUT"
 { date -u; "$PYTHON" -c "import torch; print('torch', torch.__version__)"; nvidia-smi -L 2>/dev/null || true; } \
-    > "$OUT/results/machine.txt"
+    > "$results/machine.txt"
+if [ -n "$KERNEL_CHECK" ]; then
+    step 90 kernel_check timeout 90 "$PYTHON" benchmarks/kernel_check.py --variants cpu "$DEVICE" "$DEVICE:compile" \
+        --json "$results/kernel_check.json" > "$results/kernel_check.log" 2>&1
+fi
+
+probe_train=(--device "$DEVICE" --seed "$SEED" --overwrite --init weights/flownets.safetensors --preset "$PRESET")
 for batch in $PROBE; do
-    flowcli train "${train_options[@]}" --minutes 0.33 --batch-size "$batch" --output "$RUN-probe$batch" \
-        --json "$OUT/results/probe_$batch.json" > "$OUT/results/probe_$batch.log" 2>&1
-    cp "$RUN-probe$batch/log.jsonl" "$OUT/results/probe_$batch.jsonl"
+    step 60 "probe b$batch" flowcli train "${probe_train[@]}" "${probe_compile[@]}" "${probe_options[@]}" \
+        --batch-size "$batch" --output "$RUN-probe$batch" --json "$results/probe_$batch.json" \
+        > "$results/probe_$batch.log" 2>&1
+    cp "$RUN-probe$batch/log.jsonl" "$results/probe_$batch.jsonl" 2>/dev/null || true
 done
-flowcli train "${train_options[@]}" --minutes "$MINUTES" --batch-size "$BATCH" --output "$RUN" \
-    --json "$OUT/results/train.json" > "$OUT/results/train.log" 2>&1
-cp "$RUN/log.jsonl" "$RUN/config.json" "$OUT/results/"
+
+train() {  # compiled when asked; if that fails, eager with the same budget
+    flowcli train "${train_options[@]}" "${compile_option[@]}" --minutes "$MINUTES" --batch-size "$BATCH" \
+        --output "$RUN" --json "$results/train.json" > "$results/train.log" 2>&1 && return
+    [ ${#compile_option[@]} -eq 0 ] && return 1
+    echo "compiled training failed; eager" >> "$results/steps.txt"
+    flowcli train "${train_options[@]}" --minutes "$MINUTES" --batch-size "$BATCH" --output "$RUN" \
+        --json "$results/train.json" > "$results/train_eager.log" 2>&1
+}
+step 0 train train
+cp "$RUN/log.jsonl" "$RUN/config.json" "$results/" 2>/dev/null || true
+step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
 
 for options in "${evals[@]}"; do
     name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, refine_0_nosmooth, passes_2
     # shellcheck disable=SC2086  # the options are meant to split into words
-    flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all --count "$COUNT" \
-        $options --json "$OUT/results/eval_$name.json" > /dev/null
+    step 20 "eval $name" flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all \
+        --count "$COUNT" $options --json "$results/eval_$name.json" > /dev/null
 done
 if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
 for dtype in $dtypes; do
     for batch in $bench_batches; do
-        flowcli bench --device "$DEVICE" --dtype "$dtype" --batch-size "$batch" --weights "$RUN/best.safetensors" \
-            "${bench_options[@]}" --json "$OUT/results/bench_${dtype}_b$batch.json" > /dev/null
+        step 15 "bench $dtype b$batch" flowcli bench --device "$DEVICE" --dtype "$dtype" --batch-size "$batch" \
+            --weights "$RUN/best.safetensors" "${bench_options[@]}" --json "$results/bench_${dtype}_b$batch.json" > /dev/null
     done
 done
-tar -czf "$OUT/results.tar.gz" -C "$OUT" results
-rm -r "$OUT/results"
-
-# The weights come back whole if they fit the 16 MiB limit on returned files, else in fp16.
-"$PYTHON" - "$RUN/best.safetensors" "$OUT" "$LIMIT_MIB" <<'EOF'
-import os, shutil, sys
-from safetensors import safe_open
-from safetensors.torch import save_file
-source, out, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]) << 20
-if os.path.getsize(source) <= limit:
-    shutil.copy(source, f"{out}/best.safetensors")
-else:
-    with safe_open(source, "pt") as f:
-        tensors = {k: (t.half() if t.is_floating_point() else t) for k in f.keys() for t in [f.get_tensor(k)]}
-        save_file(tensors, f"{out}/best.fp16.safetensors", metadata=f.metadata())
-EOF
+pack
 
 "$PYTHON" - "$OUT" <<'EOF'
-import io, json, sys, tarfile
+import json, sys, tarfile
 with tarfile.open(f"{sys.argv[1]}/results.tar.gz") as tar:
-    files = {m.name.split("/")[-1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-for name in sorted(n for n in files if n.startswith("probe_") and n.endswith(".jsonl")):
-    last = json.loads(files[name].decode().splitlines()[-1])
-    print(f"probe batch {name[6:-6]}: {last['images_per_s']:.0f} img/s, data {100 * last['data_share']:.0f}% of step time")
-log = [json.loads(line) for line in io.BytesIO(files["log.jsonl"]).read().decode().splitlines()]
-print(f"trained {len(log)} epochs, best val EPE {min(r['val_epe'] for r in log):.3f}, "
-      f"last {log[-1]['images_per_s']:.0f} img/s, data {100 * log[-1]['data_share']:.0f}% of step time")
-for name in sorted(n for n in files if n.startswith(("eval_", "bench_"))):
-    r = json.loads(files[name])
-    if name.startswith("eval_"):
+    files = {m.name.split("/")[-1]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+print(files.get("steps.txt", ""), end="")
+print(files.get("kernel_check.log", ""), end="")
+if "log.jsonl" in files:
+    log = [json.loads(line) for line in files["log.jsonl"].splitlines()]
+    print(f"trained {len(log)} epochs, best val EPE {min(r['val_epe'] for r in log):.3f}, "
+          f"last {log[-1]['images_per_s']:.0f} img/s, data {100 * log[-1]['data_share']:.0f}% of step time")
+for name in sorted(files):
+    if name.startswith("probe_") and name.endswith(".jsonl") and files[name].strip():
+        last = json.loads(files[name].splitlines()[-1])
+        print(f"probe batch {name[6:-6]}: {last['images_per_s']:.0f} img/s, data {100 * last['data_share']:.0f}% of step time")
+    elif name.startswith("eval_"):
+        r = json.loads(files[name])
         print(f"{name[5:-5]:>32}: EPE {r['epe']:.3f}, <1px {100 * r['within']['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
-    else:
+    elif name.startswith("bench_"):
+        r = json.loads(files[name])
         print(f"{name[6:-5]:>32}: {r['median_ms_per_image']:.3f} ms/img median at batch {r['batch_size']}")
 EOF

@@ -238,3 +238,19 @@ def test_training_state_errors_name_the_file(tmp_path, small_model):
     junk.write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match="unreadable training state"):
         read_training_extra(junk)
+
+
+def test_shipped_networks_are_named_and_a_file_of_that_name_needs_a_folder(tmp_path, monkeypatch, small_model):
+    assert checkpoint.weights_path(None) == checkpoint.DEFAULT_WEIGHTS == checkpoint.SHIPPED["fast"]
+    assert checkpoint.weights_path("accurate") == checkpoint.SHIPPED["accurate"] != checkpoint.SHIPPED["fast"]
+    assert load_model("accurate").config.width == 0.5
+    monkeypatch.chdir(tmp_path)
+    save_weights(tmp_path / "accurate", small_model)
+    assert load_model("./accurate").config.width == 0.25  # the user's file, not the shipped network
+
+
+def test_a_run_can_start_from_a_shipped_network_by_name():
+    from flowcli.training.config import resolve_config
+
+    config = resolve_config("gpu", init="accurate")
+    assert config.init == str(checkpoint.SHIPPED["accurate"]) and config.width == 0.5

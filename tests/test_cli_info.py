@@ -29,3 +29,9 @@ def test_info_shows_the_architecture_and_parameter_count(run_cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2,436,160" in result.stdout  # width 0.25: see test_model for the layer list
     assert '"width": 0.25' in result.stdout and "epochs" in result.stdout
+
+
+def test_info_names_the_shipped_accurate_network(run_cli):
+    result = run_cli("info", "--weights", "accurate")
+    assert result.exit_code == 0, result.output
+    assert "flownets-accurate.safetensors" in result.stdout and "9,696,336" in result.stdout

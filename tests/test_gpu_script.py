@@ -17,27 +17,45 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
-def test_gpu_script_smoke_run_returns_results_and_fp16_weights_when_fp32_is_too_big(tmp_path):
+def test_gpu_script_smoke_run_returns_results_and_fp16_weight_parts_when_fp32_is_too_big(tmp_path):
     out, run = tmp_path / "out", tmp_path / "run"
     env = {**os.environ, "OUT": str(out), "RUN": str(run), "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable,
-           "LIMIT_MIB": "1", "OMP_NUM_THREADS": "1"}  # the shipped file (~9.8 MB) is over 1 MiB: fp16 path
+           "LIMIT_MIB": "3", "OMP_NUM_THREADS": "1", "PROBE": "2"}  # the shipped file (~9.8 MB) is over 3 MiB
     done = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["best.fp16.safetensors", "results.tar.gz"]
+    parts = sorted(out.glob("best.part*.safetensors"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["results.tar.gz", *(p.name for p in parts)])
+    assert len(parts) == 2 and all(p.stat().st_size <= 3 * 2**20 for p in parts)  # fp16: ~4.9 MB in two
     with tarfile.open(out / "results.tar.gz") as tar:
         names = {Path(m.name).name for m in tar.getmembers() if m.isfile()}
-        train = json.load(tar.extractfile("results/train.json"))
-        evaluation = json.load(tar.extractfile("results/eval_defaults.json"))
-    assert {"machine.txt", "train.log", "log.jsonl", "config.json", "eval_defaults.json",
-            "bench_fp32_b1.json"} <= names
+        train = json.load(tar.extractfile("run-results/train.json"))
+        evaluation = json.load(tar.extractfile("run-results/eval_defaults.json"))
+        steps = tar.extractfile("run-results/steps.txt").read().decode()
+    assert {"machine.txt", "train.log", "log.jsonl", "config.json", "eval_defaults.json", "bench_fp32_b1.json",
+            "probe_2.jsonl"} <= names
     assert train["epochs"] == 1 and evaluation["pairs"] == 1
-    assert "trained 1 epochs" in done.stdout and "fp32_b1" in done.stdout
-    # the fp16 file holds the run's weights rounded, with the same metadata (architecture, config)
-    with safe_open(run / "best.safetensors", "pt") as full, safe_open(out / "best.fp16.safetensors", "pt") as half:
+    assert [line.split()[1] for line in steps.splitlines()] == ["probe", "train", "weights", "eval", "bench"]
+    assert "trained 1 epochs" in done.stdout and "fp32_b1" in done.stdout and "probe batch 2" in done.stdout
+    # joined, the parts hold the run's weights rounded to fp16, with the same metadata (architecture, config)
+    subprocess.run([sys.executable, "benchmarks/weight_parts.py", "join", *parts, "-o", tmp_path / "joined.safetensors"],
+                   cwd=ROOT, check=True)
+    with safe_open(run / "best.safetensors", "pt") as full, safe_open(tmp_path / "joined.safetensors", "pt") as half:
         assert half.metadata() == full.metadata()
         assert set(half.keys()) == set(full.keys())
         for key in full.keys():
             a, b = full.get_tensor(key), half.get_tensor(key)
             assert b.dtype == (a.half().dtype if a.is_floating_point() else a.dtype)
             assert (b == (a.half() if a.is_floating_point() else a)).all(), key
-    assert (out / "best.fp16.safetensors").stat().st_size < 0.6 * (run / "best.safetensors").stat().st_size
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_gpu_script_logs_a_failed_step_runs_the_rest_and_skips_what_would_pass_the_deadline(tmp_path):
+    out, run = tmp_path / "out", tmp_path / "run"
+    env = {**os.environ, "OUT": str(out), "RUN": str(run), "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1", "INIT": str(tmp_path / "missing.safetensors"), "DEADLINE": "15"}
+    done = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    with tarfile.open(out / "results.tar.gz") as tar:
+        steps = tar.extractfile("run-results/steps.txt").read().decode().splitlines()
+    assert steps[0].startswith("FAILED train") and steps[1].startswith("FAILED weights")
+    assert steps[2].startswith("skipped eval")  # an eval wants 20 s, and DEADLINE=15 leaves less
+    assert done.returncode == 0 and "FAILED train" in done.stdout

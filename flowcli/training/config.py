@@ -182,8 +182,9 @@ def resolve_config(
         return config
     config = base_config(preset, data_dir).with_overrides(**overrides)
     if init is not None:
-        from ..checkpoint import other_arch, read_config
+        from ..checkpoint import other_arch, read_config, weights_path
 
+        init = weights_path(init)  # a shipped network's name, or a path
         architecture = read_config(init)
         # the file's arch unless --arch or a named preset asks for one: weights never change arch
         arch = overrides.get("arch") or (config.arch if preset is not None else architecture.arch)

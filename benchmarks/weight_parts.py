@@ -1,0 +1,71 @@
+"""Split a weights file into parts of at most N MiB (the device tool returns files of <= 16 MiB), or
+join such parts back into one file. Floating-point tensors are stored in fp16 when the whole file in
+its own precision would not fit one part; the metadata (architecture, width) goes with every part.
+
+    python benchmarks/weight_parts.py split runs/x/best.safetensors OUT_DIR --limit-mib 16
+    python benchmarks/weight_parts.py join OUT_DIR/best.part*.safetensors -o best.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+
+def split(source: Path, out_dir: Path, limit_mib: float) -> list[Path]:
+    limit = int(limit_mib * (1 << 20)) - (1 << 16)  # headroom for each part's header
+    with safe_open(source, "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if os.path.getsize(source) > limit:
+        tensors = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
+    parts: list[dict] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if parts[-1] and size + nbytes > limit:
+            parts.append({})
+            size = 0
+        parts[-1][name] = tensor.contiguous()
+        size += nbytes
+    paths = []
+    for i, part in enumerate(parts, 1):
+        path = out_dir / f"{source.stem}.part{i}.safetensors"
+        save_file(part, path, metadata=metadata)
+        paths.append(path)
+    return paths
+
+
+def join(parts: list[Path], output: Path) -> None:
+    tensors, metadata = {}, None
+    for part in parts:
+        with safe_open(part, "pt") as f:
+            metadata = metadata or f.metadata()
+            tensors.update({k: f.get_tensor(k) for k in f.keys()})
+    save_file(tensors, output, metadata=metadata)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    s = commands.add_parser("split")
+    s.add_argument("source", type=Path)
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--limit-mib", type=float, default=16)
+    j = commands.add_parser("join")
+    j.add_argument("parts", type=Path, nargs="+")
+    j.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "split":
+        for path in split(args.source, args.out_dir, args.limit_mib):
+            print(path, os.path.getsize(path))
+    else:
+        join(args.parts, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""benchmarks/weight_parts.py: a weights file split into parts under a size limit, and joined back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from flowcli.checkpoint import load_model, save_weights
+from flowcli.model import FlowNetS, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "w.safetensors"
+    save_weights(path, FlowNetS(ModelConfig(width=0.25)), metadata={"val_epe": "3.1"})  # ~9.8 MB in fp32
+    return path
+
+
+def test_a_file_over_the_limit_is_split_in_fp16_parts_that_join_to_the_rounded_weights(load_benchmark, weights_file,
+                                                                                        tmp_path):
+    parts_module = load_benchmark("weight_parts")
+    parts = parts_module.split(weights_file, tmp_path, limit_mib=2)
+    assert len(parts) == 3 and all(p.stat().st_size <= 2 * 2**20 for p in parts)  # ~4.9 MB of fp16
+    parts_module.join(parts, tmp_path / "joined.safetensors")
+    with safe_open(weights_file, "pt") as full, safe_open(tmp_path / "joined.safetensors", "pt") as joined:
+        assert joined.metadata() == full.metadata() and set(joined.keys()) == set(full.keys())
+        for key in full.keys():
+            a, b = full.get_tensor(key), joined.get_tensor(key)
+            assert torch.equal(b, a.half() if a.is_floating_point() else a), key
+    assert load_model(tmp_path / "joined.safetensors").config.width == 0.25  # a weights file again
+
+
+def test_a_file_that_fits_stays_in_its_precision_as_one_part(load_benchmark, weights_file, tmp_path):
+    (part,) = load_benchmark("weight_parts").split(weights_file, tmp_path, limit_mib=16)
+    with safe_open(weights_file, "pt") as full, safe_open(part, "pt") as kept:
+        assert all(torch.equal(full.get_tensor(k), kept.get_tensor(k)) for k in full.keys())
