@@ -18,7 +18,8 @@
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
-# on an H200), so the default batch is 64; use a seed other than 0, which stages 3 and 4 already
+# on an H200; ~3,800 at batch 256, benchmarks/README.md), so the default batch is 64, which the
+# width-0.5 network trains at ~2,300 img/s; use a seed other than 0, which stages 3 and 4 already
 # trained on. Everything runs from the repository root without installing (PYTHONPATH); the GPU
 # machine's image already has torch, typer, rich, imageio and safetensors.
 set -euo pipefail
@@ -33,7 +34,7 @@ INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH-}  # with INIT: empty keeps its width, a whole multiple grows it; from scratch: default 0.5
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
 COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile)
-PROBE=${PROBE:-}  # e.g. "128 256": 30 s of the shipped width-0.25 network at each batch size first: img/s, data share
+PROBE=${PROBE:-}  # e.g. "128 256": 30 s (compiled: 96 s) of the shipped width-0.25 network at each batch size first
 PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the training)
 EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK:-1}  # first: the generator's kernels on DEVICE (eager, compiled) against the CPU's
@@ -69,7 +70,9 @@ evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 
 if [ -n "${EVALS+set}" ]; then IFS='|' read -ra evals <<< "$EVALS"; fi  # e.g. EVALS="|--refine 0 --no-smooth"
 bench_options=(--runs 30)
 bench_batches="1 $BATCH"
-probe_options=(--minutes 0.5)
+probe_options=(--minutes 0.5) probe_need=60
+# compiling the step takes ~46 s on an H200 (benchmarks/README.md): a compiled probe runs longer
+if [ -n "$PROBE_COMPILE" ]; then probe_options=(--minutes 1.6) probe_need=120; fi
 if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every step
     MINUTES=0.02 BATCH=2 COUNT=1 PRESET=quick KERNEL_CHECK=
     train_options+=(--steps-per-epoch 2 --crop 64x64 --epochs 1)
@@ -89,7 +92,7 @@ fi
 
 probe_train=(--device "$DEVICE" --seed "$SEED" --overwrite --init weights/flownets.safetensors --preset "$PRESET")
 for batch in $PROBE; do
-    step 60 "probe b$batch" flowcli train "${probe_train[@]}" "${probe_compile[@]}" "${probe_options[@]}" \
+    step "$probe_need" "probe b$batch" flowcli train "${probe_train[@]}" "${probe_compile[@]}" "${probe_options[@]}" \
         --batch-size "$batch" --output "$RUN-probe$batch" --json "$results/probe_$batch.json" \
         > "$results/probe_$batch.log" 2>&1
     cp "$RUN-probe$batch/log.jsonl" "$results/probe_$batch.jsonl" 2>/dev/null || true

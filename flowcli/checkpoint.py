@@ -18,7 +18,7 @@ from .model import FlowNetS, ModelConfig
 FORMAT = "flowcli-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The shipped files by name: the small network is the default (fast on a CPU); the wide one costs
-# ~3x the CPU time for ~8 % lower EPE (weights/README.md).
+# ~2.5x the CPU time for a lower error (weights/README.md).
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}
 DEFAULT_WEIGHTS = SHIPPED["fast"]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
