@@ -6,9 +6,10 @@
 # weights (benchmarks/weight_parts.py: fp16 parts when fp32 would be larger; `join` makes one file
 # again) and results.tar.gz with the JSONs and logs. Each step that fails is logged and the next one
 # runs; results.tar.gz is rewritten after every step, so a run stopped at its limit still returns
-# what it finished; steps that would end past DEADLINE seconds are skipped.
+# what it finished; steps that would end past DEADLINE seconds are skipped (the weights never are).
+# The device tool stops a command after 600 s: 4 minutes of training leave room for the rest.
 #
-#   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~13 minutes on one H200
+#   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~9 minutes on one H200
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
 #   OUT=/tmp/out WIDTH=0.5 bash benchmarks/gpu_finetune.sh              # the shipped file grown to width 0.5 first
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
@@ -25,7 +26,7 @@
 set -euo pipefail
 OUT=${OUT:?set OUT to the folder that collects the results}
 DEVICE=${DEVICE:-cuda}
-MINUTES=${MINUTES:-10}
+MINUTES=${MINUTES:-4}
 BATCH=${BATCH:-64}
 LR=${LR:-2e-4}
 SEED=${SEED:-11}
@@ -33,11 +34,11 @@ COUNT=${COUNT:-64}
 INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH-}  # with INIT: empty keeps its width, a whole multiple grows it; from scratch: default 0.5
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
-COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile)
+COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile; eager if that fails)
 PROBE=${PROBE:-}  # e.g. "128 256": 30 s (compiled: 96 s) of the shipped width-0.25 network at each batch size first
 PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the training)
 EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
-KERNEL_CHECK=${KERNEL_CHECK:-1}  # first: the generator's kernels on DEVICE (eager, compiled) against the CPU's
+KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
 DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
@@ -48,22 +49,25 @@ flowcli() { "$PYTHON" -m flowcli "$@"; }
 results=$RUN-results
 pack() { tar -czf "$OUT/results.tar.gz.tmp" -C "$(dirname "$results")" "$(basename "$results")" \
              && mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"; }
-step() {  # step SECONDS_NEEDED NAME COMMAND...: run it unless it would end past DEADLINE; log failures
+step() {  # step SECONDS_NEEDED NAME COMMAND...: unless it would end past DEADLINE (0: always); log failures
     local need=$1 name=$2; shift 2
-    if (( SECONDS + need > DEADLINE )); then echo "skipped $name: ${SECONDS}s gone" | tee -a "$results/steps.txt"; return; fi
+    if (( need > 0 && SECONDS + need > DEADLINE )); then
+        echo "skipped $name: ${SECONDS}s gone" | tee -a "$results/steps.txt"; return 0
+    fi
     local t0=$SECONDS
     if "$@"; then echo "done $name in $((SECONDS - t0))s" >> "$results/steps.txt"
     else echo "FAILED $name (exit $?) after $((SECONDS - t0))s" | tee -a "$results/steps.txt"; fi
-    pack
+    pack || echo "packing the results failed" | tee -a "$results/steps.txt"
 }
+seconds() { awk "BEGIN { print int($1) }"; }  # bash has no fractions: MINUTES may be 0.02
 
 train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else WIDTH=${WIDTH:-0.5}; fi
 if [ -n "$WIDTH" ]; then train_options+=(--width "$WIDTH"); fi
 # shellcheck disable=SC2206  # EXTRA is meant to split into words
 train_options+=($EXTRA)
-compile_option=(); if [ -n "$COMPILE" ]; then compile_option=(--compile); fi
-probe_compile=(); if [ -n "$PROBE_COMPILE" ]; then probe_compile=(--compile); fi
+if [ "$COMPILE" = 1 ]; then compile_option=--compile; else compile_option=; fi  # one word or none
+if [ "$PROBE_COMPILE" = 1 ]; then probe_compile=--compile; else probe_compile=; fi
 # the test set, 64 scenes of another seed (both judge a new file) and large motions; defaults and network alone
 evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
        "--motion wide" "--motion wide --refine 0 --no-smooth")
@@ -72,7 +76,7 @@ bench_options=(--runs 30)
 bench_batches="1 $BATCH"
 probe_options=(--minutes 0.5) probe_need=60
 # compiling the step takes ~46 s on an H200 (benchmarks/README.md): a compiled probe runs longer
-if [ -n "$PROBE_COMPILE" ]; then probe_options=(--minutes 1.6) probe_need=120; fi
+if [ "$PROBE_COMPILE" = 1 ]; then probe_options=(--minutes 1.6) probe_need=120; fi
 if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every step
     MINUTES=0.02 BATCH=2 COUNT=1 PRESET=quick KERNEL_CHECK=
     train_options+=(--steps-per-epoch 2 --crop 64x64 --epochs 1)
@@ -82,41 +86,55 @@ if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every s
 fi
 train_options+=(--preset "$PRESET")
 
-rm -rf "$results"; mkdir -p "$results" "$OUT"
+rm -rf "$results" "$RUN" "$RUN"-probe*; mkdir -p "$results" "$OUT"  # nothing of an earlier run is returned
 { date -u; "$PYTHON" -c "import torch; print('torch', torch.__version__)"; nvidia-smi -L 2>/dev/null || true; } \
     > "$results/machine.txt"
-if [ -n "$KERNEL_CHECK" ]; then
+if [ "$KERNEL_CHECK" = 1 ]; then
     step 90 kernel_check timeout 90 "$PYTHON" benchmarks/kernel_check.py --variants cpu "$DEVICE" "$DEVICE:compile" \
         --json "$results/kernel_check.json" > "$results/kernel_check.log" 2>&1
 fi
 
 probe_train=(--device "$DEVICE" --seed "$SEED" --overwrite --init weights/flownets.safetensors --preset "$PRESET")
-for batch in $PROBE; do
-    step "$probe_need" "probe b$batch" flowcli train "${probe_train[@]}" "${probe_compile[@]}" "${probe_options[@]}" \
-        --batch-size "$batch" --output "$RUN-probe$batch" --json "$results/probe_$batch.json" \
-        > "$results/probe_$batch.log" 2>&1
-    cp "$RUN-probe$batch/log.jsonl" "$results/probe_$batch.jsonl" 2>/dev/null || true
-done
-
-train() {  # compiled when asked; if that fails, eager with the same budget
-    flowcli train "${train_options[@]}" "${compile_option[@]}" --minutes "$MINUTES" --batch-size "$BATCH" \
-        --output "$RUN" --json "$results/train.json" > "$results/train.log" 2>&1 && return
-    [ ${#compile_option[@]} -eq 0 ] && return 1
-    echo "compiled training failed; eager" >> "$results/steps.txt"
-    flowcli train "${train_options[@]}" --minutes "$MINUTES" --batch-size "$BATCH" --output "$RUN" \
-        --json "$results/train.json" > "$results/train_eager.log" 2>&1
+probe() {  # probe BATCH
+    # shellcheck disable=SC2086  # probe_compile is one word or none
+    flowcli train "${probe_train[@]}" $probe_compile "${probe_options[@]}" --batch-size "$1" \
+        --output "$RUN-probe$1" --json "$results/probe_$1.json" > "$results/probe_$1.log" 2>&1
+    local status=$?
+    cp "$RUN-probe$1/log.jsonl" "$results/probe_$1.jsonl" 2>/dev/null
+    return $status
 }
-step 0 train train
-cp "$RUN/log.jsonl" "$RUN/config.json" "$results/" 2>/dev/null || true
-step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
+for batch in $PROBE; do step "$probe_need" "probe b$batch" probe "$batch"; done
 
-for options in "${evals[@]}"; do
+train() {  # compiled when asked; if compiling fails before the first epoch ends, eager for the time left
+    local t0=$SECONDS status
+    # shellcheck disable=SC2086  # compile_option is one word or none
+    flowcli train "${train_options[@]}" $compile_option --minutes "$MINUTES" --batch-size "$BATCH" \
+        --output "$RUN" --json "$results/train.json" > "$results/train.log" 2>&1
+    status=$?
+    if [ $status -ne 0 ] && [ -n "$compile_option" ] && [ ! -f "$RUN/last.safetensors" ]; then
+        echo "compiled training failed after $((SECONDS - t0))s; eager" >> "$results/steps.txt"
+        flowcli train "${train_options[@]}" --minutes "$(awk "BEGIN { print $MINUTES - ($SECONDS - $t0) / 60 }")" \
+            --batch-size "$BATCH" --output "$RUN" --json "$results/train.json" > "$results/train_eager.log" 2>&1
+        status=$?
+    fi
+    cp "$RUN/log.jsonl" "$RUN/config.json" "$results/" 2>/dev/null
+    return $status
+}
+step "$(seconds "$MINUTES * 60 + 40")" train train  # 40 s: start-up and the last validation
+if [ ! -f "$RUN/best.safetensors" ]; then
+    echo "no trained weights: weights, evaluations and benchmarks skipped" | tee -a "$results/steps.txt"
+    evals=() dtypes= bench_batches=
+else
+    step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
+    if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
+fi
+
+for options in ${evals[@]+"${evals[@]}"}; do
     name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, refine_0_nosmooth, passes_2
     # shellcheck disable=SC2086  # the options are meant to split into words
     step 20 "eval $name" flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all \
         --count "$COUNT" $options --json "$results/eval_$name.json" > /dev/null
 done
-if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
 for dtype in $dtypes; do
     for batch in $bench_batches; do
         step 15 "bench $dtype b$batch" flowcli bench --device "$DEVICE" --dtype "$dtype" --batch-size "$batch" \

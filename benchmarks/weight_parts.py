@@ -16,10 +16,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 
+PART = "weight_parts"  # each part's metadata: "i/n", so that join can tell a set is whole
+
+
 def split(source: Path, out_dir: Path, limit_mib: float) -> list[Path]:
     limit = int(limit_mib * (1 << 20)) - (1 << 16)  # headroom for each part's header
     with safe_open(source, "pt") as f:
-        metadata = f.metadata()
+        metadata = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     if os.path.getsize(source) > limit:
         tensors = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
@@ -27,25 +30,39 @@ def split(source: Path, out_dir: Path, limit_mib: float) -> list[Path]:
     size = 0
     for name, tensor in tensors.items():
         nbytes = tensor.numel() * tensor.element_size()
+        if nbytes > limit:
+            raise SystemExit(f"{source}: {name} alone is {nbytes / 2**20:.1f} MiB, over the {limit_mib:g} MiB limit")
         if parts[-1] and size + nbytes > limit:
             parts.append({})
             size = 0
         parts[-1][name] = tensor.contiguous()
         size += nbytes
+    for stale in out_dir.glob(f"{source.stem}.part*.safetensors"):  # an earlier split's would join too
+        stale.unlink()
     paths = []
     for i, part in enumerate(parts, 1):
         path = out_dir / f"{source.stem}.part{i}.safetensors"
-        save_file(part, path, metadata=metadata)
+        save_file(part, path, metadata={**metadata, PART: f"{i}/{len(parts)}"})
         paths.append(path)
     return paths
 
 
 def join(parts: list[Path], output: Path) -> None:
-    tensors, metadata = {}, None
+    tensors, metadata, seen = {}, None, set()
     for part in parts:
         with safe_open(part, "pt") as f:
-            metadata = metadata or f.metadata()
+            meta = dict(f.metadata() or {})
+            index = meta.pop(PART, None)
+            if index is None or index in seen:
+                raise SystemExit(f"{part}: {'a part given twice' if index else 'not a part of a split file'}")
+            seen.add(index)
+            if metadata is not None and meta != metadata:
+                raise SystemExit(f"{part}: from another file than {parts[0]}")
+            metadata = meta
             tensors.update({k: f.get_tensor(k) for k in f.keys()})
+    count = int(next(iter(seen)).split("/")[1])
+    if len(seen) != count:
+        raise SystemExit(f"{len(seen)} of {count} parts given")
     save_file(tensors, output, metadata=metadata)
 
 

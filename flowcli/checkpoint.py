@@ -18,18 +18,23 @@ from .model import FlowNetS, ModelConfig
 FORMAT = "flowcli-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The shipped files by name: the small network is the default (fast on a CPU); the wide one costs
-# ~2.5x the CPU time for a lower error (weights/README.md).
+# ~2x the CPU time with the defaults (2.6x network alone) for a lower error (weights/README.md).
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}
 DEFAULT_WEIGHTS = SHIPPED["fast"]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
 
 
+def is_named(weights: str | os.PathLike) -> bool:
+    """Whether `weights` names no file but a shipped network or the untrained one: only a str can."""
+    return isinstance(weights, str) and (weights in SHIPPED or weights == RANDOM)
+
+
 def weights_path(weights: str | os.PathLike | None) -> Path:
-    """The file `weights` names: None is the shipped default, a name in SHIPPED that shipped file
-    (write ./fast for a file of that name), anything else a path."""
+    """The file `weights` names: None is the shipped default, a str in SHIPPED that shipped file
+    (a Path, or "./fast", is a file of that name), anything else a path."""
     if weights is None:
         return DEFAULT_WEIGHTS
-    return SHIPPED.get(str(weights), Path(weights))
+    return SHIPPED[weights] if isinstance(weights, str) and weights in SHIPPED else Path(weights)
 
 
 def save_weights(
@@ -106,7 +111,8 @@ def load_model(
     path = weights_path(weights)
     if weights is None and not path.is_file():
         raise CheckpointError(
-            f"no trained weights shipped yet ({path} is missing); pass weights=PATH "
+            f"no trained weights shipped yet ({path} is missing; they are found in the repository's "
+            "weights/ folder, so install with pip install -e); pass weights=PATH "
             "(or weights=random for a smoke test)"
         )
     file_config = read_config(path)

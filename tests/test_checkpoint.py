@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,10 +249,19 @@ def test_shipped_networks_are_named_and_a_file_of_that_name_needs_a_folder(tmp_p
     monkeypatch.chdir(tmp_path)
     save_weights(tmp_path / "accurate", small_model)
     assert load_model("./accurate").config.width == 0.25  # the user's file, not the shipped network
+    assert load_model(Path("accurate")).config.width == 0.25  # a Path is always a file
 
 
-def test_a_run_can_start_from_a_shipped_network_by_name():
+def test_a_run_can_start_from_a_shipped_network_by_name(run_cli, tiny_chairs, tmp_path, monkeypatch, small_model):
     from flowcli.training.config import resolve_config
 
     config = resolve_config("gpu", init="accurate")
     assert config.init == str(checkpoint.SHIPPED["accurate"]) and config.width == 0.5
+    # the CLI hands the name on as text; ./accurate is the user's file
+    monkeypatch.chdir(tmp_path)
+    save_weights(tmp_path / "accurate", small_model)
+    for init, width in (("accurate", 0.5), ("./accurate", 0.25)):
+        result = run_cli("train", tiny_chairs, "--init", init, "--epochs", 1, "--batch-size", 4, "--crop", "64x64",
+                         "-o", tmp_path / f"run{width}")
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / f"run{width}" / "config.json").read_text())["train"]["width"] == width

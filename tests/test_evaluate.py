@@ -148,3 +148,17 @@ def test_eval_json_to_a_missing_folder_fails_before_the_work(folder, run_cli, tm
     result = run_cli("eval", folder, "--split", "all", "--weights", "random", "--json", tmp_path / "no" / "r.json")
     assert result.exit_code == 1 and "does not exist" in result.stderr and result.stderr.count("\n") == 1
     assert result.stdout == ""  # the error comes before the work, not after the table
+
+
+def test_a_shipped_network_by_name_never_takes_the_split_file_of_the_current_folder(tiny_chairs, tmp_path,
+                                                                                    monkeypatch):
+    from flowcli.inference.evaluate import folder_pairs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "split.json").write_text('{"train": ["nope"], "val": [], "test": ["nope"]}')  # ids not in the folder
+    chosen = {name: folder_pairs(tiny_chairs, split="auto", part="test", seed=0, weights=name)[0]
+              for name in (None, "accurate", "fast")}
+    assert [s.id for s in chosen["accurate"]] == [s.id for s in chosen["fast"]] == [s.id for s in chosen[None]]
+    # a weights file's own folder still lends its split
+    with pytest.raises(DataError, match="nope"):
+        folder_pairs(tiny_chairs, split="auto", part="test", seed=0, weights=tmp_path / "best.safetensors")

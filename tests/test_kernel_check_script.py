@@ -21,3 +21,9 @@ def test_the_same_device_gives_no_difference_and_another_seed_does(load_benchmar
     b, _ = check.render("cpu", config, 2, seed=2)
     gaps = check.compare(a, b)
     assert gaps["image_max_diff"] > 0.1 and gaps["flow_max_diff"] > 0 and 0 < gaps["layer_mismatch_share"] <= 1
+
+
+def test_a_variant_beyond_the_tolerance_exits_with_its_name(load_benchmark):
+    check = load_benchmark("kernel_check")
+    with pytest.raises(SystemExit, match="beyond the tolerances: cpu$"):
+        check.main(["--variants", "cpu", "cpu", "--size", "37x45", "--batch-size", "1", "--tolerance", "-1"])

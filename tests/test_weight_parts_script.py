@@ -35,4 +35,27 @@ def test_a_file_over_the_limit_is_split_in_fp16_parts_that_join_to_the_rounded_w
 def test_a_file_that_fits_stays_in_its_precision_as_one_part(load_benchmark, weights_file, tmp_path):
     (part,) = load_benchmark("weight_parts").split(weights_file, tmp_path, limit_mib=16)
     with safe_open(weights_file, "pt") as full, safe_open(part, "pt") as kept:
-        assert all(torch.equal(full.get_tensor(k), kept.get_tensor(k)) for k in full.keys())
+        assert kept.metadata() == {**full.metadata(), "weight_parts": "1/1"}
+        for key in full.keys():
+            assert kept.get_tensor(key).dtype == full.get_tensor(key).dtype
+            assert torch.equal(full.get_tensor(key), kept.get_tensor(key)), key
+
+
+def test_join_refuses_an_incomplete_or_doubled_set_and_split_clears_an_earlier_one(load_benchmark, weights_file,
+                                                                                  tmp_path):
+    parts_module = load_benchmark("weight_parts")
+    (tmp_path / "w.part7.safetensors").write_bytes(b"stale")  # an earlier, larger split's last part
+    parts = parts_module.split(weights_file, tmp_path, limit_mib=2)
+    assert sorted(tmp_path.glob("w.part*.safetensors")) == sorted(parts)
+    with pytest.raises(SystemExit, match="2 of 3 parts"):
+        parts_module.join(parts[:2], tmp_path / "joined.safetensors")
+    with pytest.raises(SystemExit, match="twice"):
+        parts_module.join([*parts, parts[0]], tmp_path / "joined.safetensors")
+    with pytest.raises(SystemExit, match="not a part"):
+        parts_module.join([weights_file], tmp_path / "joined.safetensors")
+    assert not (tmp_path / "joined.safetensors").exists()
+
+
+def test_a_tensor_over_the_limit_is_refused_not_returned_too_big(load_benchmark, weights_file, tmp_path):
+    with pytest.raises(SystemExit, match="alone is"):
+        load_benchmark("weight_parts").split(weights_file, tmp_path, limit_mib=0.5)  # conv6_1's weight alone: 1.1 MiB in fp16

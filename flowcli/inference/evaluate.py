@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..checkpoint import is_named
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from ..errors import DataError
 from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally, OcclusionTally
@@ -231,7 +232,8 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
     extra = (found.layout,) if with_layout else ()
     if split == EVERY_PAIR:
         return (samples, incomplete, *extra)
-    run_split = Path(weights).parent / "split.json" if weights not in (None, "random") else None
+    # a run folder's weights file, not a shipped network (whose name is no path)
+    run_split = Path(weights).parent / "split.json" if weights is not None and not is_named(weights) else None
     if split == "auto" and run_split is not None and run_split.is_file():
         parts = load_split(run_split, samples)
     else:
