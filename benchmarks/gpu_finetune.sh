@@ -16,6 +16,7 @@
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
 #   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # compiled steps; width-0.25 img/s probes
 #   OUT=/tmp/out INIT=stage.safetensors EXTRA="--freeze-bn" bash ...  # any other `flowcli train` options
+#   OUT=/tmp/out PHASE=train MINUTES=9 bash ...; then OUT=/tmp/out PHASE=evaluate bash ...  # two calls
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
@@ -40,6 +41,9 @@ PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the 
 EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
 DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
+# all; or train (up to the weights) in one call, then evaluate (RUN's weights) in a second call while
+# the machine is still warm and holds RUN: 9 minutes of training then fit a 15-minute lease
+PHASE=${PHASE:-all}
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
 LIMIT_MIB=${LIMIT_MIB:-16}  # the device tool returns files of at most 16 MiB
@@ -86,10 +90,13 @@ if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every s
 fi
 train_options+=(--preset "$PRESET")
 
-rm -rf "$results" "$RUN" "$RUN"-probe*; mkdir -p "$results" "$OUT"  # nothing of an earlier run is returned
+case $PHASE in all | train | evaluate) ;; *) echo "PHASE=$PHASE: choose all, train or evaluate" >&2; exit 2 ;; esac
+# nothing of an earlier run is returned as this one's
+if [ "$PHASE" = evaluate ]; then rm -rf "$results"; else rm -rf "$results" "$RUN" "$RUN"-probe*; fi
+mkdir -p "$results" "$OUT"
 { date -u; "$PYTHON" -c "import torch; print('torch', torch.__version__)"; nvidia-smi -L 2>/dev/null || true; } \
     > "$results/machine.txt"
-if [ "$KERNEL_CHECK" = 1 ]; then
+if [ "$KERNEL_CHECK" = 1 ] && [ "$PHASE" != evaluate ]; then
     step 90 kernel_check timeout 90 "$PYTHON" benchmarks/kernel_check.py --variants cpu "$DEVICE" "$DEVICE:compile" \
         --json "$results/kernel_check.json" > "$results/kernel_check.log" 2>&1
 fi
@@ -103,6 +110,7 @@ probe() {  # probe BATCH
     cp "$RUN-probe$1/log.jsonl" "$results/probe_$1.jsonl" 2>/dev/null
     return $status
 }
+if [ "$PHASE" = evaluate ]; then PROBE=; fi
 for batch in $PROBE; do step "$probe_need" "probe b$batch" probe "$batch"; done
 
 train() {  # compiled when asked; if compiling fails before the first epoch ends, eager for the time left
@@ -120,13 +128,18 @@ train() {  # compiled when asked; if compiling fails before the first epoch ends
     cp "$RUN/log.jsonl" "$RUN/config.json" "$results/" 2>/dev/null
     return $status
 }
-step "$(seconds "$MINUTES * 60 + 40")" train train  # 40 s: start-up and the last validation
+if [ "$PHASE" != evaluate ]; then
+    step "$(seconds "$MINUTES * 60 + 40")" train train  # 40 s: start-up and the last validation
+fi
 if [ ! -f "$RUN/best.safetensors" ]; then
     echo "no trained weights: weights, evaluations and benchmarks skipped" | tee -a "$results/steps.txt"
     evals=() dtypes= bench_batches=
 else
-    step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
+    if [ "$PHASE" != evaluate ]; then
+        step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
+    fi
     if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
+    if [ "$PHASE" = train ]; then evals=() dtypes=; fi
 fi
 
 for options in ${evals[@]+"${evals[@]}"}; do

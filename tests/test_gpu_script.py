@@ -73,3 +73,23 @@ def test_gpu_script_skips_a_training_that_would_end_past_the_deadline(tmp_path):
     with tarfile.open(out / "results.tar.gz") as tar:
         steps = tar.extractfile("run-results/steps.txt").read().decode().splitlines()
     assert steps[0].startswith("skipped train") and steps[1].startswith("no trained weights")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_gpu_script_in_two_phases_trains_in_one_call_and_evaluates_in_the_next(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "RUN": str(run), "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1"}
+    steps = {}
+    for phase in ("train", "evaluate"):
+        out = tmp_path / phase
+        done = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env={**env, "OUT": str(out),
+                              "PHASE": phase}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with tarfile.open(out / "results.tar.gz") as tar:
+            steps[phase] = [line.split()[1] for line in tar.extractfile("run-results/steps.txt").read().decode().splitlines()]
+        assert (phase == "train") == any(out.glob("best.part*.safetensors"))  # the weights come back once
+    assert steps == {"train": ["train", "weights"], "evaluate": ["eval", "bench"]}
+    bad = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env={**env, "OUT": str(tmp_path / "x"),
+                         "PHASE": "evaluation"}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose all, train or evaluate" in bad.stderr
