@@ -53,13 +53,17 @@ def split_environment(options: str) -> tuple[dict[str, str], list[str]]:
     return env, words
 
 
+def join_environment(env: dict[str, str], words: list[str]) -> str:
+    """split_environment's inverse: one shell-quoted line."""
+    return shlex.join([f"{name}={value}" for name, value in env.items()] + words)
+
+
 def with_variant(base: str, extra: str) -> str:
     """The baseline's options with a variant's: environment words first (the variant's win), then the
     baseline's options and the variant's after them (a repeated option: the variant's wins)."""
     base_env, base_words = split_environment(base)
     env, words = split_environment(extra)
-    settings = [f"{name}={value}" for name, value in {**base_env, **env}.items()]
-    return shlex.join(settings + base_words + words)
+    return join_environment({**base_env, **env}, base_words + words)
 
 
 def run_once(options: str, epochs: int, steps: int, folder: Path) -> list[dict]:
@@ -94,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {name: summary(found) for name, found in runs.items()}
     print(command_line(__file__, argv))
     env, words = split_environment(args.base)
-    settings = "".join(f"{name}={value} " for name, value in env.items())
-    print(f"\n{settings}flowcli train {shlex.join(words)} --epochs {args.epochs} --steps-per-epoch {args.steps}, "
+    print(f"\n{join_environment(env, ['flowcli', 'train', *words])} --epochs {args.epochs} --steps-per-epoch {args.steps}, "
           f"{args.rounds} round(s), alternated\n")
     print("| variant | img/s, epochs 2.. (each round) | data share | first epoch img/s |")
     print("|---|---|---|---|")

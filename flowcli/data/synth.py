@@ -447,7 +447,7 @@ class SceneGenerator:
     def _shade(self, ids: Tensor, table: Tensor, displacement: Tensor,
                projective: bool) -> tuple[Tensor, Tensor]:
         """Colours (views, 3, H*W) by one bilinear, mirror-repeated texture lookup per pixel, and
-        the exact flow (n, 2, H*W) of the frame-1 views: (D - I) p for the front layer's motion D."""
+        the exact flow (n, 2, H*W) of the frame-1 views: D(p) - p for the front layer's motion D."""
         size = self.config.texture_size
         total = ids.numel()
         n_flow = total // 2
