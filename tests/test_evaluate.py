@@ -85,6 +85,10 @@ def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
         result = run_cli("eval", folder, "--split", "all", "--weights", "random", *given)
         assert result.exit_code == 1 and result.stderr.count("\n") == 1
         assert f"{named} for the generated test set; {folder} has its own scenes" in result.stderr
+    # the other way round: a split's seed without a folder would be silently ignored
+    result = run_cli("eval", "--seed", "99", "--weights", "random", "--count", "1")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--seed splits a folder; for other generated scenes use --scene-seed" in result.stderr
     with pytest.raises(DataError, match=r"scene_seed=99 choose generated test scenes") as refused:
         evaluate(folder, split="all", weights="random", scene_seed=99)
     assert "motion" not in str(refused.value)  # names only what differs from the test set

@@ -45,7 +45,7 @@ def evaluate_command(
     refine: RefineOpt = DEFAULTS.refine,
     backend: BackendOpt = Backend(DEFAULTS.backend),
     count: Annotated[int, typer.Option(min=1, help="Generated test set: number of pairs.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of a seeded split.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of a seeded split of DATA_DIR (default 0; other generated scenes: --scene-seed).")] = None,
     motion: Annotated[Optional[Motion], typer.Option(help="Generated test set: chairs (Flying Chairs' motions, the default) or wide (large, turning in depth).")] = None,
     scene_seed: Annotated[Optional[int], typer.Option(help="Generated test set: other scenes (e.g. 99; default: the test set's seed, 2024113).")] = None,
     strict: StrictOpt = False,
@@ -70,10 +70,11 @@ def evaluate_command(
             return
         with progress_bar() as bar:
             task = bar.add_task("eval", total=None, info="")
-            result = evaluate(data_dir, split=split.value, part=part.value, seed=seed, weights=weights,
+            scenes = generated_scenes(data_dir, motion, scene_seed, seed)
+            result = evaluate(data_dir, split=split.value, part=part.value, seed=seed or 0, weights=weights,
                               device=device, dtype=dtype.value, options=options,
                               count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
-                              fb_check=fb_check, **generated_scenes(data_dir, motion, scene_seed),
+                              fb_check=fb_check, **scenes,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
@@ -131,8 +132,11 @@ def occlusion_rows(result) -> list[tuple[str, str]]:
     return rows
 
 
-def generated_scenes(data_dir, motion, scene_seed) -> dict:
-    """evaluate()'s motion= and scene_seed= as given; either one with a folder is refused."""
+def generated_scenes(data_dir, motion, scene_seed, seed) -> dict:
+    """evaluate()'s motion= and scene_seed= as given; either one with a folder is refused, and a
+    split's seed without one (it would be ignored: the generated scenes' seed is --scene-seed)."""
+    if data_dir is None and seed is not None:
+        fail("--seed splits a folder; for other generated scenes use --scene-seed")
     given = {"motion": motion.value if motion else None, "scene_seed": scene_seed}
     given = {k: v for k, v in given.items() if v is not None}
     if data_dir is not None and given:
