@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flowcli.errors import CheckpointError
+from flowcli.errors import CheckpointError, TrainingError
 from flowcli.model import FlowNetS, ModelConfig
 
 import flowcli.checkpoint as checkpoint
@@ -265,3 +265,7 @@ def test_a_run_can_start_from_a_shipped_network_by_name(run_cli, tiny_chairs, tm
                          "-o", tmp_path / f"run{width}")
         assert result.exit_code == 0, result.output
         assert json.loads((tmp_path / f"run{width}" / "config.json").read_text())["train"]["width"] == width
+    # resuming names the same file the same way; another one is refused
+    assert resolve_config(init="accurate", resume=tmp_path / "run0.5").init == str(checkpoint.SHIPPED["accurate"])
+    with pytest.raises(TrainingError, match="^init='.*/flownets.safetensors': the run in"):
+        resolve_config(init="fast", resume=tmp_path / "run0.5")

@@ -172,6 +172,10 @@ def resolve_config(
     then the overrides, then `init`'s architecture (its width unless one is given, its BatchNorm).
     resume=RUN_DIR: that run's saved config, of which only RESUMABLE fields may change.
     """
+    if init is not None:
+        from ..checkpoint import other_arch, read_config, weights_path
+
+        init = weights_path(init)  # a shipped network's name, or a path
     if resume is not None:
         if preset is not None:
             raise TrainingError(f"preset={preset}: a resumed run keeps its saved settings; leave the preset out")
@@ -182,9 +186,6 @@ def resolve_config(
         return config
     config = base_config(preset, data_dir).with_overrides(**overrides)
     if init is not None:
-        from ..checkpoint import other_arch, read_config, weights_path
-
-        init = weights_path(init)  # a shipped network's name, or a path
         architecture = read_config(init)
         # the file's arch unless --arch or a named preset asks for one: weights never change arch
         arch = overrides.get("arch") or (config.arch if preset is not None else architecture.arch)
