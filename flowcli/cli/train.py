@@ -35,7 +35,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
-    init: Annotated[Optional[str], typer.Option(metavar="FILE", help="Fine-tune: start from these weights, a file or a shipped network (fast, accurate). Their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start.")] = None,
+    init: Annotated[Optional[str], typer.Option(metavar="FILE|NAME", help="Fine-tune: start from these weights, a file or a shipped network (fast, accurate). Their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start.")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network and the scene generator's per-pixel kernels (fused kernels; the first steps compile, ~50 s on a 2-core CPU, and need a C++ compiler there); a resumed run may turn it on or off.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
