@@ -133,13 +133,13 @@ if [ "$PHASE" != evaluate ]; then
 fi
 if [ ! -f "$RUN/best.safetensors" ]; then
     echo "no trained weights: weights, evaluations and benchmarks skipped" | tee -a "$results/steps.txt"
-    evals=() dtypes= bench_batches=
+    evals=() dtypes=
 else
     if [ "$PHASE" != evaluate ]; then
         step 0 weights "$PYTHON" benchmarks/weight_parts.py split "$RUN/best.safetensors" "$OUT" --limit-mib "$LIMIT_MIB"
     fi
-    if [ "$DEVICE" = cpu ]; then dtypes="fp32"; else dtypes="fp16 bf16 fp32"; fi
-    if [ "$PHASE" = train ]; then evals=() dtypes=; fi
+    if [ "$PHASE" = train ]; then evals=() dtypes=; elif [ "$DEVICE" = cpu ]; then dtypes="fp32"
+    else dtypes="fp16 bf16 fp32"; fi
 fi
 
 for options in ${evals[@]+"${evals[@]}"}; do

@@ -121,7 +121,8 @@ def test_accurate_weights_are_the_wide_network_stored_in_fp16_and_record_their_s
     path = SHIPPED["accurate"]
     assert path.stat().st_size <= MAX_BYTES  # the bound for a second file
     with safe_open(path, "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+        tensors = [f.get_tensor(k) for k in f.keys()]
+    assert {t.dtype for t in tensors if t.is_floating_point()} == {torch.float16}
     meta = metadata_json(path)
     assert meta["config"]["width"] == 0.5 and meta["config"]["batch_norm"] is True
     # the model card's stage 11: `INIT=stage10.safetensors LR=1e-4 BATCH=64 MINUTES=5 SEED=61
