@@ -14,7 +14,7 @@
 #   OUT=/tmp/out WIDTH=0.5 bash benchmarks/gpu_finetune.sh              # the shipped file grown to width 0.5 first
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
-#   OUT=/tmp/out COMPILE=1 PROBE="64 256" bash benchmarks/gpu_finetune.sh  # compiled steps; width-0.25 img/s probes
+#   OUT=/tmp/out COMPILE=1 PROBE="64 256 256:reduce-overhead" bash ...  # compiled steps; width-0.25 img/s probes
 #   OUT=/tmp/out INIT=stage.safetensors EXTRA="--freeze-bn" bash ...  # any other `flowcli train` options
 #   OUT=/tmp/out PHASE=train MINUTES=9 bash ...; then OUT=/tmp/out PHASE=evaluate bash ...  # two calls
 #
@@ -36,7 +36,8 @@ INIT=${INIT-weights/flownets.safetensors}  # empty: train from scratch at WIDTH
 WIDTH=${WIDTH-}  # with INIT: empty keeps its width, a whole multiple grows it; from scratch: default 0.5
 MOTION=${MOTION:-chairs}  # generated training scenes: chairs, wide or mixed (flowcli train --motion)
 COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first steps compile; eager if that fails)
-PROBE=${PROBE:-}  # e.g. "128 256": 30 s (compiled: 96 s) of the shipped width-0.25 network at each batch size first
+PROBE=${PROBE:-}  # e.g. "128 256 256:reduce-overhead": 30 s (compiled: 96 s) of the shipped width-0.25 network
+                  # at each batch size first (:MODE sets torch.compile's mode; reduce-overhead adds CUDA graphs)
 PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the training)
 EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
@@ -102,12 +103,15 @@ if [ "$KERNEL_CHECK" = 1 ] && [ "$PHASE" != evaluate ]; then
 fi
 
 probe_train=(--device "$DEVICE" --seed "$SEED" --overwrite --init weights/flownets.safetensors --preset "$PRESET")
-probe() {  # probe BATCH
+probe() {  # probe BATCH[:MODE], MODE being torch.compile's (reduce-overhead: CUDA graphs)
+    local batch=${1%%:*} mode= name=$1
+    if [ "$batch" != "$1" ]; then mode=${1#*:} name=$batch-$mode; fi
     # shellcheck disable=SC2086  # probe_compile is one word or none
-    flowcli train "${probe_train[@]}" $probe_compile "${probe_options[@]}" --batch-size "$1" \
-        --output "$RUN-probe$1" --json "$results/probe_$1.json" > "$results/probe_$1.log" 2>&1
+    FLOWCLI_COMPILE_MODE=$mode flowcli train "${probe_train[@]}" $probe_compile "${probe_options[@]}" \
+        --batch-size "$batch" --output "$RUN-probe$name" --json "$results/probe_$name.json" \
+        > "$results/probe_$name.log" 2>&1
     local status=$?
-    cp "$RUN-probe$1/log.jsonl" "$results/probe_$1.jsonl" 2>/dev/null
+    cp "$RUN-probe$name/log.jsonl" "$results/probe_$name.jsonl" 2>/dev/null
     return $status
 }
 if [ "$PHASE" = evaluate ]; then PROBE=; fi

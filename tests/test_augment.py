@@ -177,3 +177,14 @@ def test_random_crop_centre_and_errors():
         augment(img1, img2, flow, valid, config=AugmentConfig(crop=(70, 40)), generator=torch.Generator())
     with pytest.raises(ValueError, match=r"expected flow of shape \(2, 2, 64, 80\)"):
         augment(img1, img2, flow[:, :1], valid, config=AugmentConfig(), generator=torch.Generator())
+
+
+def test_the_devices_gathered_noise_windows_are_the_cpus_views():
+    from flowcli.data.augment import _noise_windows
+
+    shape = (3, 3, 8, 10)
+    views = _noise_windows(shape, torch.Generator().manual_seed(5))
+    gathered = _noise_windows(shape, torch.Generator().manual_seed(5), gather=True)  # what a GPU gets
+    assert isinstance(views, list) and gathered.shape == shape
+    assert all(torch.equal(v, g) for v, g in zip(views, gathered))
+    assert not torch.equal(gathered[0], gathered[1])  # each sample its own window

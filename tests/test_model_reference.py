@@ -106,7 +106,7 @@ def test_a_training_step_runs_and_the_loss_falls_on_a_fixed_batch():
     flow = torch.tensor([2.0, -1.0]).view(1, 2, 1, 1).expand(2, 2, 64, 64).contiguous()
     valid = torch.ones(2, 64, 64, dtype=torch.bool)
     losses = [optimize_step(model, model, optimizer, (img1, img2, flow, valid), clip=0.0, amp_dtype=None,
-                            loss="epe")[0] for _ in range(4)]
+                            loss="epe")[0].item() for _ in range(4)]
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.97 * losses[0], losses
 
 

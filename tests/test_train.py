@@ -186,7 +186,13 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tiny_chairs,
         train(TINY, output=tmp_path / "new" / "run", data_dir=empty)
     assert not (tmp_path / "new").exists()  # nor the parent it would have made
 
-    monkeypatch.setitem(train_module.LOSSES, "multiscale", lambda *args: (torch.tensor(float("nan")), {}))
+    real = train_module.LOSSES["multiscale"]
+
+    def nan_loss(pyramid, flow, valid):
+        loss, metrics = real(pyramid, flow, valid)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setitem(train_module.LOSSES, "multiscale", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan at epoch 1, step 1; training stopped before its first checkpoint, so the run leaves no files"):
         train(TINY, output=tmp_path / "nan", data_dir=tiny_chairs)
     assert not (tmp_path / "nan").exists()
@@ -194,6 +200,28 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(tiny_chairs,
     with pytest.raises(TrainingError, match="loss became nan"):
         train(TINY, output=empty, data_dir=tiny_chairs)
     assert snapshot(empty) == {"mine.txt": b"kept"}
+
+
+def test_each_step_is_reported_with_its_own_loss_though_read_a_step_late(tiny_chairs, tmp_path, monkeypatch):
+    import flowcli.training.loop as train_module
+
+    real, computed = train_module.LOSSES["multiscale"], []
+
+    def recorded(pyramid, flow, valid):
+        loss, metrics = real(pyramid, flow, valid)
+        computed.append((loss.item(), metrics["epe"].item()))
+        return loss, metrics
+
+    monkeypatch.setitem(train_module.LOSSES, "multiscale", recorded)
+    steps = []
+    config = TrainConfig(epochs=2, batch_size=4, crop=(64, 64), width=0.25, seed=0, augment=False)
+    train(config, output=tmp_path / "run", data_dir=tiny_chairs,
+          on_event=lambda kind, info: steps.append(info) if kind == "step" else None)
+    assert [(s["epoch"], s["step"]) for s in steps] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert [(s["loss"], s["epe"]) for s in steps] == computed  # the last step of each epoch too
+    for epoch, record in enumerate(log_of(tmp_path / "run"), start=1):
+        losses = [s["loss"] for s in steps if s["epoch"] == epoch]
+        assert record["train_loss"] == pytest.approx(sum(losses) / len(losses))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_chairs, tmp_path, monkeypatch):

@@ -265,14 +265,18 @@ def _noise_bank(device: torch.device) -> torch.Tensor:
     return torch.randn(NOISE_BANK, generator=torch.Generator().manual_seed(0x5EED)).to(device)
 
 
-def _noise_windows(shape: tuple[int, ...], generator) -> list[torch.Tensor]:
-    """Standard normal noise of one sample's shape for each of shape[0] samples: windows of the bank
-    at random offsets (fresh draws for samples larger than the bank)."""
+def _noise_windows(shape: tuple[int, ...], generator, *, gather: bool | None = None) -> torch.Tensor | list[torch.Tensor]:
+    """Standard normal noise of one sample's shape for each of shape[0] samples, indexable by sample:
+    windows of the bank at random offsets (fresh draws for samples larger than the bank). On the CPU
+    a list of views (no copy); elsewhere one (batch, ...) tensor gathered on the device, since reading
+    the offsets on the host would wait for the device."""
     batch, count = shape[0], math.prod(shape[1:])
     if count > NOISE_BANK:
-        return list(torch.randn(shape, generator=generator, device=generator.device))
+        return torch.randn(shape, generator=generator, device=generator.device)
     bank = _noise_bank(generator.device)
     starts = torch.randint(0, NOISE_BANK - count + 1, (batch,), generator=generator, device=generator.device)
+    if gather if gather is not None else generator.device.type != "cpu":
+        return bank.unfold(0, count, 1)[starts].view(shape)
     return [bank[s:s + count].view(shape[1:]) for s in starts.tolist()]
 
 
@@ -305,7 +309,7 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
             b = slice(a, a + step)
             x = torch.mul(img[b], colour[b], out=out[b]).clamp_(0, 1).pow_(gamma[b]).add_(brightness[b])
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            grain = noise[a][None] if step == 1 else torch.stack(noise[b])
+            grain = noise[a][None] if step == 1 else noise[b]  # off the CPU, noise is one tensor
             x.sub_(mean).mul_(contrast[b]).add_(mean).addcmul_(sigma[b], grain.to(img.device))
             x.clamp_(0, 1)
         return out

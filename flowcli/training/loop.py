@@ -32,6 +32,7 @@ from .config import TrainConfig, check_resumable, check_same_data, read_run_conf
 from .loss import LOSSES, masked_mean_epe
 from .rundir import NewRunFolder, append_log, last_log_record, write_run_config
 from .sources import FolderSource, SynthSource, epoch_seed
+from .steps import QueuedStep, StepClock, StepFigures, collect
 
 Event = Callable[[str, dict], None]
 
@@ -147,10 +148,24 @@ def over_budget(budget_s: float | None, clock: float, world: int, device: torch.
     """True once the time budget is spent; under DDP every rank agrees (rank clocks differ)."""
     if not budget_s:
         return False
+    if world == 1:  # a host comparison; a device tensor's .item() would wait for the queued steps
+        return time.perf_counter() - clock > budget_s
     over = torch.tensor([float(time.perf_counter() - clock > budget_s)], device=device)
-    if world > 1:
-        torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+    torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
     return bool(over.item())
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode() -> str | None:
+    """torch.compile's mode for the training step, from FLOWCLI_COMPILE_MODE: a knob for the GPU
+    script's probes (reduce-overhead adds CUDA graphs; benchmarks/README.md, gpu_finetune), not an option
+    until it is measured."""
+    mode = os.environ.get("FLOWCLI_COMPILE_MODE") or None
+    if mode is not None and mode not in COMPILE_MODES:
+        raise TrainingError(f"FLOWCLI_COMPILE_MODE={mode}: choose one of {', '.join(COMPILE_MODES)}")
+    return mode
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -337,21 +352,23 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:  # the training steps only: validation runs the plain module on the same parameters
-        net = torch.compile(net)
+        net = torch.compile(net, mode=compile_mode())
     augmenter = make_augmenter(config, isinstance(source, FolderSource))
     amp_dtype = autocast_dtype(config, device)
     steps_per_epoch = source.steps_per_epoch
     emit("start", {"epochs": config.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": start_epoch,
                    "params": sum(p.numel() for p in model.parameters()), "device": str(device)})
     clock = time.perf_counter() - elapsed_before
+    marks = StepClock(device)
     set_train_mode(model, config.freeze_bn)
     for epoch in range(start_epoch, config.epochs):
         gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, rank))
         sums = {"loss": 0.0, "epe": 0.0, "images": 0, "data_s": 0.0, "step_s": 0.0}
         batches = source.epoch(epoch)
         spent = False
+        queued = None  # the step before this one, read once this one is queued (steps.py)
         for step in range(steps_per_epoch):
-            t0 = time.perf_counter()
+            started = queued.done if queued is not None else marks.mark()
             batch = next(batches, None)
             if batch is None:
                 break
@@ -360,32 +377,23 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
             img1, img2, flow, valid = batch
             img1 = img1.contiguous(memory_format=torch.channels_last)
             img2 = img2.contiguous(memory_format=torch.channels_last)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t1 = time.perf_counter()
+            data_ready = marks.mark()
             progress = schedule.progress(epoch * steps_per_epoch + step, time.perf_counter() - clock)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(config, progress)
-            loss_value, epe_value = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
-                                                  clip=config.clip, amp_dtype=amp_dtype, loss=config.loss)
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; training stopped"
-                    + (f", last good checkpoint kept in {out / 'last.safetensors'}"
-                       if (out / "last.safetensors").exists() else " before its first checkpoint, so the run leaves no files")
-                )
-            t2 = time.perf_counter()
-            n = img1.shape[0]
-            sums["loss"] += loss_value * n
-            sums["epe"] += epe_value * n
-            sums["images"] += n
-            sums["data_s"] += t1 - t0
-            sums["step_s"] += t2 - t0
-            emit("step", {"epoch": epoch + 1, "step": step + 1, "loss": loss_value, "epe": epe_value,
-                          "images_per_s": n * world / max(t2 - t0, 1e-9), "lr": optimizer.param_groups[0]["lr"]})
+            loss, epe = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
+                                      clip=config.clip, amp_dtype=amp_dtype, loss=config.loss)
+            this = QueuedStep(epoch=epoch + 1, step=step + 1, images=img1.shape[0], loss=loss, epe=epe,
+                              started=started, data_ready=data_ready, done=marks.mark(),
+                              lr=optimizer.param_groups[0]["lr"])
+            if queued is not None:
+                _account(collect(queued, marks), sums, emit, world, out)
+            queued = this
             if over_budget(schedule.budget_s, clock, world, device):
                 spent = True
                 break
+        if queued is not None:
+            _account(collect(queued, marks), sums, emit, world, out)
         record = epoch_record(optimizer, epoch, sums, clock, world)
         if rank == 0:
             record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
@@ -413,23 +421,37 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     return result
 
 
+def _account(figures: StepFigures, sums: dict, emit: Event, world: int, out: Path) -> None:
+    """Add a collected step to its epoch's sums and report it; a non-finite loss stops the run before
+    anything more is saved (the weights in memory took that step's update; the files did not)."""
+    if not math.isfinite(figures.loss):
+        raise TrainingError(
+            f"loss became {figures.loss} at epoch {figures.epoch}, step {figures.step}; training stopped"
+            + (f", last good checkpoint kept in {out / 'last.safetensors'}"
+               if (out / "last.safetensors").exists() else " before its first checkpoint, so the run leaves no files"))
+    sums["loss"] += figures.loss * figures.images
+    sums["epe"] += figures.epe * figures.images
+    sums["images"] += figures.images
+    sums["data_s"] += figures.data_s
+    sums["step_s"] += figures.step_s
+    emit("step", {"epoch": figures.epoch, "step": figures.step, "loss": figures.loss, "epe": figures.epe,
+                  "images_per_s": figures.images * world / max(figures.step_s, 1e-9), "lr": figures.lr})
+
+
 def optimize_step(net, model, optimizer, batch, *, clip: float, amp_dtype,
-                  loss: str = "multiscale") -> tuple[float, float]:
-    """One forward/backward/update with the loss named in LOSSES; returns (loss, EPE).
-    A non-finite loss updates nothing."""
+                  loss: str = "multiscale") -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward/backward/update with the loss named in LOSSES; returns (loss, EPE) as detached
+    device tensors, without waiting for the device (the loop reads them a step later)."""
     img1, img2, flow, valid = batch
     with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         pyramid = net(img1, img2)
     loss, metrics = LOSSES[loss]([p.float() for p in pyramid], flow, valid)
-    loss_value = loss.item()  # syncs CUDA
-    if not math.isfinite(loss_value):
-        return loss_value, float("nan")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
-    return loss_value, metrics["epe"].item()
+    return loss.detach(), metrics["epe"].detach()
 
 
 def epoch_record(optimizer, epoch: int, sums: dict, clock: float, world: int) -> dict:

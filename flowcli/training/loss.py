@@ -34,9 +34,10 @@ def downsample_target(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, 
 def target_pyramid(flow: torch.Tensor, valid: torch.Tensor, sizes: list[tuple[int, int]]):
     """downsample_target at each size (fine to coarse), each level pooled from the one before when
     the sizes divide: one pass over the full-resolution flow instead of one per level, and none over
-    the validity when every pixel is valid (generated data). Block means of block means are the
-    block means, so the levels equal downsample_target's (float rounding aside)."""
-    everywhere = bool(valid.all())
+    the validity when every pixel is valid (generated data, on the CPU; on a GPU, asking would make
+    the host wait for the device). Block means of block means are the block means, so the levels
+    equal downsample_target's (float rounding aside)."""
+    everywhere = valid.device.type == "cpu" and bool(valid.all())
     flow_level = flow if everywhere else flow * valid[:, None]
     valid_level = None if everywhere else valid[:, None].float()  # fraction of valid fine pixels
     levels = []

@@ -82,6 +82,7 @@ class SynthSource:
 
         self.config = config
         self.rank = rank
+        self.device = device
         height, width = config.synth_size
         # By default scenes smaller than Flying Chairs keep its pixel statistics (motions, sizes).
         scenes = SynthConfig(height=height, width=width, chairs_pixels=config.synth_chairs_pixels)
@@ -118,7 +119,9 @@ class SynthSource:
             return img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
 
         if self.config.num_workers > 0:
-            batches = (f.result() for f in prefetch(draw, count, depth=2, workers=1, name="flowcli-synth"))
+            side = SideStream(self.device)
+            batches = (side.hand_over(*f.result())
+                       for f in prefetch(lambda i: side.run(draw, i), count, depth=2, workers=1, name="flowcli-synth"))
         else:
             batches = (draw(i) for i in range(count))
         while drawn := list(islice(batches, len(self.generators))):
@@ -128,3 +131,31 @@ class SynthSource:
     def validation(self) -> Iterator[Batch]:
         for img1, img2, flow in self.val:
             yield img1, img2, flow, torch.ones_like(flow[:, 0], dtype=torch.bool)
+
+
+class SideStream:
+    """On CUDA, the stream the generator's thread draws on, so that its kernels and host-to-device
+    copies do not queue behind the training step's (a copy from pageable memory waits for its whole
+    stream). `hand_over` makes the training stream wait for the batch. Elsewhere it does nothing."""
+
+    def __init__(self, device: torch.device):
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def run(self, draw, *args):
+        """(draw(*args), the event marking its end on this stream, or None off CUDA)."""
+        if self.stream is None:
+            return draw(*args), None
+        with torch.cuda.stream(self.stream):
+            batch = draw(*args)
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        return batch, ready
+
+    @staticmethod
+    def hand_over(batch: Batch, ready) -> Batch:
+        if ready is not None:
+            training = torch.cuda.current_stream(batch[0].device)
+            training.wait_event(ready)
+            for tensor in batch:  # the allocator must not reuse its memory before the training stream is done
+                tensor.record_stream(training)
+        return batch

@@ -1,0 +1,75 @@
+"""What keeps a GPU's training steps queued back to back, checked without a GPU: the generator's
+thread hands batches across CUDA streams in the right order, and the compile-mode knob of the GPU
+script's probes refuses what torch would not take."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from flowcli.errors import TrainingError
+from flowcli.training.loop import compile_mode
+from flowcli.training.sources import SideStream
+
+
+def test_the_compile_mode_knob_is_unset_a_known_mode_or_refused(monkeypatch):
+    monkeypatch.delenv("FLOWCLI_COMPILE_MODE", raising=False)
+    assert compile_mode() is None
+    monkeypatch.setenv("FLOWCLI_COMPILE_MODE", "reduce-overhead")
+    assert compile_mode() == "reduce-overhead"
+    monkeypatch.setenv("FLOWCLI_COMPILE_MODE", "fast")
+    with pytest.raises(TrainingError, match="FLOWCLI_COMPILE_MODE=fast: choose one of default, reduce-overhead"):
+        compile_mode()
+
+
+def test_off_cuda_the_side_stream_only_calls_the_draw():
+    side = SideStream(torch.device("cpu"))
+    batch, ready = side.run(lambda i: (torch.full((1,), float(i)),), 3)
+    assert ready is None and side.hand_over(batch, ready)[0].item() == 3.0
+
+
+def test_on_cuda_a_batch_is_drawn_on_the_side_stream_and_the_training_stream_waits_for_it(monkeypatch):
+    log = []
+
+    class Event:
+        def record(self, stream):
+            log.append(("event recorded on", stream))
+
+    class TrainingStream:
+        def wait_event(self, event):
+            log.append(("training waits for", type(event).__name__))
+
+        def __repr__(self):
+            return "training"
+
+    class Tensor:
+        device = torch.device("cuda", 0)
+
+        def __init__(self, name):
+            self.name = name
+
+        def record_stream(self, stream):
+            log.append((f"{self.name} used on", repr(stream)))
+
+    @contextmanager
+    def on_stream(stream):
+        log.append(("enter", stream))
+        yield
+        log.append(("leave", stream))
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: "side")
+    monkeypatch.setattr(torch.cuda, "stream", on_stream)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: TrainingStream())
+
+    def draw(i):
+        log.append(("draw", i))
+        return Tensor("img1"), Tensor("flow")
+
+    side = SideStream(torch.device("cuda", 0))
+    batch, ready = side.run(draw, 5)
+    assert side.hand_over(batch, ready) is batch
+    assert log == [("enter", "side"), ("draw", 5), ("event recorded on", "side"), ("leave", "side"),
+                   ("training waits for", "Event"), ("img1 used on", "training"), ("flow used on", "training")]
