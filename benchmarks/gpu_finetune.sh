@@ -43,7 +43,8 @@ EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
 DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
 # all; or train (up to the weights) in one call, then evaluate (RUN's weights) in a second call while
-# the machine is still warm and holds RUN: 9 minutes of training then fit a 15-minute lease
+# the machine is still warm and holds RUN: 9 minutes of training then fit a 15-minute lease (the
+# PROBEs run before training in all, after the benchmarks in evaluate, never in train)
 PHASE=${PHASE:-all}
 RUN=${RUN:-runs/gpu_finetune}
 PYTHON=${PYTHON:-python3}
@@ -114,8 +115,8 @@ probe() {  # probe BATCH[:MODE], MODE being torch.compile's (reduce-overhead: CU
     cp "$RUN-probe$name/log.jsonl" "$results/probe_$name.jsonl" 2>/dev/null
     return $status
 }
-if [ "$PHASE" = evaluate ]; then PROBE=; fi
-for batch in $PROBE; do step "$probe_need" "probe b$batch" probe "$batch"; done
+probes() { for batch in $PROBE; do step "$probe_need" "probe b$batch" probe "$batch"; done; }
+if [ "$PHASE" = all ]; then probes; fi  # train: none (all the time trains); evaluate: at the end
 
 train() {  # compiled when asked; if compiling fails before the first epoch ends, eager for the time left
     local t0=$SECONDS status
@@ -158,6 +159,7 @@ for dtype in $dtypes; do
             --weights "$RUN/best.safetensors" "${bench_options[@]}" --json "$results/bench_${dtype}_b$batch.json" > /dev/null
     done
 done
+if [ "$PHASE" = evaluate ]; then probes; fi
 pack
 
 "$PYTHON" - "$OUT" <<'EOF'

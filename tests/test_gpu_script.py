@@ -80,7 +80,7 @@ def test_gpu_script_skips_a_training_that_would_end_past_the_deadline(tmp_path):
 def test_gpu_script_in_two_phases_trains_in_one_call_and_evaluates_in_the_next(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "RUN": str(run), "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable,
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "PROBE": "2"}
     steps = {}
     for phase in ("train", "evaluate"):
         out = tmp_path / phase
@@ -90,7 +90,7 @@ def test_gpu_script_in_two_phases_trains_in_one_call_and_evaluates_in_the_next(t
         with tarfile.open(out / "results.tar.gz") as tar:
             steps[phase] = [line.split()[1] for line in tar.extractfile("run-results/steps.txt").read().decode().splitlines()]
         assert (phase == "train") == any(out.glob("best.part*.safetensors"))  # the weights come back once
-    assert steps == {"train": ["train", "weights"], "evaluate": ["eval", "bench"]}
+    assert steps == {"train": ["train", "weights"], "evaluate": ["eval", "bench", "probe"]}  # probes take no training time
     bad = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env={**env, "OUT": str(tmp_path / "x"),
                          "PHASE": "evaluation"}, capture_output=True, text=True)
     assert bad.returncode == 2 and "choose all, train or evaluate" in bad.stderr
