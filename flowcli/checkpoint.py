@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import site
+import sys
 from pathlib import Path
 
 import torch
@@ -16,7 +18,20 @@ from .io import atomic_path
 from .model import FlowNetS, ModelConfig
 
 FORMAT = "flowcli-weights/1"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+INSTALLED_WEIGHTS = Path("share") / "flowcli" / "weights"  # under a regular install's prefix (pyproject.toml)
+
+
+def find_weights_dir(package_root: Path, prefixes: list[str]) -> Path:
+    """The repository's weights/ beside the package (a clone, an editable install), else the first
+    prefix's share/flowcli/weights that holds the default file (pip install .); else the first."""
+    beside = package_root / "weights"
+    for folder in [beside, *(Path(prefix) / INSTALLED_WEIGHTS for prefix in prefixes)]:
+        if (folder / "flownets.safetensors").is_file():
+            return folder
+    return beside
+
+
+WEIGHTS_DIR = find_weights_dir(Path(__file__).resolve().parent.parent, [sys.prefix, site.getuserbase()])
 # The shipped files by name: the small network is the default (fast on a CPU); the wide one costs
 # ~2x the CPU time with the defaults (2.6x network alone) for a lower error (weights/README.md).
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}
@@ -111,9 +126,8 @@ def load_model(
     path = weights_path(weights)
     if weights is None and not path.is_file():
         raise CheckpointError(
-            f"no trained weights shipped yet ({path} is missing; they are found in the repository's "
-            "weights/ folder, so install with pip install -e); pass weights=PATH "
-            "(or weights=random for a smoke test)"
+            f"the shipped weights are missing ({path}): reinstall flowcli (pip install . or -e . from "
+            "the repository, which has them in weights/); or pass weights=PATH (or weights=random for a smoke test)"
         )
     file_config = read_config(path)
     if config is not None:

@@ -156,9 +156,22 @@ def test_missing_default_weights_says_none_are_shipped(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError) as info:
         load_model()
     message = str(info.value)
-    assert message.startswith("no trained weights shipped yet")
+    assert message.startswith("the shipped weights are missing")
     assert str(missing) in message and "weights=PATH" in message  # the library names its parameter
     assert "\n" not in message
+
+
+def test_the_shipped_weights_are_found_beside_the_package_else_under_an_install_prefix(tmp_path):
+    root, user, system = tmp_path / "site-packages", tmp_path / "user", tmp_path / "prefix"
+    installed = [p / "share" / "flowcli" / "weights" for p in (user, system)]
+    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == root / "weights"  # none anywhere: named in the error
+    for folder in installed:
+        folder.mkdir(parents=True)
+    (installed[1] / "flownets.safetensors").write_bytes(b"w")
+    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == installed[1]  # pip install .: the prefix holding it
+    (root / "weights").mkdir(parents=True)
+    (root / "weights" / "flownets.safetensors").write_bytes(b"w")
+    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == root / "weights"  # a clone's own files first
 
 
 def test_random_weights_are_seeded():

@@ -106,7 +106,7 @@ def test_predict_without_weights_says_none_are_shipped(run_cli, make_pair, tmp_p
     a, b = make_pair(64, 80)
     before = visible_files(tmp_path)
     result = run_cli("predict", a, b, "-o", tmp_path / "out.flo")
-    assert_clean_failure(result, "no trained weights shipped yet", str(missing), "--weights",
+    assert_clean_failure(result, "the shipped weights are missing", str(missing), "--weights",
                          before=before, folder=tmp_path)
 
 
