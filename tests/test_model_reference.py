@@ -15,7 +15,8 @@ from flowcli.inference.fold import fold_batchnorm
 from flowcli.metrics import epe_map
 from flowcli.model import RGB_MEAN, FlowNetS, ModelConfig, count_parameters
 from flowcli.training.config import PRESETS, TrainConfig, preset_overrides, resolve_config
-from flowcli.training.loop import make_optimizer, optimize_step
+from flowcli.training.loop import optimize_step
+from flowcli.training.setup import make_optimizer
 from flowcli.training.loss import full_resolution_epe
 
 # The reference's channels at width 1.0, as its description lists them.

@@ -399,7 +399,8 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tiny_chairs, t
 
 def test_validation_leaves_each_layer_in_its_mode():
     from flowcli.model import FlowNetS, ModelConfig
-    from flowcli.training.loop import set_train_mode, validate
+    from flowcli.training.loop import validate
+    from flowcli.training.setup import set_train_mode
 
     model = FlowNetS(ModelConfig(width=0.25, batch_norm=True))
     set_train_mode(model, freeze_bn=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowcli.errors import TrainingError
-from flowcli.training.loop import compile_mode
+from flowcli.training.setup import compile_mode
 from flowcli.training.sources import SideStream
 
 

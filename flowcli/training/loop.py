@@ -14,24 +14,25 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..checkpoint import (check_architecture, load_state, load_training_state, read_config, read_state,
-                          read_training_extra, save_training_state, save_weights)
+from ..checkpoint import load_training_state, save_training_state, save_weights
 from ..data.splits import save_split
-from ..device import check_compile_toolchain, cpu_has_bf16
-from ..errors import CheckpointError, DataError, TrainingError
-from ..model import FlowNetS, ModelConfig
+from ..device import check_compile_toolchain
+from ..errors import TrainingError
+from ..model import FlowNetS
 from ..results import JsonResult
-from ..widen import widen
-from .config import TrainConfig, check_resumable, check_same_data, read_run_config, show
+from .config import TrainConfig
 from .loss import LOSSES, masked_mean_epe
-from .rundir import NewRunFolder, append_log, last_log_record, write_run_config
-from .sources import FolderSource, SynthSource, epoch_seed
+from .rundir import NewRunFolder, Resumed, append_log, last_log_record, write_run_config
+from .schedule import Schedule, budget_s, lr_at, over_budget
+from .setup import (autocast_dtype, build_model, compile_mode, distributed_context, make_augmenter, make_optimizer,
+                    make_source, model_device, read_init, set_train_mode)
+from .sources import FolderSource, epoch_seed
 from .steps import QueuedStep, StepClock, StepFigures, collect
 
 Event = Callable[[str, dict], None]
@@ -54,69 +55,6 @@ class TrainResult(JsonResult):
     weights: str  # best.safetensors
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Where a step lies in the run, in [0, 1]: the larger of its share of the steps and of the time.
-
-    `anchor` (step, seconds, progress) is where an extended run resumed; the schedule left there is
-    stretched over the new remainder."""
-
-    total_steps: int
-    budget_s: float | None
-    anchor: tuple[int, float, float] = (0, 0.0, 0.0)
-
-    def progress(self, step: int, elapsed_s: float) -> float:
-        start, start_s, done = self.anchor
-        share = (step - start) / max(self.total_steps - start, 1)
-        if self.budget_s:
-            share = max(share, (elapsed_s - start_s) / max(self.budget_s - start_s, 1e-9))
-        return done + (1 - done) * share
-
-
-def lr_at(config: TrainConfig, progress: float) -> float:
-    """OneCycle-style: linear warm-up to lr, then cosine decay to 1% of it; progress in [0, 1]."""
-    if config.schedule == "constant":
-        return config.lr
-    if progress < config.warmup:
-        return config.lr * max(progress / config.warmup, 0.01)
-    rest = (progress - config.warmup) / max(1e-9, 1 - config.warmup)
-    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0))))
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on conv weights only, never on biases or BatchNorm (as FlowNetPytorch); fused
-    kernels on CUDA, where the small network's steps are launch-bound."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
-    optimizer = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return optimizer(groups, lr=config.lr, **fused)
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world_size) under torchrun, (0, 1) otherwise; initialises the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
-
-
-def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
-    """Training mode, with BatchNorm layers left in eval mode when freeze_bn, so that fine-tuning with
-    small batches keeps the running statistics of the weights it starts from (as RAFT fine-tunes)."""
-    model.train()
-    if freeze_bn:
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
 def validate(model: FlowNetS, source, *, amp_dtype=None) -> float:
     """Mean EPE over the validation set at full resolution (eval-mode forward, padding included).
 
@@ -133,138 +71,6 @@ def validate(model: FlowNetS, source, *, amp_dtype=None) -> float:
     for module, training in modes:
         module.training = training
     return total / max(count, 1)
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA, and on CPUs with native bf16 (there it is faster than fp32)."""
-    if not config.amp:
-        return None
-    if device.type == "cuda" or cpu_has_bf16():
-        return torch.bfloat16
-    return None
-
-
-def over_budget(budget_s: float | None, clock: float, world: int, device: torch.device) -> bool:
-    """True once the time budget is spent; under DDP every rank agrees (rank clocks differ)."""
-    if not budget_s:
-        return False
-    if world == 1:  # a host comparison; a device tensor's .item() would wait for the queued steps
-        return time.perf_counter() - clock > budget_s
-    over = torch.tensor([float(time.perf_counter() - clock > budget_s)], device=device)
-    torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
-    return bool(over.item())
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def compile_mode() -> str | None:
-    """torch.compile's mode for the training step, from FLOWCLI_COMPILE_MODE: a knob for the GPU
-    script's probes (reduce-overhead adds CUDA graphs; benchmarks/README.md, gpu_finetune), not an option
-    until it is measured."""
-    mode = os.environ.get("FLOWCLI_COMPILE_MODE") or None
-    if mode is not None and mode not in COMPILE_MODES:
-        raise TrainingError(f"FLOWCLI_COMPILE_MODE={mode}: choose one of {', '.join(COMPILE_MODES)}")
-    return mode
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def read_init(path: Path, architecture: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
-    """The weights to fine-tune from: the file must hold this very architecture, or the same one
-    narrower by a whole factor, which is grown to it computing the same flow (flowcli.widen)."""
-    held = read_config(path)
-    if held.width < architecture.width and replace(held, width=architecture.width) == architecture:
-        try:
-            return widen(read_state(path), held, architecture.width, seed=seed)
-        except ValueError as error:
-            raise CheckpointError(f"{path}: {error}") from None
-    check_architecture(path, held, architecture,
-                       wanted="training asks for {asked} (leave --width out to take the file's)")
-    return read_state(path)
-
-
-def make_source(config: TrainConfig, data_dir: str | None, device: torch.device, rank: int, world: int,
-                strict: bool):
-    if data_dir is not None:
-        if config.synth_motion != "chairs":
-            raise DataError(f"synth_motion={show(config.synth_motion)}: a motion profile is for generated data; "
-                            f"{data_dir} has its own motions")
-        return FolderSource(Path(data_dir), config, device=device, world_size=world, strict=strict)
-    if config.augment and any(c > s for c, s in zip(config.crop, config.synth_size)):
-        raise DataError(f"crop={show(config.crop)}: larger than the generated scenes "
-                        f"({show(config.synth_size)})")
-    return SynthSource(config, device=device, rank=rank)
-
-
-def make_augmenter(config: TrainConfig, folder_data: bool):
-    if not config.augment:
-        return None
-    from ..data.augment import AugmentConfig, augment
-
-    # Generated scenes are already random affine layers: resampling them again only blurs.
-    geometric = config.geometric if config.geometric is not None else folder_data
-    aug_config = AugmentConfig(crop=config.crop, geometric=geometric)
-    return lambda batch, gen: augment(*batch, config=aug_config, generator=gen)
-
-
-def build_model(config: TrainConfig, architecture: ModelConfig, init: dict | None, device: torch.device) -> FlowNetS:
-    """The seeded network (or the init weights), channels-last on `device`."""
-    torch.manual_seed(config.seed)
-    model = FlowNetS(architecture)
-    if init is not None:
-        load_state(model, init, config.init)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest conv kernels once
-    return model.to(device, memory_format=torch.channels_last)  # channels-last convs are faster
-
-
-@dataclass(frozen=True)
-class Resumed:
-    """What a resumed run starts from: its saved config, data and training-state scalars."""
-
-    config: TrainConfig  # as saved (the run may extend it)
-    data_dir: str | None
-    extra: dict  # epoch, best_val_epe, elapsed_s, stopped, schedule (the plan the last epoch followed)
-
-    @classmethod
-    def read(cls, out: Path, config: TrainConfig | None, data_dir) -> "Resumed":
-        saved, saved_data = read_run_config(out)
-        if config is not None:
-            check_resumable(saved, config, out)
-        check_same_data(saved_data, data_dir, out)
-        return cls(saved, saved_data, read_training_extra(out / "state.safetensors"))
-
-    @property
-    def plan(self) -> dict:
-        """The epochs, minutes and anchor of the schedule the saved epoch followed."""
-        return self.extra.get("schedule") or {"epochs": self.config.epochs, "minutes": self.config.minutes,
-                                              "anchor": [0, 0.0, 0.0]}
-
-    def finished(self, config: TrainConfig) -> str | None:
-        """Why the run has nothing left to train under `config` ("epochs" or "minutes"), else None."""
-        if self.extra["epoch"] >= config.epochs:
-            return "epochs"
-        if config.minutes and (self.extra["elapsed_s"] >= config.minutes * 60 or (
-                self.extra.get("stopped") == "minutes" and config.minutes <= (self.plan["minutes"] or 0))):
-            return "minutes"
-        return None
-
-    def schedule(self, config: TrainConfig, steps_per_epoch: int) -> Schedule:
-        """The saved schedule; re-anchored at the saved step when the run is extended."""
-        plan = self.plan
-        old = Schedule(plan["epochs"] * steps_per_epoch, _budget_s(plan["minutes"]), tuple(plan["anchor"]))
-        new = Schedule(config.epochs * steps_per_epoch, _budget_s(config.minutes), old.anchor)
-        if (new.total_steps, new.budget_s) == (old.total_steps, old.budget_s):
-            return old
-        step, spent = self.extra["epoch"] * steps_per_epoch, self.extra["elapsed_s"]
-        return Schedule(new.total_steps, new.budget_s, (step, spent, min(1.0, old.progress(step, spent))))
-
-
-def _budget_s(minutes: float | None) -> float | None:
-    return minutes * 60 if minutes else None
 
 
 def train(
@@ -326,7 +132,7 @@ def train(
     extra = load_training_state(out / "state.safetensors", model, optimizer) if resumed else {}
     steps_per_epoch = source.steps_per_epoch
     schedule = (resumed.schedule(config, steps_per_epoch) if resumed
-                else Schedule(config.epochs * steps_per_epoch, _budget_s(config.minutes)))
+                else Schedule(config.epochs * steps_per_epoch, budget_s(config.minutes)))
     try:
         if folder is not None:
             folder.create()

@@ -1,15 +1,18 @@
-"""A run folder's life: a new run never lands on another run unless asked, and a run that fails
-before its first checkpoint leaves nothing behind."""
+"""A run folder's life: a new run never lands on another run unless asked, a run that fails before
+its first checkpoint leaves nothing behind, and a resumed run starts from what its folder saved."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import read_training_extra
 from ..errors import TrainingError
 from ..io import atomic_path
-from .config import TrainConfig
+from .config import TrainConfig, check_resumable, check_same_data, read_run_config
+from .schedule import Schedule, budget_s
 
 RUN_FILES = ("config.json", "log.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "split.json")
 
@@ -75,3 +78,45 @@ def append_log(folder: Path, record: dict) -> None:
     with atomic_path(path) as tmp:
         previous = path.read_text() if path.exists() else ""
         tmp.write_text(previous + json.dumps(record) + "\n")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resumed run starts from: its saved config, data and training-state scalars."""
+
+    config: TrainConfig  # as saved (the run may extend it)
+    data_dir: str | None
+    extra: dict  # epoch, best_val_epe, elapsed_s, stopped, schedule (the plan the last epoch followed)
+
+    @classmethod
+    def read(cls, out: Path, config: TrainConfig | None, data_dir) -> "Resumed":
+        saved, saved_data = read_run_config(out)
+        if config is not None:
+            check_resumable(saved, config, out)
+        check_same_data(saved_data, data_dir, out)
+        return cls(saved, saved_data, read_training_extra(out / "state.safetensors"))
+
+    @property
+    def plan(self) -> dict:
+        """The epochs, minutes and anchor of the schedule the saved epoch followed."""
+        return self.extra.get("schedule") or {"epochs": self.config.epochs, "minutes": self.config.minutes,
+                                              "anchor": [0, 0.0, 0.0]}
+
+    def finished(self, config: TrainConfig) -> str | None:
+        """Why the run has nothing left to train under `config` ("epochs" or "minutes"), else None."""
+        if self.extra["epoch"] >= config.epochs:
+            return "epochs"
+        if config.minutes and (self.extra["elapsed_s"] >= config.minutes * 60 or (
+                self.extra.get("stopped") == "minutes" and config.minutes <= (self.plan["minutes"] or 0))):
+            return "minutes"
+        return None
+
+    def schedule(self, config: TrainConfig, steps_per_epoch: int) -> Schedule:
+        """The saved schedule; re-anchored at the saved step when the run is extended."""
+        plan = self.plan
+        old = Schedule(plan["epochs"] * steps_per_epoch, budget_s(plan["minutes"]), tuple(plan["anchor"]))
+        new = Schedule(config.epochs * steps_per_epoch, budget_s(config.minutes), old.anchor)
+        if (new.total_steps, new.budget_s) == (old.total_steps, old.budget_s):
+            return old
+        step, spent = self.extra["epoch"] * steps_per_epoch, self.extra["elapsed_s"]
+        return Schedule(new.total_steps, new.budget_s, (step, spent, min(1.0, old.progress(step, spent))))

@@ -1,0 +1,56 @@
+"""The learning-rate schedule and the time budget: where a step lies in the run (its share of the
+steps or of the minutes, whichever is larger), and the rate at that point."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Where a step lies in the run, in [0, 1]: the larger of its share of the steps and of the time.
+
+    `anchor` (step, seconds, progress) is where an extended run resumed; the schedule left there is
+    stretched over the new remainder."""
+
+    total_steps: int
+    budget_s: float | None
+    anchor: tuple[int, float, float] = (0, 0.0, 0.0)
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        start, start_s, done = self.anchor
+        share = (step - start) / max(self.total_steps - start, 1)
+        if self.budget_s:
+            share = max(share, (elapsed_s - start_s) / max(self.budget_s - start_s, 1e-9))
+        return done + (1 - done) * share
+
+
+def lr_at(config: TrainConfig, progress: float) -> float:
+    """OneCycle-style: linear warm-up to lr, then cosine decay to 1% of it; progress in [0, 1]."""
+    if config.schedule == "constant":
+        return config.lr
+    if progress < config.warmup:
+        return config.lr * max(progress / config.warmup, 0.01)
+    rest = (progress - config.warmup) / max(1e-9, 1 - config.warmup)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0))))
+
+
+def budget_s(minutes: float | None) -> float | None:
+    return minutes * 60 if minutes else None
+
+
+def over_budget(budget_s: float | None, clock: float, world: int, device: torch.device) -> bool:
+    """True once the time budget is spent; under DDP every rank agrees (rank clocks differ)."""
+    if not budget_s:
+        return False
+    if world == 1:  # a host comparison; a device tensor's .item() would wait for the queued steps
+        return time.perf_counter() - clock > budget_s
+    over = torch.tensor([float(time.perf_counter() - clock > budget_s)], device=device)
+    torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+    return bool(over.item())
