@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import site
-import sys
 from pathlib import Path
 
 import torch
@@ -18,20 +16,28 @@ from .io import atomic_path
 from .model import FlowNetS, ModelConfig
 
 FORMAT = "flowcli-weights/1"
-INSTALLED_WEIGHTS = Path("share") / "flowcli" / "weights"  # under a regular install's prefix (pyproject.toml)
+def installed_weights_dirs() -> list[Path]:
+    """Where a regular install put the shipped files (pyproject.toml's data-files, under its prefix,
+    whatever the scheme: /usr/local, the user base, --prefix): read from the install's record."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        recorded = files("flowcli") or []
+    except PackageNotFoundError:
+        return []
+    return [Path(f.locate()).resolve().parent for f in recorded if f.name == "flownets.safetensors"]
 
 
-def find_weights_dir(package_root: Path, prefixes: list[str]) -> Path:
-    """The repository's weights/ beside the package (a clone, an editable install), else the first
-    prefix's share/flowcli/weights that holds the default file (pip install .); else the first."""
+def find_weights_dir(package_root: Path, installed=installed_weights_dirs) -> Path:
+    """The repository's weights/ beside the package (a clone, an editable install), else the folder
+    a regular install put them in (pip install .); without either, weights/ (the error names it)."""
     beside = package_root / "weights"
-    for folder in [beside, *(Path(prefix) / INSTALLED_WEIGHTS for prefix in prefixes)]:
-        if (folder / "flownets.safetensors").is_file():
-            return folder
-    return beside
+    if (beside / "flownets.safetensors").is_file():
+        return beside
+    return next((folder for folder in installed() if (folder / "flownets.safetensors").is_file()), beside)
 
 
-WEIGHTS_DIR = find_weights_dir(Path(__file__).resolve().parent.parent, [sys.prefix, site.getuserbase()])
+WEIGHTS_DIR = find_weights_dir(Path(__file__).resolve().parent.parent)
 # The shipped files by name: the small network is the default (fast on a CPU); the wide one costs
 # ~2x the CPU time with the defaults (2.6x network alone) for a lower error (weights/README.md).
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}

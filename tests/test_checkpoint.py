@@ -161,17 +161,16 @@ def test_missing_default_weights_says_none_are_shipped(tmp_path, monkeypatch):
     assert "\n" not in message
 
 
-def test_the_shipped_weights_are_found_beside_the_package_else_under_an_install_prefix(tmp_path):
-    root, user, system = tmp_path / "site-packages", tmp_path / "user", tmp_path / "prefix"
-    installed = [p / "share" / "flowcli" / "weights" for p in (user, system)]
-    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == root / "weights"  # none anywhere: named in the error
-    for folder in installed:
-        folder.mkdir(parents=True)
-    (installed[1] / "flownets.safetensors").write_bytes(b"w")
-    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == installed[1]  # pip install .: the prefix holding it
+def test_the_shipped_weights_are_found_beside_the_package_else_where_the_install_recorded_them(tmp_path):
+    root, stale, installed = tmp_path / "site-packages", tmp_path / "stale", tmp_path / "usr-local" / "weights"
+    recorded = lambda: [stale, installed]  # noqa: E731  the install's record; `stale` lost its file
+    assert checkpoint.find_weights_dir(root, recorded) == root / "weights"  # none anywhere: named in the error
+    installed.mkdir(parents=True)
+    (installed / "flownets.safetensors").write_bytes(b"w")
+    assert checkpoint.find_weights_dir(root, recorded) == installed  # pip install .: where it put them
     (root / "weights").mkdir(parents=True)
     (root / "weights" / "flownets.safetensors").write_bytes(b"w")
-    assert checkpoint.find_weights_dir(root, [str(user), str(system)]) == root / "weights"  # a clone's own files first
+    assert checkpoint.find_weights_dir(root, recorded) == root / "weights"  # a clone's own files first
 
 
 def test_random_weights_are_seeded():

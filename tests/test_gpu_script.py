@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_script_smoke_run_returns_results_and_fp16_weight_parts_when_fp32_is_too_big(tmp_path):
     out, run = tmp_path / "out", tmp_path / "run"
     env = {**os.environ, "OUT": str(out), "RUN": str(run), "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable,
-           "LIMIT_MIB": "3", "OMP_NUM_THREADS": "1", "PROBE": "2 2:default"}  # the shipped file (~9.8 MB) is over 3 MiB
+           "LIMIT_MIB": "3", "OMP_NUM_THREADS": "1", "PROBE": "2"}  # the shipped file (~9.8 MB) is over 3 MiB
     done = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     parts = sorted(out.glob("best.part*.safetensors"))
@@ -32,11 +32,10 @@ def test_gpu_script_smoke_run_returns_results_and_fp16_weight_parts_when_fp32_is
         evaluation = json.load(tar.extractfile("run-results/eval_defaults.json"))
         steps = tar.extractfile("run-results/steps.txt").read().decode()
     assert {"machine.txt", "train.log", "log.jsonl", "config.json", "eval_defaults.json", "bench_fp32_b1.json",
-            "probe_2.jsonl", "probe_2-default.jsonl"} <= names
+            "probe_2.jsonl"} <= names
     assert train["epochs"] == 1 and evaluation["pairs"] == 1
-    assert [line.split()[1] for line in steps.splitlines()] == ["probe", "probe", "train", "weights", "eval", "bench"]
-    assert "trained 1 epochs" in done.stdout and "fp32_b1" in done.stdout
-    assert "probe batch 2:" in done.stdout and "probe batch 2-default:" in done.stdout
+    assert [line.split()[1] for line in steps.splitlines()] == ["probe", "train", "weights", "eval", "bench"]
+    assert "trained 1 epochs" in done.stdout and "fp32_b1" in done.stdout and "probe batch 2:" in done.stdout
     # joined, the parts hold the run's weights rounded to fp16, with the same metadata (architecture, config)
     subprocess.run([sys.executable, "benchmarks/weight_parts.py", "join", *parts, "-o", tmp_path / "joined.safetensors"],
                    cwd=ROOT, check=True)
@@ -91,6 +90,10 @@ def test_gpu_script_in_two_phases_trains_in_one_call_and_evaluates_in_the_next(t
             steps[phase] = [line.split()[1] for line in tar.extractfile("run-results/steps.txt").read().decode().splitlines()]
         assert (phase == "train") == any(out.glob("best.part*.safetensors"))  # the weights come back once
     assert steps == {"train": ["train", "weights"], "evaluate": ["eval", "bench", "probe"]}  # probes take no training time
-    bad = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env={**env, "OUT": str(tmp_path / "x"),
-                         "PHASE": "evaluation"}, capture_output=True, text=True)
-    assert bad.returncode == 2 and "choose all, train or evaluate" in bad.stderr
+    for bad_env, message in [({"PHASE": "evaluation"}, "PHASE=evaluation: choose all, train or evaluate"),
+                             ({"PROBE": "2 2:reduce-overhead"}, "PROBE=2:reduce-overhead: a compile mode needs PROBE_COMPILE=1"),
+                             ({"PROBE": "2:fast", "PROBE_COMPILE": "1"}, "PROBE=2:fast: the mode is one of default")]:
+        bad = subprocess.run(["bash", "benchmarks/gpu_finetune.sh"], cwd=ROOT, env={**env, "OUT": str(tmp_path / "x"),
+                             **bad_env}, capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.strip().startswith(message), bad.stderr
+        assert not (tmp_path / "x").exists()  # refused before anything ran

@@ -265,17 +265,17 @@ def _noise_bank(device: torch.device) -> torch.Tensor:
     return torch.randn(NOISE_BANK, generator=torch.Generator().manual_seed(0x5EED)).to(device)
 
 
-def _noise_windows(shape: tuple[int, ...], generator, *, gather: bool | None = None) -> torch.Tensor | list[torch.Tensor]:
+def _noise_windows(shape: tuple[int, ...], generator, *, gather: bool) -> torch.Tensor | list[torch.Tensor]:
     """Standard normal noise of one sample's shape for each of shape[0] samples, indexable by sample:
-    windows of the bank at random offsets (fresh draws for samples larger than the bank). On the CPU
-    a list of views (no copy); elsewhere one (batch, ...) tensor gathered on the device, since reading
-    the offsets on the host would wait for the device."""
+    windows of the bank at random offsets (fresh draws for samples larger than the bank). A list of
+    views (no copy; the CPU's choice), or with `gather` one (batch, ...) tensor gathered where the
+    generator lives (a GPU's choice: reading the offsets on the host would wait for the device)."""
     batch, count = shape[0], math.prod(shape[1:])
     if count > NOISE_BANK:
         return torch.randn(shape, generator=generator, device=generator.device)
     bank = _noise_bank(generator.device)
     starts = torch.randint(0, NOISE_BANK - count + 1, (batch,), generator=generator, device=generator.device)
-    if gather if gather is not None else generator.device.type != "cpu":
+    if gather:
         return bank.unfold(0, count, 1)[starts].view(shape)
     return [bank[s:s + count].view(shape[1:]) for s in starts.tolist()]
 
@@ -300,7 +300,8 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
     sigma = uniform(generator, 0.0, cfg.noise, (batch, 1, 1, 1)).to(img1.device)
     jitter_brightness = normal(batch, 1, 1, 1) * cfg.pair_jitter
     jitter_colour = torch.exp(normal(batch, 3, 1, 1) * cfg.pair_jitter)
-    noise1, noise2 = (_noise_windows(tuple(img.shape), generator) for img in (img1, img2))
+    noise1, noise2 = (_noise_windows(tuple(img.shape), generator, gather=img.device.type != "cpu")
+                      for img in (img1, img2))
 
     def apply(img, colour, brightness, noise):  # the first step writes a new tensor, the rest in place
         step = 1 if img.device.type == "cpu" else batch
@@ -309,7 +310,7 @@ def _photometric(img1, img2, cfg: AugmentConfig, generator):
             b = slice(a, a + step)
             x = torch.mul(img[b], colour[b], out=out[b]).clamp_(0, 1).pow_(gamma[b]).add_(brightness[b])
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            grain = noise[a][None] if step == 1 else noise[b]  # off the CPU, noise is one tensor
+            grain = noise[a][None] if step == 1 else noise[b]  # off the CPU, noise was gathered: one tensor
             x.sub_(mean).mul_(contrast[b]).add_(mean).addcmul_(sigma[b], grain.to(img.device))
             x.clamp_(0, 1)
         return out

@@ -101,8 +101,10 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool,
     distributed: bool = False,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """A seeded DataLoader; with `distributed`, a DistributedSampler (call its `set_epoch`)."""
+    """A seeded DataLoader; with `distributed`, a DistributedSampler (call its `set_epoch`);
+    `pin_memory` for a CUDA consumer (a copy from pageable memory waits for the GPU's queued work)."""
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     sampler = None
@@ -128,6 +130,7 @@ def make_loader(
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),
     )
 

@@ -174,7 +174,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
         spent = False
         queued = None  # the step before this one, read once this one is queued (steps.py)
         for step in range(steps_per_epoch):
-            started = queued.done if queued is not None else marks.mark()
+            started = marks.start(queued.done if queued is not None else None)
             batch = next(batches, None)
             if batch is None:
                 break
@@ -189,13 +189,14 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 group["lr"] = lr_at(config, progress)
             loss, epe = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
                                       clip=config.clip, amp_dtype=amp_dtype, loss=config.loss)
-            this = QueuedStep(epoch=epoch + 1, step=step + 1, images=img1.shape[0], loss=loss, epe=epe,
+            values = marks.to_host(loss, epe)
+            this = QueuedStep(epoch=epoch + 1, step=step + 1, images=img1.shape[0], values=values,
                               started=started, data_ready=data_ready, done=marks.mark(),
                               lr=optimizer.param_groups[0]["lr"])
             if queued is not None:
                 _account(collect(queued, marks), sums, emit, world, out)
             queued = this
-            if over_budget(schedule.budget_s, clock, world, device):
+            if over_budget(schedule.budget_s, clock, world, device, step=step):
                 spent = True
                 break
         if queued is not None:

@@ -45,12 +45,19 @@ def budget_s(minutes: float | None) -> float | None:
     return minutes * 60 if minutes else None
 
 
-def over_budget(budget_s: float | None, clock: float, world: int, device: torch.device) -> bool:
-    """True once the time budget is spent; under DDP every rank agrees (rank clocks differ)."""
+DDP_BUDGET_EVERY = 8  # steps between the ranks' budget checks: each one waits for the queued work
+
+
+def over_budget(budget_s: float | None, clock: float, world: int, device: torch.device, *,
+                step: int | None = None) -> bool:
+    """True once the time budget is spent. Under DDP every rank agrees (rank clocks differ), which
+    needs the ranks to talk: within an epoch (`step` given) they do so every DDP_BUDGET_EVERY steps."""
     if not budget_s:
         return False
     if world == 1:  # a host comparison; a device tensor's .item() would wait for the queued steps
         return time.perf_counter() - clock > budget_s
+    if step is not None and (step + 1) % DDP_BUDGET_EVERY:
+        return False
     over = torch.tensor([float(time.perf_counter() - clock > budget_s)], device=device)
     torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
     return bool(over.item())

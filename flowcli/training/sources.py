@@ -50,7 +50,7 @@ class FolderSource:
         self.val_set = FlowDataset(self.split["val"], cache=True)
         self.loader = make_loader(self.train_set, batch_size=config.batch_size, shuffle=True,
                                   seed=config.seed, num_workers=config.num_workers, drop_last=True,
-                                  distributed=world_size > 1)
+                                  distributed=world_size > 1, pin_memory=device.type == "cuda")
         self.device = device
         self.seed = config.seed
         self.steps_per_epoch = len(self.loader)
