@@ -39,6 +39,8 @@ COMPILE=${COMPILE:-}  # 1: flowcli train --compile (fused kernels; the first ste
 PROBE=${PROBE:-}  # e.g. "128 256 256:reduce-overhead": 30 s (compiled: 96 s) of the shipped width-0.25 network
                   # at each batch size first (:MODE sets torch.compile's mode; reduce-overhead adds CUDA graphs)
 PROBE_COMPILE=${PROBE_COMPILE-$COMPILE}  # the probes compiled (default: as the training)
+STEPS=${STEPS:-200}  # steps per epoch: each epoch ends in validation and ~155 MB of checkpoints (width 0.5),
+                    # which at the preset's 50 steps took a quarter of the run (benchmarks/README.md)
 EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
 DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
@@ -67,7 +69,7 @@ step() {  # step SECONDS_NEEDED NAME COMMAND...: unless it would end past DEADLI
 }
 seconds() { awk "BEGIN { print int($1) }"; }  # bash has no fractions: MINUTES may be 0.02
 
-train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --overwrite)
+train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --steps-per-epoch "$STEPS" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else WIDTH=${WIDTH:-0.5}; fi
 if [ -n "$WIDTH" ]; then train_options+=(--width "$WIDTH"); fi
 # shellcheck disable=SC2206  # EXTRA is meant to split into words
