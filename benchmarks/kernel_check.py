@@ -16,7 +16,9 @@ import time
 
 import torch
 
-from flowcli.data.synth import SceneGenerator, SynthConfig
+from flowcli.data.scenes import SynthConfig
+
+from flowcli.data.synth import SceneGenerator
 
 
 def render(variant: str, config: SynthConfig, batch_size: int, seed: int):

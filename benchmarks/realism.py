@@ -29,7 +29,7 @@ from pathlib import Path
 from classical import _gray, folder_source, import_opencv
 from report import command_line
 
-from flowcli.data.synth import MOTIONS
+from flowcli.data.scenes import MOTIONS
 
 PUBLIC_MOTIONS = {"bg_translate": 40.0, "obj_translate": 120.0, "obj_rotate_deg": 30.0, "obj_scale": (0.8, 1.2)}
 ROWS = {
@@ -56,7 +56,9 @@ def measure_generated(cv2, overrides: dict, count: int, seed: int) -> dict:
     """Zero-flow and DIS EPE over all pixels, and split into background / foreground pixels."""
     import numpy as np
 
-    from flowcli.data.synth import SceneGenerator, SynthConfig
+    from flowcli.data.scenes import SynthConfig
+
+    from flowcli.data.synth import SceneGenerator
 
     generator = SceneGenerator(replace(SynthConfig(), **overrides), seed=seed)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

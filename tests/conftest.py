@@ -205,7 +205,8 @@ def bn_model():
 
 @pytest.fixture(scope="session")
 def tiny_chairs(tmp_path_factory) -> Path:
-    from flowcli.data.synth import SynthConfig, write_dataset
+    from flowcli.data.scenes import SynthConfig
+    from flowcli.data.synth import write_dataset
 
     folder = tmp_path_factory.mktemp("chairs")
     write_dataset(folder, count=16, seed=5, config=SynthConfig(height=64, width=96))

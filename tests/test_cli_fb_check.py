@@ -112,7 +112,9 @@ def test_eval_reports_noc_epe_and_the_masks_scores_where_occ_files_exist(run_cli
 
     import torch
 
-    from flowcli.data.synth import SynthConfig, write_dataset
+    from flowcli.data.scenes import SynthConfig
+
+    from flowcli.data.synth import write_dataset
     from flowcli.inference.engine import load_predictor
     from flowcli.inference.occlusion import both_directions, fb_check
     from flowcli.io import read_flow

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from flowcli.data.occlusion import true_occlusion
-from flowcli.data.synth import SceneGenerator, SynthConfig, _sample_scenes, write_dataset
+from flowcli.data.scenes import SynthConfig, sample_scenes
+from flowcli.data.synth import SceneGenerator, write_dataset
 from flowcli.io import read_flo, read_mask
 
 SMALL = SynthConfig(height=64, width=96, texture_count=12, texture_size=64, shape_count=32, shape_size=64)
@@ -21,8 +22,8 @@ def brute_force_occlusion(config: SynthConfig, seed: int, n: int) -> tuple[torch
     h, w, size = config.height, config.width, config.shape_size
     shadow = SceneGenerator(config, seed=seed)  # same seed: its first draws are the scenes rendered below
     scene = SceneGenerator(config, seed=seed).render(n)
-    params = _sample_scenes(config, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
-                            shadow._mask_boxes[:, 2:].amax(-1))
+    params = sample_scenes(config, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
+                           shadow._mask_boxes[:, 2:].amax(-1))
     masks = shadow._masks.view(-1, 1, size, size)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     qx, qy = xs + scene.flow[:, 0].double(), ys + scene.flow[:, 1].double()  # (n, H, W)

@@ -13,7 +13,8 @@ from flowcli.inference.evaluate import evaluate
 from flowcli.io import read_flo, write_flo
 from flowcli.inference.engine import load_predictor
 from flowcli.inference.predict import estimate_flow
-from flowcli.data.synth import SynthConfig, write_dataset
+from flowcli.data.scenes import SynthConfig
+from flowcli.data.synth import write_dataset
 
 
 @pytest.fixture()
@@ -69,7 +70,8 @@ def test_generated_test_set_is_fixed(tmp_path):
 
 
 def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
-    from flowcli.data.synth import SceneGenerator, SynthConfig
+    from flowcli.data.scenes import SynthConfig
+    from flowcli.data.synth import SceneGenerator
     from flowcli.inference.evaluate import generated_batches
 
     scenes = SceneGenerator(SynthConfig(height=64, width=96).with_motion("wide"), seed=5)

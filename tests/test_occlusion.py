@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from flowcli.data.occlusion import true_occlusion
-from flowcli.data.synth import SceneGenerator, SynthConfig
+from flowcli.data.scenes import SynthConfig
+from flowcli.data.synth import SceneGenerator
 from flowcli.inference.occlusion import UNKNOWN, CheckedFlow, check_arrays
 
 pytestmark = pytest.mark.usefixtures("one_thread")

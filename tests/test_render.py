@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from flowcli.data import render
-from flowcli.data.synth import SceneGenerator, SynthConfig
+from flowcli.data.scenes import SynthConfig
+from flowcli.data.synth import SceneGenerator
 from flowcli.device import check_compile_toolchain
 from flowcli.errors import DeviceError
 

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from flowcli.data.synth import SynthConfig, write_dataset
+from flowcli.data.scenes import SynthConfig
+
+from flowcli.data.synth import write_dataset
 from flowcli.errors import DataError
 from flowcli.inference.evaluate import evaluate
 from flowcli.inference.options import InferenceOptions

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from flowcli.errors import DataError
 from flowcli.io import read_flo, read_image, write_image
-from flowcli.data.synth import SceneGenerator, SynthConfig, _sample_scenes, measure_speed, write_dataset
+from flowcli.data.scenes import SynthConfig, sample_scenes
+from flowcli.data.synth import SceneGenerator, measure_speed, write_dataset
 from flowcli.data.textures import _dead_leaves_textures, build_texture_bank
 
 # Small banks keep start-up around 0.1 s; sizes follow the project's (H, W) order.
@@ -74,8 +75,8 @@ def test_flow_is_the_front_layers_motion_of_each_pixel(motion):
     config = MEDIUM.with_motion(motion)
     shadow = SceneGenerator(config, seed=9)  # same seed: its first draws are the scenes rendered below
     scene = SceneGenerator(config, seed=9).render(4)
-    params = _sample_scenes(config, shadow._draw, 4, shadow.n_textures, shadow._backdrops, shadow.n_photos,
-                            shadow._mask_boxes[:, 2:].amax(-1))
+    params = sample_scenes(config, shadow._draw, 4, shadow.n_textures, shadow._backdrops, shadow.n_photos,
+                           shadow._mask_boxes[:, 2:].amax(-1))
     h, w = config.height, config.width
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
@@ -247,8 +248,8 @@ def test_front_layers_match_a_brute_force_render(motion):
     n, h, w, size = 3, SMALL.height, SMALL.width, SMALL.shape_size
     shadow = SceneGenerator(config, seed=4)  # same seed: its first draws are the scenes rendered below
     scene = SceneGenerator(config, seed=4).render(n)
-    params = _sample_scenes(config, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
-                            shadow._mask_boxes[:, 2:].amax(-1))
+    params = sample_scenes(config, shadow._draw, n, shadow.n_textures, shadow._backdrops, shadow.n_photos,
+                           shadow._mask_boxes[:, 2:].amax(-1))
     assert (params.motion[..., 2, :2] != 0).any() == (motion == "wide")
     masks = shadow._masks.view(-1, 1, size, size)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
@@ -273,8 +274,8 @@ def test_backgrounds_are_drawn_only_from_photo_like_textures():
     assert bank.shape == (24, 3, 32, 32) and backdrop.dtype == torch.bool
     assert 0 < backdrop.sum() < 24  # periodic and flat kinds exist but are kept off backgrounds
     generator = SceneGenerator(SMALL, seed=2)
-    scenes = _sample_scenes(SMALL, generator._draw, 64, generator.n_textures, generator._backdrops,
-                            generator.n_photos, generator._mask_boxes[:, 2:].amax(-1))
+    scenes = sample_scenes(SMALL, generator._draw, 64, generator.n_textures, generator._backdrops,
+                           generator.n_photos, generator._mask_boxes[:, 2:].amax(-1))
     allowed = set(generator._backdrops.tolist())
     assert set(scenes.tex_index[:, 0].tolist()) <= allowed
     assert not set(scenes.tex_index[:, 1:].flatten().tolist()) <= allowed  # objects use every kind

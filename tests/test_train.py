@@ -15,7 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowcli.data.synth import SynthConfig, write_dataset
+from flowcli.data.scenes import SynthConfig
+
+from flowcli.data.synth import write_dataset
 from flowcli.errors import CheckpointError, DataError, DeviceError, TrainingError
 from flowcli.training.config import PRESETS, TrainConfig
 from flowcli.training.loop import train
@@ -289,7 +291,8 @@ def test_background_generation_gives_the_same_batches_in_the_same_order():
 
 
 def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the_crop():
-    from flowcli.data.synth import SceneGenerator, SynthConfig
+    from flowcli.data.scenes import SynthConfig
+    from flowcli.data.synth import SceneGenerator
     from flowcli.training.sources import SynthSource, epoch_seed
 
     config = TrainConfig(batch_size=2, steps_per_epoch=4, crop=(64, 64), synth_size=(96, 128), val_count=1,

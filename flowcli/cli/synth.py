@@ -26,7 +26,8 @@ def synth(
 ) -> None:
     """Generate Flying-Chairs-style pairs with exact ground-truth flow (the embedded default data)."""
     with cli_errors():
-        from ..data.synth import SynthConfig, measure_speed, write_dataset
+        from ..data.scenes import SynthConfig
+        from ..data.synth import measure_speed, write_dataset
         from ..device import keep_freed_memory, resolve_device
         from ..errors import FlowcliError
 

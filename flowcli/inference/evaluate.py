@@ -264,7 +264,8 @@ def generated_batches(count: int, size: tuple[int, int], device, *, with_occlusi
                       motion: str = "chairs", seed: int = TEST_SEED):
     """(id, img1, img2, flow, valid) of the seeded generated test set; with_occlusion=True adds the
     true occlusion (flowcli.data.occlusion). Another motion profile or seed gives other scenes."""
-    from ..data.synth import SceneGenerator, SynthConfig
+    from ..data.scenes import SynthConfig
+    from ..data.synth import SceneGenerator
 
     from ..data.occlusion import true_occlusion
 

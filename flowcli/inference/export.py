@@ -190,7 +190,8 @@ def check_parity(model_bytes: bytes, model: FlowNetS, *, sizes=CHECK_SIZES, dtyp
                  on_case: Callable[[str], None] | None = None) -> tuple[ParityCase, ...]:
     """Max |ONNX - PyTorch| in px (flow2 times flow_scale: upsampling cannot raise it) on a random and
     a generated pair at each size, both prepared as flowcli prepares them (mean, padding)."""
-    from ..data.synth import SceneGenerator, SynthConfig
+    from ..data.scenes import SynthConfig
+    from ..data.synth import SceneGenerator
 
     session = ort_session(model_bytes, threads=torch.get_num_threads())
     reference = model.float().eval()

@@ -78,7 +78,8 @@ class SynthSource:
     validation scenes are always the "chairs" profile at `synth_size`, so that runs compare."""
 
     def __init__(self, config: TrainConfig, *, device: torch.device, rank: int = 0):
-        from ..data.synth import SceneGenerator, SynthConfig
+        from ..data.scenes import SynthConfig
+        from ..data.synth import SceneGenerator
 
         self.config = config
         self.rank = rank
