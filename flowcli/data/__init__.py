@@ -1,3 +1,4 @@
 """Datasets: Flying Chairs folders (folders.py), their splits (splits.py), a torch Dataset
 (dataset.py), exact batched augmentation (augment.py) and the Flying-Chairs-style scene generator
-(synth.py with its texture and shape banks in textures.py)."""
+(scenes.py draws a scene's layers, synth.py renders them, with the texture and shape banks of
+textures.py and the per-pixel kernels of render.py)."""
