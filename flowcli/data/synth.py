@@ -35,7 +35,7 @@ from ..io import write_flo, write_gray_png, write_image
 from ..results import JsonResult
 from .occlusion import true_occlusion
 from .render import kernels
-from .scenes import Draws, SynthConfig, inverse_homographies, sample_scenes
+from .scenes import MOTIONS, Draws, SynthConfig, inverse_homographies, sample_scenes  # noqa: F401  MOTIONS: its home before 0.13.0
 from .textures import build_shape_bank, build_texture_bank, load_photo_textures, mask_boxes
 
 

@@ -18,7 +18,7 @@ ARCHS = ("flownets", "reference")  # model.ARCHS, repeated for the same reason
 LOSSES = ("multiscale", "epe")  # loss.LOSSES' names: FlowNet's weighted levels, or the full-resolution EPE
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("onecycle", "constant")
-MOTIONS = ("chairs", "wide", "mixed")  # data.synth.MOTIONS' profiles, or both in alternate batches
+MOTIONS = ("chairs", "wide", "mixed")  # data.scenes.MOTIONS' profiles, or both in alternate batches
 RESUMABLE = ("epochs", "minutes", "num_workers", "compile")  # what a resumed run may change: no past step depends on it
 
 
