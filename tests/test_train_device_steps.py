@@ -73,3 +73,16 @@ def test_on_cuda_a_batch_is_drawn_on_the_side_stream_and_the_training_stream_wai
     assert side.hand_over(batch, ready) is batch
     assert log == [("enter", "side"), ("draw", 5), ("event recorded on", "side"), ("leave", "side"),
                    ("training waits for", "Event"), ("img1 used on", "training"), ("flow used on", "training")]
+
+
+def test_ddp_ranks_agree_on_the_time_budget_every_few_steps_not_every_step(monkeypatch):
+    from flowcli.training.schedule import DDP_BUDGET_EVERY, over_budget
+
+    talks = []
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, op: talks.append(tensor.item()))
+    spent = dict(budget_s=1.0, clock=-1e9, world=2, device=torch.device("cpu"))  # long past the budget
+    answers = [over_budget(**spent, step=step) for step in range(2 * DDP_BUDGET_EVERY)]
+    assert answers == [(step + 1) % DDP_BUDGET_EVERY == 0 for step in range(2 * DDP_BUDGET_EVERY)]
+    assert talks == [1.0, 1.0]  # the ranks talked twice, each time saying "spent"
+    assert over_budget(**spent) and len(talks) == 3  # at an epoch's end they always do
+    assert not over_budget(**{**spent, "world": 1, "clock": 1e18}, step=7) and len(talks) == 3  # alone: no talk
