@@ -98,9 +98,9 @@ case $PHASE in all | train | evaluate) ;; *) echo "PHASE=$PHASE: choose all, tra
 for entry in $PROBE; do  # a mode is torch.compile's: refused where nothing compiles, or misspelt
     case $entry in
         *:*) if [ "$PROBE_COMPILE" != 1 ]; then echo "PROBE=$entry: a compile mode needs PROBE_COMPILE=1" >&2; exit 2; fi
-             case ${entry#*:} in default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs) ;;
-                 *) echo "PROBE=$entry: the mode is one of default, reduce-overhead, max-autotune," \
-                         "max-autotune-no-cudagraphs" >&2; exit 2 ;; esac ;;
+             modes=$("$PYTHON" -c "from flowcli.training.setup import COMPILE_MODES; print(' '.join(COMPILE_MODES))")
+             case " $modes " in *" ${entry#*:} "*) ;;
+                 *) echo "PROBE=$entry: the mode is one of ${modes// /, }" >&2; exit 2 ;; esac ;;
     esac
 done
 # nothing of an earlier run is returned as this one's
