@@ -490,6 +490,47 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_on_the_combined_batch(tmp_path
     assert [r["epoch"] for r in log_of(tmp_path / "ddp")] == [1, 2]  # one writer, one line per epoch
 
 
+class PoisonedSource(NoiseSource):
+    """NoiseSource whose rank 1 gets a NaN flow in epoch 2's last step: that rank's loss is NaN, rank 0's not."""
+
+    @staticmethod
+    def batch(epoch: int, rank: int, step: int):
+        img1, img2, flow, valid = NoiseSource.batch(epoch, rank, step)
+        return img1, img2, flow * float("nan") if (epoch, rank, step) == (1, 1, 1) else flow, valid
+
+
+DDP_NAN_WORKER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import test_train
+from flowcli.cli import app
+from flowcli.training import loop
+
+loop.make_source = lambda config, data_dir, device, rank, world, strict: test_train.PoisonedSource([rank])
+app(["train", "--epochs", "2", "--batch-size", "2", "--crop", "64x64", "--width", "0.25", "--no-augment",
+     "-o", sys.argv[1]])
+"""
+
+
+def test_a_nan_loss_on_one_ddp_rank_stops_every_rank_before_the_next_checkpoint(tmp_path):
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, "-c", DDP_NAN_WORKER, str(tmp_path / "ddp"), str(TESTS)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:  # before the fix rank 0 waited for rank 1 in the epoch's barrier, for gloo's 30-minute timeout
+        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert [rank.returncode for rank in ranks] == [1, 1], errors
+    assert [e.count("error:") for e in errors] == [1, 1] and "Traceback" not in "".join(errors)
+    kept = f"training stopped, last good checkpoint kept in {tmp_path / 'ddp' / 'last.safetensors'}"
+    assert f"a loss became non-finite on another rank by epoch 2, step 2; {kept}" in errors[0]
+    assert f"loss became nan at epoch 2, step 2; {kept}" in errors[1]
+    assert [r["epoch"] for r in log_of(tmp_path / "ddp")] == [1]  # epoch 2's NaN weights were never saved
+
+
 def test_a_folder_too_small_to_leave_a_validation_pair_is_refused(tmp_path, run_cli):
     write_dataset(tmp_path / "two", count=2, seed=1, config=SynthConfig(height=64, width=64))
     config = TrainConfig(epochs=1, batch_size=1, crop=(64, 64), width=0.25)

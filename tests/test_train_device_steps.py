@@ -75,14 +75,22 @@ def test_on_cuda_a_batch_is_drawn_on_the_side_stream_and_the_training_stream_wai
                    ("training waits for", "Event"), ("img1 used on", "training"), ("flow used on", "training")]
 
 
-def test_ddp_ranks_agree_on_the_time_budget_every_few_steps_not_every_step(monkeypatch):
-    from flowcli.training.schedule import DDP_BUDGET_EVERY, over_budget
+def test_ddp_ranks_check_in_every_few_steps_and_stop_together(monkeypatch):
+    from flowcli.training.schedule import DDP_TALK_EVERY, check_in
 
     talks = []
-    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, op: talks.append(tensor.item()))
-    spent = dict(budget_s=1.0, clock=-1e9, world=2, device=torch.device("cpu"))  # long past the budget
-    answers = [over_budget(**spent, step=step) for step in range(2 * DDP_BUDGET_EVERY)]
-    assert answers == [(step + 1) % DDP_BUDGET_EVERY == 0 for step in range(2 * DDP_BUDGET_EVERY)]
-    assert talks == [1.0, 1.0]  # the ranks talked twice, each time saying "spent"
-    assert over_budget(**spent) and len(talks) == 3  # at an epoch's end they always do
-    assert not over_budget(**{**spent, "world": 1, "clock": 1e18}, step=7) and len(talks) == 3  # alone: no talk
+
+    def all_reduce(flags, op):  # another rank's loss went non-finite: the MAX carries it here
+        talks.append(flags.tolist())
+        flags[1] = 1.0
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    spent = dict(budget_s=1.0, clock=-1e9, world=2, device=torch.device("cpu"), failed=False)  # long past the budget
+    checks = [check_in(**spent, step=step) for step in range(2 * DDP_TALK_EVERY)]
+    talked = [(step + 1) % DDP_TALK_EVERY == 0 for step in range(2 * DDP_TALK_EVERY)]
+    assert [(c.spent, c.failed) for c in checks] == [(t, t) for t in talked]
+    assert talks == [[1.0, 0.0], [1.0, 0.0]]  # the ranks talked twice, each time saying "spent"
+    assert check_in(**spent).failed and len(talks) == 3  # at an epoch's end they always do
+    alone = check_in(**{**spent, "world": 1, "clock": 1e18}, step=7)
+    assert (alone.spent, alone.failed) == (False, False) and len(talks) == 3  # alone: no talk
+    assert check_in(**{**spent, "world": 1, "failed": True}, step=0).failed  # alone: at once

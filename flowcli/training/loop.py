@@ -29,7 +29,7 @@ from ..results import JsonResult
 from .config import TrainConfig
 from .loss import LOSSES, masked_mean_epe
 from .rundir import NewRunFolder, Resumed, append_log, last_log_record, write_run_config
-from .schedule import Schedule, budget_s, lr_at, over_budget
+from .schedule import Schedule, budget_s, check_in, lr_at
 from .setup import (autocast_dtype, build_model, compile_mode, distributed_context, make_augmenter, make_optimizer,
                     make_source, model_device, read_init, set_train_mode)
 from .sources import FolderSource, epoch_seed
@@ -167,6 +167,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     clock = time.perf_counter() - elapsed_before
     marks = StepClock(device)
     set_train_mode(model, config.freeze_bn)
+    failure = None  # the first step whose loss went non-finite: the run stops at the next check-in
     for epoch in range(start_epoch, config.epochs):
         gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, rank))
         sums = {"loss": 0.0, "epe": 0.0, "images": 0, "data_s": 0.0, "step_s": 0.0}
@@ -194,19 +195,24 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                               started=started, data_ready=data_ready, done=marks.mark(),
                               lr=optimizer.param_groups[0]["lr"])
             if queued is not None:
-                _account(collect(queued, marks), sums, emit, world, out)
+                failure = failure or _account(collect(queued, marks), sums, emit, world)
             queued = this
-            if over_budget(schedule.budget_s, clock, world, device, step=step):
+            check = check_in(schedule.budget_s, clock, world, device, failed=failure is not None, step=step)
+            if check.failed:
+                raise _non_finite(failure, epoch, step, out)
+            if check.spent:
                 spent = True
                 break
         if queued is not None:
-            _account(collect(queued, marks), sums, emit, world, out)
+            failure = failure or _account(collect(queued, marks), sums, emit, world)
         record = epoch_record(optimizer, epoch, sums, clock, world)
         if rank == 0:
             record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
-        stopped = "minutes" if spent or over_budget(schedule.budget_s, clock, world, device) else (
-            "epochs" if epoch + 1 == config.epochs else None)
+        check = check_in(schedule.budget_s, clock, world, device, failed=failure is not None)
+        if check.failed:  # before anything is saved: the weights in memory took that step's update
+            raise _non_finite(failure, epoch, steps_per_epoch - 1, out)
+        stopped = "minutes" if spent or check.spent else ("epochs" if epoch + 1 == config.epochs else None)
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {
                 "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": time.perf_counter() - clock,
@@ -228,14 +234,11 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     return result
 
 
-def _account(figures: StepFigures, sums: dict, emit: Event, world: int, out: Path) -> None:
-    """Add a collected step to its epoch's sums and report it; a non-finite loss stops the run before
-    anything more is saved (the weights in memory took that step's update; the files did not)."""
+def _account(figures: StepFigures, sums: dict, emit: Event, world: int) -> StepFigures | None:
+    """Add a collected step to its epoch's sums and report it; a step whose loss is not finite is
+    returned instead, for the loop to stop at its next check-in."""
     if not math.isfinite(figures.loss):
-        raise TrainingError(
-            f"loss became {figures.loss} at epoch {figures.epoch}, step {figures.step}; training stopped"
-            + (f", last good checkpoint kept in {out / 'last.safetensors'}"
-               if (out / "last.safetensors").exists() else " before its first checkpoint, so the run leaves no files"))
+        return figures
     sums["loss"] += figures.loss * figures.images
     sums["epe"] += figures.epe * figures.images
     sums["images"] += figures.images
@@ -243,6 +246,17 @@ def _account(figures: StepFigures, sums: dict, emit: Event, world: int, out: Pat
     sums["step_s"] += figures.step_s
     emit("step", {"epoch": figures.epoch, "step": figures.step, "loss": figures.loss, "epe": figures.epe,
                   "images_per_s": figures.images * world / max(figures.step_s, 1e-9), "lr": figures.lr})
+    return None
+
+
+def _non_finite(failure: StepFigures | None, epoch: int, step: int, out: Path) -> TrainingError:
+    """The error that stops the run; `failure` is None on a DDP rank whose own losses stayed finite."""
+    where = (f"loss became {failure.loss} at epoch {failure.epoch}, step {failure.step}" if failure is not None
+             else f"a loss became non-finite on another rank by epoch {epoch + 1}, step {step + 1}")
+    return TrainingError(
+        f"{where}; training stopped"
+        + (f", last good checkpoint kept in {out / 'last.safetensors'}"
+           if (out / "last.safetensors").exists() else " before its first checkpoint, so the run leaves no files"))
 
 
 def optimize_step(net, model, optimizer, batch, *, clip: float, amp_dtype,

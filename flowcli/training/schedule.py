@@ -1,5 +1,6 @@
-"""The learning-rate schedule and the time budget: where a step lies in the run (its share of the
-steps or of the minutes, whichever is larger), and the rate at that point."""
+"""The learning-rate schedule and when to stop: where a step lies in the run (its share of the
+steps or of the minutes, whichever is larger), the rate at that point, and the check-in that ends a
+run whose time is spent or whose loss went non-finite."""
 
 from __future__ import annotations
 
@@ -45,19 +46,27 @@ def budget_s(minutes: float | None) -> float | None:
     return minutes * 60 if minutes else None
 
 
-DDP_BUDGET_EVERY = 8  # steps between the ranks' budget checks: each one waits for the queued work
+DDP_TALK_EVERY = 8  # steps between the DDP ranks' check-ins: each one waits for the queued work
 
 
-def over_budget(budget_s: float | None, clock: float, world: int, device: torch.device, *,
-                step: int | None = None) -> bool:
-    """True once the time budget is spent. Under DDP every rank agrees (rank clocks differ), which
-    needs the ranks to talk: within an epoch (`step` given) they do so every DDP_BUDGET_EVERY steps."""
-    if not budget_s:
-        return False
-    if world == 1:  # a host comparison; a device tensor's .item() would wait for the queued steps
-        return time.perf_counter() - clock > budget_s
-    if step is not None and (step + 1) % DDP_BUDGET_EVERY:
-        return False
-    over = torch.tensor([float(time.perf_counter() - clock > budget_s)], device=device)
-    torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
-    return bool(over.item())
+@dataclass(frozen=True)
+class CheckIn:
+    spent: bool  # the time budget is spent
+    failed: bool  # a loss went non-finite, here or (under DDP) on another rank
+
+
+def check_in(budget_s: float | None, clock: float, world: int, device: torch.device, *, failed: bool,
+             step: int | None = None) -> CheckIn:
+    """Whether the run must stop. Alone: a host comparison (a device tensor's .item() would wait for
+    the queued steps). Under DDP every rank must agree: their clocks differ, and a rank that stopped
+    alone would leave the others waiting in the next all-reduce. Within an epoch (`step` given) they
+    talk every DDP_TALK_EVERY steps, and always at its end."""
+    spent = bool(budget_s) and time.perf_counter() - clock > budget_s
+    if world == 1:
+        return CheckIn(spent, failed)
+    if step is not None and (step + 1) % DDP_TALK_EVERY:
+        return CheckIn(False, False)
+    flags = torch.tensor([float(spent), float(failed)], device=device)
+    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    spent, failed = (bool(flag) for flag in flags.tolist())
+    return CheckIn(spent, failed)
