@@ -43,9 +43,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         publish(tmp_path, path)
     except OSError as exc:
-        if str(tmp_path) not in (str(exc.filename), str(exc.filename2)):
+        if exc.filename is not None and str(tmp_path) not in (str(exc.filename), str(exc.filename2)):
             raise
-        # the temporary name means nothing to the user: name the output instead
+        # the temporary name (or none: a full disk) means nothing to the user: name the output instead
         raise OutputError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
     finally:
         if tmp_path.exists():
@@ -75,6 +75,15 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)")
     return path
+
+
+def check_not_input(output: str | os.PathLike, inputs) -> None:
+    """Refuse an output that names one of the inputs (paths; arrays are skipped): writing over them
+    is never what was meant, overwrite or not."""
+    target = Path(output).resolve()
+    for source in inputs:
+        if isinstance(source, (str, os.PathLike)) and Path(source).resolve() == target:
+            raise OutputError(f"{output}: is also an input ({source}); name another output")
 
 
 def check_out_folder(out: Path, *, what: str) -> bool:
@@ -186,7 +195,7 @@ def read_image(path: str | os.PathLike, *, large: bool = False) -> np.ndarray:
         with reader:
             height, width = reader.properties().shape[:2]
             too_large = not large and limit is not None and height * width > limit
-            img = None if too_large else np.asarray(reader.read())
+            img = None if too_large else np.asarray(reader.read(**_colour_request(reader)))
     except Exception as exc:  # imageio raises many types for "not an image"
         raise ImageError(f"{path}: not a readable image ({type(exc).__name__})") from None
     if too_large:
@@ -215,6 +224,19 @@ def _open_image(path: Path):
             return iio.imopen(path, "r"), limit
         finally:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+# Pillow modes whose arrays _as_rgb reads as they come (P arrives as RGB); any other mode (CMYK,
+# 1-bit, grey+alpha, ...) would be read as wrong colours, so Pillow converts it to RGB first.
+_PILLOW_ARRAY_MODES = ("L", "P", "RGB", "RGBA", "I;16", "I;16B", "I;16L")
+
+
+def _colour_request(reader) -> dict:
+    from imageio.plugins.pillow import PillowPlugin
+
+    if isinstance(reader, PillowPlugin) and reader.metadata().get("mode") not in _PILLOW_ARRAY_MODES:
+        return {"mode": "RGB"}
+    return {}
 
 
 def _as_rgb(img: np.ndarray, path: Path) -> np.ndarray:

@@ -49,6 +49,8 @@ def decode_png16(data: bytes, name: str = "PNG") -> np.ndarray:
         if len(body) != length:
             raise Png16Error(f"{name}: truncated PNG ({kind.decode('latin-1')} chunk cut short)")
         if kind == b"IHDR":
+            if length != 13:
+                raise Png16Error(f"{name}: corrupt PNG (an IHDR chunk of {length} bytes, expected 13)")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             idat.append(body)
@@ -62,13 +64,16 @@ def decode_png16(data: bytes, name: str = "PNG") -> np.ndarray:
         raise Png16Error(f"{name}: a PNG of {depth}-bit samples (colour type {colour}), expected 16-bit ones")
     if interlace:
         raise Png16Error(f"{name}: an interlaced PNG, which is not supported")
+    if width == 0 or height == 0:
+        raise Png16Error(f"{name}: corrupt PNG (an image of {height}x{width} pixels)")
     bpp = 2 * _CHANNELS[colour]  # bytes per pixel: the filters' left-neighbour distance
-    try:
-        raw = zlib.decompress(b"".join(idat))
+    try:  # inflated no further than the header's size allows: a forged stream cannot fill the memory
+        raw = zlib.decompressobj().decompress(b"".join(idat), height * (1 + width * bpp) + 1)
     except zlib.error:
         raise Png16Error(f"{name}: corrupt PNG image data") from None
     if len(raw) != height * (1 + width * bpp):
-        raise Png16Error(f"{name}: truncated PNG ({len(raw)} bytes of pixels, expected {height * (1 + width * bpp)})")
+        kind = "truncated" if len(raw) < height * (1 + width * bpp) else "over-long"
+        raise Png16Error(f"{name}: {kind} PNG ({len(raw)} bytes of pixels, expected {height * (1 + width * bpp)})")
     rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + width * bpp)
     filters = rows[:, 0]
     if filters.max(initial=0) > 4:

@@ -27,7 +27,7 @@ def reference_flow():
 
 def test_predict_with_random_weights_writes_flo_and_png(run_cli, make_pair, tmp_path, reference_flow, visible_files):
     a, b = make_pair(128, 160, shift=(3, -2))
-    (tmp_path / "out.png").write_bytes(b"an older file")  # named with -o: replaced without --overwrite
+    (tmp_path / "out.png").write_bytes(b"an older file")  # replaced only with --overwrite
     result = run_cli("predict", a, b, "-o", tmp_path / "out.flo", "--weights", "random")
     assert result.exit_code == 0, result.output
     flow = read_flo(tmp_path / "out.flo")
@@ -38,6 +38,10 @@ def test_predict_with_random_weights_writes_flo_and_png(run_cli, make_pair, tmp_
                                       f"max {magnitude.max():.2f} px)")  # HEIGHTxWIDTH, plain numbers
 
     result = run_cli("predict", a, b, "-o", tmp_path / "out.png", "--weights", "random")
+    assert result.exit_code == 1 and result.stderr == (f"error: {tmp_path / 'out.png'}: already exists "
+                                                       "(pass --overwrite to replace it)\n")
+    assert (tmp_path / "out.png").read_bytes() == b"an older file"
+    result = run_cli("predict", a, b, "-o", tmp_path / "out.png", "--weights", "random", "--overwrite")
     assert result.exit_code == 0, result.output
     image = read_image(tmp_path / "out.png")
     assert image.shape == (128, 160, 3)

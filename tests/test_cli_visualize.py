@@ -127,10 +127,11 @@ def test_visualize_the_real_pair_with_the_shipped_weights_tta_and_refine(run_cli
     files = [shared_fixtures / f"00001_{n}" for n in ("img1.ppm", "img2.ppm", "flow.flo")]
     printed = {}
     for extra in ([], ["--tta", "hflip", "--refine", "2"]):
-        result = run_cli("visualize", "--pair", files[0], files[1], "--gt", files[2], *extra, "-o", tmp_path / "p.png")
+        picture = tmp_path / f"p{len(extra)}.png"
+        result = run_cli("visualize", "--pair", files[0], files[1], "--gt", files[2], *extra, "-o", picture)
         assert result.exit_code == 0, result.output
         printed[len(extra)] = float(result.stdout.split("EPE ")[1].split()[0])
-        height, width = read_image(tmp_path / "p.png").shape[:2]
+        height, width = read_image(picture).shape[:2]
         assert height > 100 and (width - 16) % 5 == 0 and (width - 16) // 5 >= 100  # 50 px tiles, enlarged
     # measured once (flowcli eval, torch 2.13 CPU): 0.784 with the defaults, 0.570 with both options
     assert printed[0] == pytest.approx(0.784, abs=0.05) and printed[4] == pytest.approx(0.570, abs=0.05)

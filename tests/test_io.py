@@ -244,6 +244,21 @@ def test_rgba_png_drops_alpha(tmp_path):
     assert np.array_equal(image, rgba[..., :3])
 
 
+def test_cmyk_one_bit_and_grey_alpha_images_read_as_their_colours(tmp_path):
+    from PIL import Image
+
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "red.jpg")  # no cyan, full magenta + yellow
+    Image.new("1", (4, 3), 1).save(tmp_path / "white.png")
+    grey_alpha = Image.new("LA", (4, 3), (200, 0))  # transparent: the grey is kept, as RGBA's colour is
+    grey_alpha.putpixel((0, 0), (7, 255))
+    grey_alpha.save(tmp_path / "la.png")
+    assert np.abs(read_image(tmp_path / "red.jpg").astype(int) - (255, 0, 0)).max() <= 2  # JPEG rounding
+    assert np.array_equal(read_image(tmp_path / "white.png"), np.full((3, 4, 3), 255, np.uint8))
+    expected = np.full((3, 4, 3), 200, np.uint8)
+    expected[0, 0] = 7
+    assert np.array_equal(read_image(tmp_path / "la.png"), expected)
+
+
 def test_non_image_file_raises_image_error_naming_it(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("this is not a picture\n")
@@ -376,3 +391,12 @@ def test_kitti_flow_errors_name_the_file(tmp_path):
     write_image(tmp_path / "eight.png", np.zeros((4, 5, 3), np.uint8))
     with pytest.raises(FlowFormatError, match=r"eight.png: a PNG of 8-bit samples .* \(a KITTI flow is a 16-bit RGB PNG\)"):
         read_kitti_flow(tmp_path / "eight.png")
+
+
+def test_a_full_disk_during_a_write_names_the_output_and_leaves_nothing(tmp_path):
+    import errno
+
+    with pytest.raises(OutputError, match=r"x.flo: cannot write \(No space left on device\)"):
+        with atomic_path(tmp_path / "x.flo"):
+            raise OSError(errno.ENOSPC, "No space left on device")  # what write() raises: no file name
+    assert list(tmp_path.iterdir()) == []

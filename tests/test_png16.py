@@ -75,3 +75,22 @@ def test_what_it_refuses_says_what_the_file_holds(tmp_path):
         decode_png16(eight_bit, "x.png")
     with pytest.raises(Png16Error, match="expected an HxWx3 uint16 array"):
         encode_png16(np.zeros((4, 5, 3), np.uint8))
+
+
+def test_a_forged_header_is_refused_not_crashed_on_or_inflated_past_its_size():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 65536, (4, 5, 3)).astype(np.uint16)
+    good = encode_png16(image)
+    short_header = good[:8] + struct.pack(">I", 12) + good[12:16] + good[16:28] + good[33:]  # IHDR of 12 bytes
+    with pytest.raises(Png16Error, match="x.png: corrupt PNG \\(an IHDR chunk of 12 bytes, expected 13\\)"):
+        decode_png16(short_header, "x.png")
+    no_rows = good[:20] + struct.pack(">I", 0) + good[24:]  # height 0
+    with pytest.raises(Png16Error, match="x.png: corrupt PNG \\(an image of 0x5 pixels\\)"):
+        decode_png16(no_rows, "x.png")
+    # a header of 4 rows over the pixels of 100,000: only what 4 rows need (+1 byte) is inflated
+    rows = np.zeros((100_000, 1 + 5 * 6), np.uint8)
+    idat = zlib.compress(rows.tobytes())
+    bomb = good[:33] + struct.pack(">I", len(idat)) + b"IDAT" + idat + b"\0\0\0\0" + good[-12:]
+    with pytest.raises(Png16Error, match=r"x.png: over-long PNG \(125 bytes of pixels, expected 124\)"):
+        decode_png16(bomb, "x.png")
+    assert np.array_equal(decode_png16(good), image)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from .common import (
-    Backend, BackendOpt,
+    Backend, BackendOpt, OverwriteOpt,
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
     check_json_path, cli_errors, inference_options, options_label, out_console, parse_size, table, write_json,
 )
@@ -31,21 +31,23 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: torch's choice).")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Time the device's grid of batch sizes x sizes (CPU: 1-4 x 2 sizes; CUDA: 1-256 x 3 sizes) instead of --size/--batch-size.")] = False,
     json_out: JsonOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Time the model (warm-up excluded, CUDA synchronised) against the reference's 0.0107 s per image."""
     with cli_errors():
         from ..inference.bench import run_bench, run_sweep
 
-        check_json_path(json_out)
+        check_json_path(json_out, overwrite)
         options = inference_options(tta, passes, smooth, refine, backend)
         if sweep:
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,
                              threads=threads, options=options)
-            out_console.print(sweep_table(rows))
             write_json(json_out, [row.as_dict() for row in rows])
+            out_console.print(sweep_table(rows))
             return
         result = run_bench(device=device, size=parse_size(size), batch_size=batch_size, dtype=dtype.value,
                            compile=compile, weights=weights, runs=runs, threads=threads, options=options)
+        write_json(json_out, result)
         out_console.print(table("bench", [
             ("device", f"{result.device_name} ({result.device})"),
             ("torch / threads", f"{result.torch_version} / {result.threads}"),
@@ -56,7 +58,6 @@ def bench(
             ("achieved TFLOP/s", f"{result.tflops_achieved:.3f}"), ("peak memory", f"{result.peak_memory_mb:.0f} MB"),
             ("reference", f"{1000 * result.reference_s_per_image:.1f} ms/img -> {result.speedup_vs_reference:.2f}x"),
         ]))
-        write_json(json_out, result)
 
 
 def sweep_table(rows) -> Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -33,6 +34,9 @@ class OneLineErrors(typer.core.TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 prints escaped
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except ClickException as exc:
@@ -153,6 +157,8 @@ def cli_errors() -> Iterator[None]:
             yield
     except (FlowcliError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(as_flags(str(exc)))
+    except OSError as exc:  # a full disk, a name too long, a device gone: the system's words, one line
+        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc.strerror or str(exc))
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130)
@@ -187,12 +193,12 @@ def say(text: str, console: Console = out_console) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def check_json_path(path: Path | None) -> None:
-    """Refuse an unwritable --json path before the work, not after it."""
+def check_json_path(path: Path | None, overwrite: bool) -> None:
+    """Refuse an unwritable --json path, or an existing one without --overwrite, before the work."""
     if path is not None:
         from ..io import check_writable
 
-        check_writable(path)
+        check_writable(path, overwrite=overwrite)
 
 
 def write_json(path: Path | None, payload) -> None:

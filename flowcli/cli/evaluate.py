@@ -10,7 +10,7 @@ import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
-    Backend, BackendOpt, DEFAULTS, DeviceOpt, Motion, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, PassesOpt,
+    Backend, BackendOpt, DEFAULTS, DeviceOpt, Motion, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, OverwriteOpt, PassesOpt,
     SintelPass, SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
     app, check_json_path, cli_errors, fail, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
@@ -51,6 +51,7 @@ def evaluate_command(
     strict: StrictOpt = False,
     report: Annotated[Optional[Report], typer.Option(help="reference: EPE on both parts of the reference split and time per image, beside its 8.04 / 7.0 / 0.0107 s.")] = None,
     json_out: JsonOpt = None,
+    overwrite: OverwriteOpt = False,
     layout: LayoutOpt = Layout.auto,
     sintel_pass: SintelPassOpt = SintelPass.clean,
     fb_check: FbCheckOpt = False,
@@ -60,7 +61,7 @@ def evaluate_command(
         from ..errors import FlowcliError
         from ..inference.evaluate import evaluate
 
-        check_json_path(json_out)
+        check_json_path(json_out, overwrite)
         options = inference_options(tta, passes, smooth, refine, backend)
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
@@ -76,12 +77,12 @@ def evaluate_command(
                               count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
                               fb_check=fb_check, **scenes,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        write_json(json_out, result)  # first: the results are kept whatever becomes of the terminal
         for line in result.incomplete_triplets[:5]:
             warn(f"incomplete triplet skipped: {line}")
         out_console.print(table("evaluation", result_rows(result, everything=metric == Metric.all)))
         if result.scenes:
             out_console.print(scene_table(result))
-        write_json(json_out, result)
 
 
 def result_rows(result, *, everything: bool) -> list[tuple[str, str]]:
@@ -155,6 +156,7 @@ def reference_table(data_dir, *, weights, device, dtype, options, strict, json_o
         result = reference_report(data_dir, weights=weights, device=device, dtype=dtype, options=options,
                                   strict=strict, on_progress=lambda part, done, total: bar.update(
                                       task, completed=done, total=total, description=f"eval {part}"))
+    write_json(json_out, result)
     ref = result.reference
     shown = Table(title=f"the reference's table ({result.data}, reference split)", title_justify="left")
     for column in ("", "EPE train-val", "EPE test", "time per image"):
@@ -166,4 +168,3 @@ def reference_table(data_dir, *, weights, device, dtype, options, strict, json_o
     out_console.print(shown)
     say(f"{result.train_pairs} train / {result.test_pairs} test pairs; the reference reported its network "
         "alone (--refine 0 --no-smooth compares like with like)")
-    write_json(json_out, result)

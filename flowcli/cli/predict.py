@@ -20,7 +20,7 @@ def predict(
                                            "a dataset folder (Sintel, KITTI, ... see --layout), a pairs.txt list, "
                                            "or a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v, .gif).")],
     input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png, replaced if it exists; for folder input a folder, "
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png (refused if it exists, unless --overwrite); for folder input a folder, "
                                          "which must not hold <id>_flow.* files already unless --overwrite; for a video, "
                                          "such a folder (<frame index>_flow.*) or a .mp4/.mov/.mkv flow video.")] = ...,
     weights: WeightsOpt = None,
@@ -116,10 +116,10 @@ def predict(
         if fb_check:
             result = predict_file_checked(input1, input2, output, mask=mask, confidence=confidence,
                                           mask_invalid=mask_invalid, weights=weights, device=device,
-                                          dtype=dtype.value, options=options, max_side=max_side)
+                                          dtype=dtype.value, options=options, max_side=max_side, overwrite=overwrite)
         else:
             result = predict_file(input1, input2, output, weights=weights, device=device, dtype=dtype.value,
-                                  options=options, max_side=max_side)
+                                  options=options, max_side=max_side, overwrite=overwrite)
         for line in result.warnings:
             warn(as_flags(line))
         say(f"wrote {result.output} ({result.height}x{result.width}, mean |flow| {result.mean_flow:.2f} px, "

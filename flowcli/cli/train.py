@@ -59,7 +59,7 @@ def train(
             fail(f"--motion {synth_motion.value}: for generated data; {data_dir} has its own motions")
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
-        check_json_path(json_out)
+        check_json_path(json_out, overwrite)
         options = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
@@ -106,13 +106,13 @@ def train(
                 raise typer.Exit(130)
         if not primary:
             return
+        write_json(json_out, result)
         if result.trained_epochs == 0:
             say(finished_line(result))
         else:
             out_console.print(table("training", [
                 ("run folder", result.run_dir), ("epochs", f"{result.epoch} of {result.epochs}"),
                 ("best val EPE", f"{result.best_val_epe:.3f}"), ("weights", result.weights)]))
-        write_json(json_out, result)
 
 
 def finished_line(result) -> str:

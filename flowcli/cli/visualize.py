@@ -62,16 +62,16 @@ def visualize(
                 say(f"wrote {len(results)} pictures to {output} ({names}), one colour scale: "
                     f"full saturation at {results[0].max_flow:.2f} px")
                 return
-            result = draw_flow(flows[0], output=output, **drawing)
+            result = draw_flow(flows[0], output=output, overwrite=overwrite, **drawing)
         elif len(flows) > 1:
             raise FlowcliError(f"--pair draws one FLOW as the prediction, got {len(flows)}")
         elif flows:
             if given:
                 raise FlowcliError(f"{flows[0]} is drawn as the prediction, so {', '.join(given)} would do nothing "
                                    f"(omit {flows[0].name} to predict with them)")
-            result = draw_panel(*pair, flow=flows[0], gt=gt, output=output, **drawing)
+            result = draw_panel(*pair, flow=flows[0], gt=gt, output=output, overwrite=overwrite, **drawing)
         else:
-            result = draw_panel(*pair, gt=gt, output=output, weights=weights, device=device,
+            result = draw_panel(*pair, gt=gt, output=output, overwrite=overwrite, weights=weights, device=device,
                                 options=inference_options(tta, passes, smooth, refine), **drawing)
         say(f"wrote {output}" + ("" if result.epe is None else f" (EPE {result.epe:.3f} px)"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError, FlowFormatError, OutputError
-from ..io import IMAGE_SUFFIXES, check_frame_pair, check_out_files, check_writable, read_image, write_flo, write_image
+from ..io import (IMAGE_SUFFIXES, check_frame_pair, check_not_input, check_out_files, check_writable, read_image,
+                  write_flo, write_image)
 from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
@@ -78,10 +80,11 @@ def estimate_flow(img1: ImageLike, img2: ImageLike, *, weights=None, device: str
 
 def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *, weights=None,
                  device: str = "auto", dtype: str = "fp32", options: InferenceOptions | None = None,
-                 max_side: int | None = None, **overrides) -> PredictResult:
+                 max_side: int | None = None, overwrite: bool = False, **overrides) -> PredictResult:
     """estimate_flow, written to `output` (.flo exact, .png colour-coded). The output is checked
-    before any work and replaced if it exists: the caller named it."""
-    output = check_writable(output)
+    before any work: an existing file is refused unless overwrite=True, an input always."""
+    output = check_writable(output, overwrite=overwrite)
+    check_not_input(output, (img1, img2))
     check_flow_suffix(output)
     flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                          max_side=max_side, **overrides)
@@ -163,6 +166,9 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
+    twice = next((name for name, count in Counter(t.name for t in targets).items() if count > 1), None)
+    if twice is not None:  # f1.png and f1.jpg, say: the second flow would replace the first
+        raise DataError(f"{folder}: two inputs would both be written as {twice}; rename one of them")
     escaping = next((t for t in targets if not t.resolve().is_relative_to(out.resolve())), None)
     if escaping is not None:  # an id is a name, never a path (data/layouts): a bug if this is reached
         raise OutputError(f"{escaping}: would be written outside {out}")
@@ -223,12 +229,15 @@ def write_flow(path: str | os.PathLike, flow: np.ndarray, *, max_flow: float | N
 
 
 def check_fb_outputs(output: str | os.PathLike, mask: str | os.PathLike | None,
-                     confidence: str | os.PathLike | None, mask_invalid: bool) -> None:
-    """The --fb-check outputs of one pair, checked before any work: writable .png files, and
-    mask_invalid only for a .flo (a colour .png has no unknown value)."""
+                     confidence: str | os.PathLike | None, mask_invalid: bool, *, overwrite: bool = False,
+                     inputs=()) -> None:
+    """The --fb-check outputs of one pair, checked before any work: writable .png files (existing
+    ones only with overwrite=True, never an input), and mask_invalid only for a .flo (a colour .png
+    has no unknown value)."""
     for name, path in (("mask", mask), ("confidence", confidence)):
         if path is not None:
-            check_writable(path)
+            check_writable(path, overwrite=overwrite)
+            check_not_input(path, inputs)
             if Path(path).suffix.lower() != ".png":
                 raise OutputError(f"{name}={path}: must end in .png, got {Path(path).suffix!r}")
     if mask_invalid and Path(output).suffix.lower() != ".flo":
@@ -261,13 +270,15 @@ def predict_file_checked(img1: ImageLike, img2: ImageLike, output: str | os.Path
                          mask: str | os.PathLike | None = None, confidence: str | os.PathLike | None = None,
                          mask_invalid: bool = False, weights=None, device: str = "auto", dtype: str = "fp32",
                          options: InferenceOptions | None = None, max_side: int | None = None,
-                         **overrides) -> PredictResult:
+                         overwrite: bool = False, **overrides) -> PredictResult:
     """predict_file with the forward-backward check (estimate_flow's fb_check): also writes the mask
     PNG (255 = occluded or unreliable) and the 16-bit confidence PNG where named; mask_invalid=True
-    sets the occluded pixels of the .flo to unknown (UNKNOWN, 1e10). Every output is checked before any work."""
-    output = check_writable(output)
+    sets the occluded pixels of the .flo to unknown (UNKNOWN, 1e10). Every output is checked before
+    any work, as predict_file checks its one."""
+    output = check_writable(output, overwrite=overwrite)
+    check_not_input(output, (img1, img2))
     check_flow_suffix(output)
-    check_fb_outputs(output, mask, confidence, mask_invalid)
+    check_fb_outputs(output, mask, confidence, mask_invalid, overwrite=overwrite, inputs=(img1, img2))
     checked = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                             max_side=max_side, fb_check=True, **overrides)
     write_checked(checked, output, mask, confidence, mask_invalid=mask_invalid)

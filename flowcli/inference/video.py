@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..data.prefetch import read_ahead
 from ..errors import DataError, FlowcliError, ImageError, OutputError
-from ..io import check_out_folder, check_writable
+from ..io import check_not_input, check_out_folder, check_writable
 from ..results import JsonResult
 from ..video import (
     DEFAULT_RATE, VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, Position, VideoInfo, VideoWriter, parse_position, probe_video,
@@ -83,6 +83,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     out = Path(output)
     to_video = out.suffix.lower() in VIDEO_OUTPUT_SUFFIXES
     _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite)
+    check_not_input(out, (video,))
     info = probe_video(video)
     expected = _check_selection(video, info, first, last, every)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options)
@@ -163,7 +164,7 @@ def _finish(colours: "_ColourScale | None", sink) -> int:
 def _check_output(out: Path, *, to_video: bool, fmt: str, side_by_side: bool, overwrite: bool) -> None:
     """Refuse, before any work, an output that cannot be written or would replace finished flows."""
     if to_video:
-        check_writable(out)
+        check_writable(out, overwrite=overwrite)
         if fmt != "flo":
             raise DataError(f"fmt={fmt}: applies to a folder of flows, not to a video output ({out.name})")
         return

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowcliError, ImageError, OutputError
-from ..io import check_out_files, check_same_size, check_writable, read_flow, read_image, split_valid, write_image
+from ..io import (check_not_input, check_out_files, check_same_size, check_writable, read_flow, read_image, split_valid,
+                  write_image)
 from ..results import JsonResult
 from ..viz import check_max_flow, flow_to_color, shared_max_flow
 from ..viz_arrows import check_arrow_options, draw_arrows
@@ -40,14 +41,14 @@ class Drawing(JsonResult):
 
 def draw_flow(flow: FlowLike, *, max_flow: float | None = None, legend: bool = True, arrows: bool = False,
               arrow_step: int | None = None, arrow_scale: float | None = None,
-              output: str | os.PathLike | None = None) -> Drawing:
+              output: str | os.PathLike | None = None, overwrite: bool = False) -> Drawing:
     """Colour-code a flow (Middlebury wheel; unknown pixels black). `max_flow`: the magnitude shown
     fully saturated (default: the field's maximum). `legend`: the wheel and that magnitude in the
     bottom-right corner (flowcli.viz_text.add_legend). `arrows`: a dark arrow every `arrow_step` px
     (flowcli.viz_arrows.draw_arrows; `arrow_scale` px of arrow per px of flow). `output`: a .png,
-    checked before any work."""
+    checked before any work (an existing file is replaced only with overwrite=True)."""
     return draw_flows([flow], max_flow=max_flow, legend=legend, arrows=arrows, arrow_step=arrow_step,
-                      arrow_scale=arrow_scale, outputs=[output])[0]
+                      arrow_scale=arrow_scale, outputs=[output], overwrite=overwrite)[0]
 
 
 def draw_flows(flows: list[FlowLike], *, max_flow: float | None = None, legend: bool = True, arrows: bool = False,
@@ -58,13 +59,13 @@ def draw_flows(flows: list[FlowLike], *, max_flow: float | None = None, legend: 
     magnitude over all of them), so that e.g. a ground truth and a prediction drawn apart compare by
     eye. Options as for draw_flow. `output_dir`: write each `<name>.flo` as `<output_dir>/<name>.png`
     (the folder is made if missing; pictures already there are refused before any work unless
-    overwrite=True); or `outputs`: one .png path (or None) per flow."""
+    overwrite=True); or `outputs`: one .png path (or None) per flow, likewise refused if it exists."""
     check_max_flow(max_flow)
     check_arrow_options(arrow_step, arrow_scale)
     if not flows:
         raise FlowcliError("no flow to draw")
     targets = _targets(flows, output_dir, overwrite) if output_dir is not None else \
-        [_check_output(o) for o in (outputs or [None] * len(flows))]
+        [_check_output(o, overwrite, flows) for o in (outputs or [None] * len(flows))]
     fields = [_read_flow(f) for f in flows]
     names = [f"flow {n}" if isinstance(f, np.ndarray) else str(f) for n, f in enumerate(flows, 1)]
     for name, (field, _) in zip(names[1:], fields[1:]):
@@ -90,7 +91,7 @@ def draw_flows(flows: list[FlowLike], *, max_flow: float | None = None, legend: 
 def draw_panel(img1: ImageLike, img2: ImageLike, *, flow: FlowLike | None = None, gt: FlowLike | None = None,
                max_flow: float | None = None, legend: bool = True, arrows: bool = False,
                arrow_step: int | None = None, arrow_scale: float | None = None,
-               output: str | os.PathLike | None = None, weights=None,
+               output: str | os.PathLike | None = None, overwrite: bool = False, weights=None,
                device: str = "auto", dtype: str = "fp32", options: InferenceOptions | None = None) -> Drawing:
     """image 1 | image 2 | [ground truth] | prediction | [error map], titled, with the legend of the
     flow tiles' shared scale and the error map's colour bar below (flowcli.viz_panel); `arrows`:
@@ -103,7 +104,7 @@ def draw_panel(img1: ImageLike, img2: ImageLike, *, flow: FlowLike | None = None
         raise FlowcliError("a given flow is drawn as the prediction: weights and options would do nothing")
     check_max_flow(max_flow)
     check_arrow_options(arrow_step, arrow_scale)
-    output = _check_output(output)
+    output = _check_output(output, overwrite, (img1, img2, flow, gt))
     names = tuple(f"image {n}" if isinstance(i, np.ndarray) else str(i) for n, i in ((1, img1), (2, img2)))
     img1, img2 = (i if isinstance(i, np.ndarray) else read_image(i) for i in (img1, img2))
     check_same_size(img1, img2, names)
@@ -145,10 +146,11 @@ def _targets(flows: list[FlowLike], output_dir: str | os.PathLike, overwrite: bo
     return targets
 
 
-def _check_output(output: str | os.PathLike | None) -> Path | None:
+def _check_output(output: str | os.PathLike | None, overwrite: bool, inputs) -> Path | None:
     if output is None:
         return None
-    output = check_writable(output)
+    output = check_writable(output, overwrite=overwrite)
+    check_not_input(output, inputs)
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: output must end in .png")
     return output
