@@ -80,7 +80,7 @@ if [ "$PROBE_COMPILE" = 1 ]; then probe_compile=--compile; else probe_compile=; 
 evals=("" "--refine 0 --no-smooth" "--passes 2" "--scene-seed 99" "--scene-seed 99 --refine 0 --no-smooth"
        "--motion wide" "--motion wide --refine 0 --no-smooth")
 if [ -n "${EVALS+set}" ]; then IFS='|' read -ra evals <<< "$EVALS"; fi  # e.g. EVALS="|--refine 0 --no-smooth"
-bench_options=(--runs 30)
+bench_options=(--runs 30 --overwrite)
 bench_batches="1 $BATCH"
 probe_options=(--minutes 0.5) probe_need=60
 # compiling the step takes ~46 s on an H200 (benchmarks/README.md): a compiled probe runs longer
@@ -90,7 +90,7 @@ if [ -n "${SMOKE:-}" ]; then  # the smallest run that still goes through every s
     train_options+=(--steps-per-epoch 2 --crop 64x64 --epochs 1)
     probe_options=(--minutes 0.01 --steps-per-epoch 1 --crop 64x64 --epochs 1)
     evals=("")
-    bench_options=(--runs 1 --size 64x64) bench_batches=1
+    bench_options=(--runs 1 --size 64x64 --overwrite) bench_batches=1
 fi
 train_options+=(--preset "$PRESET")
 
@@ -161,7 +161,7 @@ for options in ${evals[@]+"${evals[@]}"}; do
     name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, refine_0_nosmooth, passes_2
     # shellcheck disable=SC2086  # the options are meant to split into words
     step 20 "eval $name" flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all \
-        --count "$COUNT" $options --json "$results/eval_$name.json" > /dev/null
+        --count "$COUNT" $options --json "$results/eval_$name.json" --overwrite > /dev/null
 done
 for dtype in $dtypes; do
     for batch in $bench_batches; do

@@ -16,7 +16,7 @@ flowcli train "$DATA" --split reference --init weights/flownets.safetensors --fr
 for run in a b c; do
     # last.safetensors: the reference split's val part is its test part, so best.* was chosen on the test pairs
     flowcli eval "$DATA" --weights "$OUT/$run/last.safetensors" --report reference --refine 0 --no-smooth \
-        --device "$DEVICE" --json "$OUT/${run}_net.json"
+        --device "$DEVICE" --json "$OUT/${run}_net.json" --overwrite
     flowcli eval "$DATA" --weights "$OUT/$run/last.safetensors" --report reference --device "$DEVICE" \
-        --json "$OUT/${run}_def.json"
+        --json "$OUT/${run}_def.json" --overwrite
 done
