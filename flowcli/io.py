@@ -124,21 +124,22 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     """Read a Middlebury .flo file as an (H, W, 2) float32 array (little-endian on every host)."""
     path = Path(path)
     _check_readable(path, ".flo", FlowFormatError)
-    data = path.read_bytes()
-    if len(data) < 12:
-        raise FlowFormatError(f"{path}: too short for a .flo header ({len(data)} bytes)")
-    if data[:4] != FLO_MAGIC_BYTES:
-        raise FlowFormatError(f"{path}: not a .flo file (starts with {data[:4]!r}, expected {FLO_MAGIC_BYTES!r})")
-    width, height = (int(v) for v in np.frombuffer(data[4:12], "<i4"))
-    if not (0 < width <= MAX_FLO_SIDE and 0 < height <= MAX_FLO_SIDE):
-        raise FlowFormatError(f"{path}: implausible size {height}x{width} in header")
-    expected = 12 + width * height * 2 * 4
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "over-long"
-        raise FlowFormatError(
-            f"{path}: {kind} .flo ({len(data)} bytes, expected {expected} for {height}x{width})"
-        )
-    return np.frombuffer(data, "<f4", offset=12).reshape(height, width, 2).astype(np.float32)
+    with open(path, "rb") as file:  # the header first: another file named .flo is not read whole
+        header = file.read(12)
+        if len(header) < 12:
+            raise FlowFormatError(f"{path}: too short for a .flo header ({len(header)} bytes)")
+        if header[:4] != FLO_MAGIC_BYTES:
+            raise FlowFormatError(f"{path}: not a .flo file (starts with {header[:4]!r}, expected {FLO_MAGIC_BYTES!r})")
+        width, height = (int(v) for v in np.frombuffer(header[4:12], "<i4"))
+        if not (0 < width <= MAX_FLO_SIDE and 0 < height <= MAX_FLO_SIDE):
+            raise FlowFormatError(f"{path}: implausible size {height}x{width} in header")
+        expected = 12 + width * height * 2 * 4
+        size = os.fstat(file.fileno()).st_size
+        if size != expected:
+            kind = "truncated" if size < expected else "over-long"
+            raise FlowFormatError(f"{path}: {kind} .flo ({size} bytes, expected {expected} for {height}x{width})")
+        data = file.read()
+    return np.frombuffer(data, "<f4").reshape(height, width, 2).astype(np.float32)
 
 
 def check_flow_array(flow: np.ndarray) -> np.ndarray:

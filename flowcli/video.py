@@ -213,7 +213,11 @@ class VideoWriter:
         self._tmp = Path(tmp)
         self._rate = Fraction(rate).limit_denominator(100_000)
         self._crf = crf
-        self._container = _open(self._av, self._tmp, "w")
+        try:
+            self._container = _open(self._av, self._tmp, "w")
+        except BaseException:
+            self._tmp.unlink()
+            raise
         self._stream = None
         self.frames = 0
 

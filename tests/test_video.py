@@ -145,3 +145,15 @@ def test_missing_pyav_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     assert str(caught.value) == "video files need PyAV, the 'video' extra: pip install -e \".[video]\""
     with pytest.raises(FlowcliError, match=r"\[video\]"):
         probe_video(tmp_path / "c.mp4")
+
+
+def test_a_writer_that_cannot_open_its_container_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import flowcli.video as video
+
+    def refuse(av, path, mode="r", **kwargs):
+        raise ImageError(f"{path}: no muxer")
+
+    monkeypatch.setattr(video, "_open", refuse)
+    with pytest.raises(ImageError, match="no muxer"):
+        VideoWriter(tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == []
