@@ -178,9 +178,11 @@ def metadata_json(path: str | os.PathLike) -> dict:
 
 
 def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        extra: dict) -> None:
-    """Model + optimizer tensors in one safetensors file (for --resume); scalars as JSON metadata."""
+                        extra: dict, more: dict[str, torch.Tensor] | None = None) -> None:
+    """Model + optimizer tensors in one safetensors file (for --resume); scalars as JSON metadata;
+    `more`: other tensors under their own names (prefixed, e.g. "ema.": see read_state_tensors)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update(more or {})
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
@@ -207,6 +209,11 @@ def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return json.loads(meta["extra"])
+
+
+def read_state_tensors(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of a training-state file whose names start with `prefix` (save_training_state's `more`)."""
+    return {k: v for k, v in _open_training_state(path, keys=True)[1].items() if k.startswith(prefix)}
 
 
 def _open_training_state(path: str | os.PathLike, *, keys: bool) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -37,6 +37,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[str], typer.Option(metavar="FILE|NAME", help="Fine-tune: start from these weights, a file or a shipped network (fast, accurate). Their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start.")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
+    ema: Annotated[Optional[float], typer.Option("--ema", metavar="DECAY", help="Keep a moving average of the weights (decay per step, e.g. 0.999) and validate and save it in place of the raw weights, which train on.")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network and the scene generator's per-pixel kernels (fused kernels; the first steps compile, ~50 s on a 2-core CPU, and need a C++ compiler there); a resumed run may turn it on or off.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
     overwrite: OverwriteOpt = False,
@@ -59,14 +60,14 @@ def train(
             fail(f"--motion {synth_motion.value}: for generated data; {data_dir} has its own motions")
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
-        check_json_path(json_out, overwrite)
+        check_json_path(json_out, overwrite or resume is not None)  # a resumed run's JSON is its own, updated
         options = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
             synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
-            compile=compile,
+            ema=ema, compile=compile,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)

@@ -60,6 +60,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's network and the generator's per-pixel kernels
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
+    ema: float = 0.0  # per-step decay of the weights' moving average, validated and saved (average.py); 0: none
     layout: str = "auto"  # folder data: its dataset layout (data/layouts: auto = detected)
     sintel_pass: str = "clean"  # folder data in Sintel's layout: which rendering pass trains
 
@@ -111,6 +112,7 @@ def _problems(c: TrainConfig):
         ("warmup", 0 <= c.warmup < 1, "the warm-up is a fraction of the run, in [0, 1)"),
         ("weight_decay", c.weight_decay >= 0, "must not be negative"),
         ("clip", c.clip >= 0, "must not be negative (0 disables clipping)"),
+        ("ema", 0 <= c.ema < 1, "the moving average's decay per step, in [0, 1) (0: none)"),
         ("synth_size", min(c.synth_size) >= 1, "both sides must be positive"),
         ("synth_reuse", c.synth_reuse >= 1, "each generated batch trains at least once"),
         ("synth_motion", c.synth_motion in MOTIONS, "choose " + ", ".join(MOTIONS)),

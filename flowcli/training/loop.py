@@ -20,12 +20,13 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import load_training_state, save_training_state, save_weights
+from ..checkpoint import load_training_state, read_state_tensors, save_training_state, save_weights
 from ..data.splits import save_split
 from ..device import check_compile_toolchain
 from ..errors import TrainingError
 from ..model import FlowNetS
 from ..results import JsonResult
+from .average import PREFIX as AVERAGE_PREFIX, WeightAverage, holding_average
 from .config import TrainConfig
 from .loss import LOSSES, masked_mean_epe
 from .rundir import NewRunFolder, Resumed, append_log, last_log_record, write_run_config
@@ -130,6 +131,9 @@ def train(
     model = build_model(config, architecture, init, device)
     optimizer = make_optimizer(model, config)
     extra = load_training_state(out / "state.safetensors", model, optimizer) if resumed else {}
+    average = WeightAverage(model, config.ema) if config.ema and rank == 0 else None  # only rank 0 saves
+    if average is not None and resumed:
+        average.load(read_state_tensors(out / "state.safetensors", AVERAGE_PREFIX), extra.get("ema_updates", 0))
     steps_per_epoch = source.steps_per_epoch
     schedule = (resumed.schedule(config, steps_per_epoch) if resumed
                 else Schedule(config.epochs * steps_per_epoch, budget_s(config.minutes)))
@@ -141,7 +145,7 @@ def train(
                 save_split(out / "split.json", source.split)
         elif rank == 0 and config != resumed.config:
             write_run_config(out, config, data_dir)  # the extended run, for its next resume
-        return _loop(model, optimizer, source, config, schedule, out, emit, rank=rank, world=world, device=device,
+        return _loop(model, optimizer, source, config, schedule, out, emit, average, rank=rank, world=world, device=device,
                      start_epoch=extra.get("epoch", 0), best=extra.get("best_val_epe", float("inf")),
                      elapsed_before=extra.get("elapsed_s", 0.0))
     except BaseException:
@@ -150,10 +154,12 @@ def train(
         raise
 
 
-def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out: Path, emit: Event, *,
+def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out: Path, emit: Event,
+          average: WeightAverage | None, *,
           rank: int, world: int, device: torch.device, start_epoch: int, best: float,
           elapsed_before: float) -> TrainResult:
-    """Train epochs start_epoch.. until config.epochs or the time budget; checkpoints after each."""
+    """Train epochs start_epoch.. until config.epochs or the time budget; checkpoints after each.
+    With `average` the run validates and saves the weights' moving average (average.py)."""
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -190,6 +196,8 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 group["lr"] = lr_at(config, progress)
             loss, epe = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
                                       clip=config.clip, amp_dtype=amp_dtype, loss=config.loss)
+            if average is not None:
+                average.update()
             values = marks.to_host(loss, epe)
             this = QueuedStep(epoch=epoch + 1, step=step + 1, images=img1.shape[0], values=values,
                               started=started, data_ready=data_ready, done=marks.mark(),
@@ -207,7 +215,8 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
             failure = failure or _account(collect(queued, marks), sums, emit, world)
         record = epoch_record(optimizer, epoch, sums, clock, world)
         if rank == 0:
-            record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
+            with holding_average(average):
+                record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
         check = check_in(schedule.budget_s, clock, world, device, failed=failure is not None)
         if check.failed:  # before anything is saved: the weights in memory took that step's update
@@ -216,8 +225,9 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {
                 "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": time.perf_counter() - clock,
-                "stopped": stopped,
-                "schedule": {"epochs": config.epochs, "minutes": config.minutes, "anchor": list(schedule.anchor)}})
+                "stopped": stopped, "ema_updates": average.updates if average is not None else 0,
+                "schedule": {"epochs": config.epochs, "minutes": config.minutes, "anchor": list(schedule.anchor)}},
+                average)
         if world > 1:
             torch.distributed.barrier()
         emit("epoch", record)
@@ -289,13 +299,17 @@ def epoch_record(optimizer, epoch: int, sums: dict, clock: float, world: int) ->
     }
 
 
-def save_epoch(model, optimizer, config: TrainConfig, out: Path, record: dict, extra: dict) -> None:
-    """Weights (last, and best when validation improved), training state, then the log line."""
+def save_epoch(model, optimizer, config: TrainConfig, out: Path, record: dict, extra: dict,
+               average: WeightAverage | None = None) -> None:
+    """Weights (last, and best when validation improved; the average when kept), training state
+    (the raw weights, and the average), then the log line."""
     meta = {"train_config": config.to_json(), "epoch": str(record["epoch"]), "val_epe": f"{record['val_epe']:.4f}"}
-    save_weights(out / "last.safetensors", model, metadata=meta)
-    if record["val_epe"] <= record["best_val_epe"]:
-        save_weights(out / "best.safetensors", model, metadata=meta)
-    save_training_state(out / "state.safetensors", model, optimizer, extra)
+    with holding_average(average):
+        save_weights(out / "last.safetensors", model, metadata=meta)
+        if record["val_epe"] <= record["best_val_epe"]:
+            save_weights(out / "best.safetensors", model, metadata=meta)
+    save_training_state(out / "state.safetensors", model, optimizer, extra,
+                        more=average.state() if average is not None else None)
     append_log(out, record)
 
 
