@@ -57,7 +57,7 @@ class EpeTally:
         self.valid += err.numel()
         for t in THRESHOLDS:
             self.hits[t] += int((err < t).sum())
-        self.outliers += int(((err > FL_PIXELS) & (err > FL_SHARE * speed)).sum())
+        self.outliers += int((~((err <= FL_PIXELS) | (err <= FL_SHARE * speed))).sum())  # NaN counts as an outlier
         subsets = {name: (speed >= lo) & (speed < hi) for name, (lo, hi) in SPEED_BANDS.items()}
         subsets.update(zip(FRAME_PARTS, (~outside, outside)))
         for name, inside in subsets.items():

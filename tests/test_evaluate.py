@@ -168,3 +168,22 @@ def test_a_shipped_network_by_name_never_takes_the_split_file_of_the_current_fol
     # a weights file's own folder still lends its split
     with pytest.raises(DataError, match="nope"):
         folder_pairs(tiny_chairs, split="auto", part="test", seed=0, weights=tmp_path / "best.safetensors")
+
+
+def test_a_runs_split_is_reused_only_for_the_folder_it_was_made_for(tiny_chairs, tmp_path):
+    import shutil
+
+    from flowcli.data.folders import find_samples
+    from flowcli.data.splits import save_split
+    from flowcli.inference.evaluate import folder_pairs
+
+    samples, _ = find_samples(tiny_chairs)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_split(run / "split.json", {"train": samples[8:], "val": samples[:5], "test": samples[5:8]}, tiny_chairs)
+    ids = lambda folder, weights: [s.id for s in folder_pairs(folder, split="auto", part="test", seed=0,  # noqa: E731
+                                                              weights=weights)[0]]
+    assert ids(tiny_chairs, run / "best.safetensors") == [s.id for s in samples[5:8]]
+    other = tmp_path / "another_dataset"  # the same ids (both generated), other pairs
+    shutil.copytree(tiny_chairs, other)
+    assert ids(other, run / "best.safetensors") == ids(other, None) != [s.id for s in samples[5:8]]

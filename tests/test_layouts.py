@@ -270,6 +270,16 @@ def test_sintel_scene_without_its_flow_folder(trees, tmp_path, run_cli, assert_c
                          "(2 complete pairs found)", before=visible_files(tmp_path), folder=tmp_path)
 
 
+def test_a_gap_in_a_sintel_scene_is_named_not_bridged(trees, tmp_path, run_cli, assert_clean_failure, visible_files):
+    root = tmp_path / "sintel"
+    shutil.copytree(trees["sintel"][0], root)
+    frames = sorted((root / "training" / "clean" / "bamboo_2").iterdir())
+    frames[1].unlink()  # frame 2: frame 1's flow is to it, not to frame 3
+    result = run_cli("eval", root, "--split", "all")
+    assert_clean_failure(result, f"Sintel frame training/clean/bamboo_2/{frames[1].name} is missing",
+                         before=visible_files(tmp_path), folder=tmp_path)
+
+
 def test_kitti_images_without_their_second_frame(trees, tmp_path, run_cli, assert_clean_failure, visible_files):
     root = tmp_path / "kitti"
     shutil.copytree(trees["kitti"][0], root)

@@ -162,6 +162,9 @@ def test_fl_all_is_kittis_outlier_share_over_valid_pixels():
     tally.add(pred[..., :2], gt[..., :2])  # two more pixels, one an outlier: pixel-weighted over pairs
     assert tally.result()["fl_all"] == 2 / 6
     assert EpeTally().result()["fl_all"] != EpeTally().result()["fl_all"]  # NaN without pixels
+    broken = EpeTally()
+    broken.add(torch.full_like(pred[..., :2], float("nan")), gt[..., :2])  # a prediction gone NaN: all outliers
+    assert broken.result()["fl_all"] == 1.0
 
 
 def test_occlusion_tally_noc_epe_and_mask_scores_by_hand():

@@ -48,16 +48,17 @@ def listing(items: Sequence[str], limit: int = _LISTED) -> str:
     return shown if len(items) <= limit else f"{shown}; and {len(items) - limit} more"
 
 
-def _complete(folder: Path, pair_id: str, parts: dict[str, set[str]], naming: Naming = CHAIRS,
+def _complete(folder: Path, pair_id: str, parts: dict[str, dict[str, str]], naming: Naming = CHAIRS,
               need_flow: bool = True) -> Sample | str:
-    """The sample for `pair_id`, or a description of what it lacks."""
-    img1, img2, flow = (parts.get(kind, set()) for kind in naming.kinds)
+    """The sample for `pair_id`, or a description of what it lacks. `parts`: kind -> {suffix in
+    lower case: as the file spells it}."""
+    img1, img2, flow = (parts.get(kind, {}) for kind in naming.kinds)
     name = lambda kind, ext: folder / f"{pair_id}{naming.sep}{kind}{ext}"  # noqa: E731
     ext = next((e for e in IMAGE_SUFFIXES if e in img1 and e in img2), None)
     if ext is not None and (flow or not need_flow):
-        return Sample(pair_id, name(naming.kinds[0], ext), name(naming.kinds[1], ext),
-                      name(naming.kinds[2], ".flo") if flow else None)
-    ext = next((e for e in IMAGE_SUFFIXES if e in img1 | img2), IMAGE_SUFFIXES[0])
+        return Sample(pair_id, name(naming.kinds[0], img1[ext]), name(naming.kinds[1], img2[ext]),
+                      name(naming.kinds[2], flow[".flo"]) if flow else None)
+    ext = next((e for e in IMAGE_SUFFIXES if e in img1.keys() | img2.keys()), IMAGE_SUFFIXES[0])
     wanted = dict(zip(naming.kinds, ((ext, img1), (ext, img2), (".flo", flow))))
     missing = [f"{pair_id}{naming.sep}{kind}{e}" for kind, (e, have) in wanted.items()
                if e not in have and (need_flow or kind != naming.kinds[2])]
@@ -71,16 +72,17 @@ def find_samples(folder: str | Path, *, strict: bool = False, naming: Naming = C
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    found: dict[str, dict[str, set[str]]] = {}
+    found: dict[str, dict[str, dict[str, str]]] = {}
     pattern = naming.pattern
     for entry in folder.iterdir():
         match = pattern.match(entry.name)
-        if not match or not entry.is_file():
+        # hidden files are no pairs: macOS leaves `._<name>` beside each file on foreign volumes
+        if not match or entry.name.startswith(".") or not entry.is_file():
             continue
         ext, kind = match["ext"], match["kind"]
-        if ext not in ((".flo",) if kind == naming.kinds[2] else IMAGE_SUFFIXES):
+        if ext.lower() not in ((".flo",) if kind == naming.kinds[2] else IMAGE_SUFFIXES):
             continue
-        found.setdefault(match["id"], {}).setdefault(kind, set()).add(ext)
+        found.setdefault(match["id"], {}).setdefault(kind, {})[ext.lower()] = ext
     if not found:
         raise DataError(f"{folder}: no {naming.name} pairs found (expected {naming.example})")
     samples, incomplete = [], []

@@ -131,10 +131,12 @@ def split_samples(
     raise DataError(f"split={split!r} is not a split: choose one of {', '.join(SCHEMES)}")
 
 
-def save_split(path: str | Path, split: dict[str, Sequence[Sample]]) -> None:
-    """Write the ids of each part as JSON, atomically, so evaluation reuses the same pairs."""
+def save_split(path: str | Path, split: dict[str, Sequence[Sample]], folder: str | Path | None = None) -> None:
+    """Write the ids of each part as JSON, atomically, so evaluation reuses the same pairs; `folder`,
+    the dataset's, is recorded so that another folder is not split by these ids (split_is_for)."""
     path = Path(path)
-    payload = {part: [s.id for s in samples] for part, samples in split.items()}
+    parts = {part: [s.id for s in samples] for part, samples in split.items()}
+    payload = {"folder": str(Path(folder).resolve()), "parts": parts} if folder is not None else parts
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(payload, indent=1) + "\n")
@@ -151,6 +153,7 @@ def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sa
         raise DataError(f"{path}: no such split file") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable split file ({exc})") from None
+    payload = _parts(payload)
     if not isinstance(payload, dict) or not all(
         isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in payload.values()
     ):
@@ -162,4 +165,18 @@ def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sa
             f"{path}: {len(missing)} ids are not in the dataset folder ({listing(missing)})"
         )
     return {part: [by_id[i] for i in ids] for part, ids in payload.items()}
+
+
+def split_is_for(path: str | Path, folder: str | Path) -> bool:
+    """Whether the split file was made for `folder` (files from before 0.14.0 record none: True)."""
+    try:
+        recorded = json.loads(Path(path).read_text()).get("folder")
+    except (OSError, ValueError, AttributeError):
+        return True  # load_split says what is wrong with it
+    return recorded is None or Path(recorded) == Path(folder).resolve()
+
+
+def _parts(payload):
+    """The {part: ids} of a split file: the whole file before 0.14.0, its "parts" since."""
+    return payload["parts"] if isinstance(payload, dict) and "parts" in payload and "folder" in payload else payload
 

@@ -222,10 +222,10 @@ def _timed(predictor, img1: torch.Tensor, img2: torch.Tensor, device=None) -> tu
 def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, strict: bool = False,
                  layout: str = "auto", sintel_pass: str = "clean", with_layout: bool = False):
     """The samples of one part of a folder's split (reusing a run folder's split.json when split is
-    auto and the weights sit in one), and the folder's incomplete triplets (with_layout: and the
+    auto and the weights sit in one that was trained on this folder), and the folder's incomplete triplets (with_layout: and the
     layout found, as a third item)."""
     from ..data.layouts import find_pairs
-    from ..data.splits import load_split, split_samples
+    from ..data.splits import load_split, split_is_for, split_samples
 
     found = find_pairs(data_dir, layout=layout, sintel_pass=sintel_pass, strict=strict)
     samples, incomplete = found.samples, found.incomplete
@@ -234,7 +234,7 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
         return (samples, incomplete, *extra)
     # a run folder's weights file, not a shipped network (whose name is no path)
     run_split = Path(weights).parent / "split.json" if weights is not None and not is_named(weights) else None
-    if split == "auto" and run_split is not None and run_split.is_file():
+    if split == "auto" and run_split is not None and run_split.is_file() and split_is_for(run_split, data_dir):
         parts = load_split(run_split, samples)
     else:
         parts = split_samples(samples, split=split, seed=seed, folder=data_dir)

@@ -142,7 +142,7 @@ def train(
             folder.create()
             write_run_config(out, config, data_dir, overrides=overrides or {})
             if isinstance(source, FolderSource):
-                save_split(out / "split.json", source.split)
+                save_split(out / "split.json", source.split, data_dir)
         elif rank == 0 and config != resumed.config:
             write_run_config(out, config, data_dir)  # the extended run, for its next resume
         return _loop(model, optimizer, source, config, schedule, out, emit, average, rank=rank, world=world, device=device,

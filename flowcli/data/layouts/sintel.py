@@ -28,10 +28,14 @@ def find(path: Path, *, sintel_pass: str, need_flow: bool) -> Found:
     frames_dir = base / sintel_pass
     if not frames_dir.is_dir():
         raise DataError(f"{path}: no {frames_dir.relative_to(path)}/ folder of Sintel's {sintel_pass} pass")
-    samples, missing = [], []
+    samples, missing, gaps = [], [], []
     for scene in sorted(d for d in frames_dir.iterdir() if d.is_dir()):
         frames = sorted((f for f in scene.iterdir() if _FRAME.match(f.name)), key=lambda f: int(_FRAME.match(f.name)[1]))
         for first, second in zip(frames, frames[1:]):
+            following = int(_FRAME.match(first.name)[1]) + 1
+            if int(_FRAME.match(second.name)[1]) != following:  # a gap: frame i's flow is not to this frame
+                gaps.append(scene / f"frame_{following:04d}.png")
+                continue
             flow = base / "flow" / scene.name / f"{first.stem}.flo"
             if not flow.is_file():
                 if need_flow:
@@ -39,6 +43,8 @@ def find(path: Path, *, sintel_pass: str, need_flow: bool) -> Found:
                 flow = None
             if flow is not None or not need_flow:
                 samples.append(Sample(f"{scene.name}/{first.stem}", first, second, flow, scene=scene.name))
+    if gaps:
+        raise missing_file(path, gaps, len(samples), "Sintel frame")
     if missing:
         raise missing_file(path, missing, len(samples), "Sintel ground truth")
     if not samples:

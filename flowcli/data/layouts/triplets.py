@@ -20,7 +20,8 @@ def signature(naming: Naming, path: Path) -> str | None:
     if not path.is_dir():
         return None
     pattern = naming.pattern
-    return next((entry.name for entry in sorted(path.iterdir()) if pattern.match(entry.name)), None)
+    return next((entry.name for entry in sorted(path.iterdir())
+                 if pattern.match(entry.name) and not entry.name.startswith(".")), None)
 
 
 def find(layout: str, path: Path, *, need_flow: bool, strict: bool) -> Found:
