@@ -313,6 +313,13 @@ def test_mixed_layouts_are_refused_naming_both(command, trees, tmp_path, run_cli
         assert run_cli(command, root, *args, "--layout", "sintel").exit_code == 0
 
 
+def test_a_flow_folder_in_a_chairs_folder_does_not_make_it_sintel(trees, tmp_path):
+    root = tmp_path / "chairs"
+    shutil.copytree(trees["chairs"][0], root)
+    (root / "flow").mkdir()  # e.g. `flowcli predict chairs -o chairs/flow`
+    assert detect_layout(root) == "chairs"
+
+
 @pytest.mark.parametrize("command", ["eval", "train", "predict"])
 def test_a_forced_layout_that_does_not_match_is_one_line(command, trees, tmp_path, run_cli, assert_clean_failure,
                                                          visible_files):

@@ -41,6 +41,15 @@ def test_official_split_file_honoured(tmp_path, make_chairs_folder):
         split_samples(samples, split="official", folder=tmp_path / "a" / "b")
 
 
+def test_official_split_labels_unpadded_numeric_ids_in_number_order(tmp_path):
+    samples = [Sample(str(i), Path(f"{i}_img1.ppm"), Path(f"{i}_img2.ppm"), Path(f"{i}_flow.flo")) for i in range(1, 13)]
+    labels = ["1"] * 12
+    labels[9] = "2"  # line 10: pair 10, which text order puts second ("1", "10", "11", "12", "2", ...)
+    (tmp_path / "FlyingChairs_train_val.txt").write_text("\n".join(labels) + "\n")
+    parts = split_samples(samples, split="official", folder=tmp_path)
+    assert ids(parts["val"]) == ["10"] and len(parts["train"]) == 11
+
+
 def test_reference_split_reproduced():
     for n in (1485, 10, 11):
         samples = fake_samples(n)

@@ -36,10 +36,11 @@ def official_split(samples: Sequence[Sample], split_file: Path) -> dict[str, lis
     bad = [f"line {i + 1}: {v!r}" for i, v in enumerate(labels) if v not in ("1", "2")]
     if bad:
         raise DataError(f"{split_file}: expected 1 (train) or 2 (val) on every line ({listing(bad)})")
-    ordered = sorted(samples, key=lambda s: s.id)
+    digits = all(s.id.isdigit() for s in samples)  # ids 1, 2, ..., 10 are in number order, not text order
+    ordered = sorted(samples, key=(lambda s: int(s.id)) if digits else (lambda s: s.id))
     if len(labels) != len(samples):
         # A subset of the full dataset keeps the original ids: line k labels pair k.
-        numbered = [int(s.id) for s in ordered] if all(s.id.isdigit() for s in ordered) else []
+        numbered = [int(s.id) for s in ordered] if digits else []
         if numbered and 0 < min(numbered) and max(numbered) <= len(labels):
             val = [s for s, k in zip(ordered, numbered) if labels[k - 1] == "2"]
             train = [s for s, k in zip(ordered, numbered) if labels[k - 1] == "1"]

@@ -166,9 +166,9 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
-    twice = next((name for name, count in Counter(t.name for t in targets).items() if count > 1), None)
+    twice = next((target for target, count in Counter(targets).items() if count > 1), None)
     if twice is not None:  # f1.png and f1.jpg, say: the second flow would replace the first
-        raise DataError(f"{folder}: two inputs would both be written as {twice}; rename one of them")
+        raise DataError(f"{folder}: two inputs would both be written as {twice.relative_to(out)}; rename one of them")
     escaping = next((t for t in targets if not t.resolve().is_relative_to(out.resolve())), None)
     if escaping is not None:  # an id is a name, never a path (data/layouts): a bug if this is reached
         raise OutputError(f"{escaping}: would be written outside {out}")

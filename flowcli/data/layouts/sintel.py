@@ -17,7 +17,8 @@ _FRAME = re.compile(r"^frame_(\d+)\.png$")
 
 def signature(path: Path) -> str | None:
     base = training_part(path)
-    marker = next((base / name for name in (*PASSES, "flow") if (base / name).is_dir()), None)
+    # the frames' folders, not flow/: a Flying Chairs folder may hold a `flow/` of predictions
+    marker = next((base / name for name in PASSES if (base / name).is_dir()), None)
     return None if marker is None else str(marker.relative_to(path)) + "/"
 
 
