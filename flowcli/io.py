@@ -82,7 +82,11 @@ def check_not_input(output: str | os.PathLike, inputs) -> None:
     is never what was meant, overwrite or not."""
     target = Path(output).resolve()
     for source in inputs:
-        if isinstance(source, (str, os.PathLike)) and Path(source).resolve() == target:
+        if not isinstance(source, (str, os.PathLike)):
+            continue
+        same = Path(source).resolve() == target or (  # B.PNG is b.png where names ignore case (macOS, Windows)
+            target.exists() and Path(source).exists() and os.path.samefile(source, target))
+        if same:
             raise OutputError(f"{output}: is also an input ({source}); name another output")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (palettes refused)
+MAX_SIDE = 1 << 15  # larger is a forged header, not a KITTI frame (a size that also overflows the inflate limit)
 
 
 class Png16Error(ValueError):
@@ -64,7 +65,7 @@ def decode_png16(data: bytes, name: str = "PNG") -> np.ndarray:
         raise Png16Error(f"{name}: a PNG of {depth}-bit samples (colour type {colour}), expected 16-bit ones")
     if interlace:
         raise Png16Error(f"{name}: an interlaced PNG, which is not supported")
-    if width == 0 or height == 0:
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise Png16Error(f"{name}: corrupt PNG (an image of {height}x{width} pixels)")
     bpp = 2 * _CHANNELS[colour]  # bytes per pixel: the filters' left-neighbour distance
     try:  # inflated no further than the header's size allows: a forged stream cannot fill the memory

@@ -46,14 +46,34 @@ def test_an_existing_output_is_replaced_only_with_overwrite_in_every_command(run
 
 def test_an_output_that_names_an_input_is_refused_even_with_overwrite(run_cli, make_pair, tmp_path):
     a, b = make_pair(32, 48)
+    os.link(b, tmp_path / "same_as_b.ppm")  # another name of the same file (as B.PPM is where case is ignored)
     before = b.read_bytes(), a.read_bytes()
     for args in (["predict", a, b, "-w", "random", "-o", b], ["predict", a, b, "-w", "random", "-o", tmp_path / "x.flo",
                                                               "--confidence", a],
-                 ["visualize", "--pair", a, b, "-w", "random", "-o", a]):
-        result = run_cli(*args, "--overwrite")
-        named = args[-1]
-        assert result.exit_code == 1 and result.stderr == f"error: {named}: is also an input ({named}); name another output\n"
+                 ["visualize", "--pair", a, b, "-w", "random", "-o", a],
+                 ["eval", "-w", a, "--json", a]):
+        for overwrite in ([], ["--overwrite"]):  # the reason given is the input, with or without it
+            result = run_cli(*args, *overwrite)
+            named = args[-1]
+            assert result.exit_code == 1 and result.stderr == f"error: {named}: is also an input ({named}); name another output\n"
+    result = run_cli("predict", a, b, "-w", "random", "-o", tmp_path / "same_as_b.ppm", "--overwrite")
+    assert result.exit_code == 1 and f"is also an input ({b})" in result.stderr
     assert (b.read_bytes(), a.read_bytes()) == before and not (tmp_path / "x.flo").exists()
+
+
+def test_predictions_never_go_into_the_dataset_folder_whose_flows_are_its_ground_truth(run_cli, make_chairs_folder,
+                                                                                      tmp_path):
+    folder = make_chairs_folder(tmp_path / "chairs", n=2, size=(32, 48))
+    truth = (folder / "00001_flow.flo").read_bytes()
+    for name in ("00001_img1.ppm", "00001_img2.ppm"):  # macOS's ._ files: no pairs
+        (folder / f"._{name}").write_bytes(b"\0\5\x16\x07")
+    result = run_cli("predict", folder, "-o", folder, "-w", "random", "--overwrite")
+    assert result.exit_code == 1 and result.stderr == (f"error: {folder}: is the dataset folder, whose <id>_flow.* are "
+                                                       "its ground truth; write the predictions to another folder\n")
+    assert (folder / "00001_flow.flo").read_bytes() == truth
+    result = run_cli("predict", folder, "-o", tmp_path / "flows", "-w", "random")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "flows").iterdir()) == ["00001_flow.flo", "00002_flow.flo"]
 
 
 def test_a_video_output_is_never_its_input_and_replaces_a_video_only_with_overwrite(run_cli, make_video, tmp_path):

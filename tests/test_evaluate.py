@@ -184,6 +184,11 @@ def test_a_runs_split_is_reused_only_for_the_folder_it_was_made_for(tiny_chairs,
     ids = lambda folder, weights: [s.id for s in folder_pairs(folder, split="auto", part="test", seed=0,  # noqa: E731
                                                               weights=weights)[0]]
     assert ids(tiny_chairs, run / "best.safetensors") == [s.id for s in samples[5:8]]
-    other = tmp_path / "another_dataset"  # the same ids (both generated), other pairs
+    moved = tmp_path / "moved"  # the same dataset on another machine: its ids are all there
+    shutil.copytree(tiny_chairs, moved)
+    assert ids(moved, run / "best.safetensors") == [s.id for s in samples[5:8]]
+    other = tmp_path / "another_dataset"  # another dataset (a different id among them): its own split
     shutil.copytree(tiny_chairs, other)
+    for path in other.glob(f"{samples[9].id}_*"):
+        path.rename(other / path.name.replace(samples[9].id, "x"))
     assert ids(other, run / "best.safetensors") == ids(other, None) != [s.id for s in samples[5:8]]

@@ -84,6 +84,9 @@ def test_a_forged_header_is_refused_not_crashed_on_or_inflated_past_its_size():
     short_header = good[:8] + struct.pack(">I", 12) + good[12:16] + good[16:28] + good[33:]  # IHDR of 12 bytes
     with pytest.raises(Png16Error, match="x.png: corrupt PNG \\(an IHDR chunk of 12 bytes, expected 13\\)"):
         decode_png16(short_header, "x.png")
+    huge = good[:16] + struct.pack(">II", 0xFFFFFFFF, 0xFFFFFFFF) + good[24:]  # would overflow the inflate limit
+    with pytest.raises(Png16Error, match=r"x.png: corrupt PNG \(an image of 4294967295x4294967295 pixels\)"):
+        decode_png16(huge, "x.png")
     no_rows = good[:20] + struct.pack(">I", 0) + good[24:]  # height 0
     with pytest.raises(Png16Error, match="x.png: corrupt PNG \\(an image of 0x5 pixels\\)"):
         decode_png16(no_rows, "x.png")

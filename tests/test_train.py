@@ -246,6 +246,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_chairs, tmp_path
     assert len(log_of(tmp_path / "run")) == 1
 
 
+def test_a_nan_in_an_epochs_last_step_stops_the_run_before_it_validates(tiny_chairs, tmp_path, monkeypatch):
+    import flowcli.training.loop as train_module
+
+    real, calls, validated = train_module.LOSSES["multiscale"], {"n": 0}, []
+
+    def poisoned(pyramid, flow, valid):
+        calls["n"] += 1
+        loss, metrics = real(pyramid, flow, valid)
+        return (loss * float("nan"), metrics) if calls["n"] == 6 else (loss, metrics)  # epoch 2, step 3 of 3
+
+    monkeypatch.setitem(train_module.LOSSES, "multiscale", poisoned)
+    monkeypatch.setattr(train_module, "validate", lambda *args, **kwargs: validated.append(1) or 1.0)
+    config = TrainConfig(epochs=3, batch_size=4, crop=(64, 64), width=0.25, seed=0, augment=False)
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 3.*last good checkpoint"):
+        train(config, output=tmp_path / "run", data_dir=tiny_chairs)
+    assert validated == [1] and len(log_of(tmp_path / "run")) == 1  # epoch 1's only
+
+
 def test_bad_training_data_fails_before_any_folder_is_made(tiny_chairs, tmp_path):
     with pytest.raises(DataError, match="larger than the"):
         train(TINY.with_overrides(batch_size=64), output=tmp_path / "a", data_dir=tiny_chairs)

@@ -37,7 +37,7 @@ def bench(
     with cli_errors():
         from ..inference.bench import run_bench, run_sweep
 
-        check_json_path(json_out, overwrite)
+        check_json_path(json_out, overwrite, (weights,))
         options = inference_options(tta, passes, smooth, refine, backend)
         if sweep:
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,

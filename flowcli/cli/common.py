@@ -193,11 +193,13 @@ def say(text: str, console: Console = out_console) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def check_json_path(path: Path | None, overwrite: bool) -> None:
-    """Refuse an unwritable --json path, or an existing one without --overwrite, before the work."""
+def check_json_path(path: Path | None, overwrite: bool, inputs=()) -> None:
+    """Refuse an unwritable --json path, an existing one without --overwrite, or one of the command's
+    inputs (a weights file, say), before the work."""
     if path is not None:
-        from ..io import check_writable
+        from ..io import check_not_input, check_writable
 
+        check_not_input(path, [i for i in inputs if i is not None])
         check_writable(path, overwrite=overwrite)
 
 

@@ -61,7 +61,7 @@ def evaluate_command(
         from ..errors import FlowcliError
         from ..inference.evaluate import evaluate
 
-        check_json_path(json_out, overwrite)
+        check_json_path(json_out, overwrite, (weights, data_dir))
         options = inference_options(tta, passes, smooth, refine, backend)
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):

@@ -60,7 +60,7 @@ def train(
             fail(f"--motion {synth_motion.value}: for generated data; {data_dir} has its own motions")
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
-        check_json_path(json_out, overwrite or resume is not None)  # a resumed run's JSON is its own, updated
+        check_json_path(json_out, overwrite or resume is not None, (init, data_dir))  # a resumed run's JSON is its own, updated
         options = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,

@@ -168,13 +168,19 @@ def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sa
     return {part: [by_id[i] for i in ids] for part, ids in payload.items()}
 
 
-def split_is_for(path: str | Path, folder: str | Path) -> bool:
-    """Whether the split file was made for `folder` (files from before 0.14.0 record none: True)."""
+def split_is_for(path: str | Path, folder: str | Path, samples: Sequence[Sample]) -> bool:
+    """Whether the split file was made for `folder`: it records that folder (or none: files from
+    before 0.14.0), or the dataset moved (another machine, another mount) and all its ids are here.
+    Another dataset's ids are not, or not all: its own split applies."""
     try:
-        recorded = json.loads(Path(path).read_text()).get("folder")
-    except (OSError, ValueError, AttributeError):
+        payload = json.loads(Path(path).read_text())
+        recorded = payload.get("folder") if isinstance(payload, dict) else None
+    except (OSError, ValueError):
         return True  # load_split says what is wrong with it
-    return recorded is None or Path(recorded) == Path(folder).resolve()
+    if recorded is None or Path(recorded) == Path(folder).resolve():
+        return True
+    here = {s.id for s in samples}
+    return all(i in here for ids in _parts(payload).values() if isinstance(ids, list) for i in ids)
 
 
 def _parts(payload):

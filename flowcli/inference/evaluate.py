@@ -234,7 +234,7 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
         return (samples, incomplete, *extra)
     # a run folder's weights file, not a shipped network (whose name is no path)
     run_split = Path(weights).parent / "split.json" if weights is not None and not is_named(weights) else None
-    if split == "auto" and run_split is not None and run_split.is_file() and split_is_for(run_split, data_dir):
+    if split == "auto" and run_split is not None and run_split.is_file() and split_is_for(run_split, data_dir, samples):
         parts = load_split(run_split, samples)
     else:
         parts = split_samples(samples, split=split, seed=seed, folder=data_dir)

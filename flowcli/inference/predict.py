@@ -83,8 +83,8 @@ def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *,
                  max_side: int | None = None, overwrite: bool = False, **overrides) -> PredictResult:
     """estimate_flow, written to `output` (.flo exact, .png colour-coded). The output is checked
     before any work: an existing file is refused unless overwrite=True, an input always."""
-    output = check_writable(output, overwrite=overwrite)
     check_not_input(output, (img1, img2))
+    output = check_writable(output, overwrite=overwrite)
     check_flow_suffix(output)
     flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                          max_side=max_side, **overrides)
@@ -113,7 +113,7 @@ def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     pairs = []
     for first in sorted(folder.iterdir()):
         match = PAIR_PATTERN.match(first.stem)
-        if match and first.suffix.lower() in IMAGE_SUFFIXES:
+        if match and first.suffix.lower() in IMAGE_SUFFIXES and not first.name.startswith("."):  # not macOS's ._ files
             second = first.with_name(f"{match['id']}_img2{first.suffix}")
             if second.is_file():
                 pairs.append((match["id"], first, second))
@@ -130,7 +130,8 @@ def find_frame_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     frames = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                     and not f.stem.endswith(("_flow", "_occ", "_conf"))), key=_natural_key)
+                     and not f.stem.endswith(("_flow", "_occ", "_conf")) and not f.name.startswith(".")),
+                    key=_natural_key)
     if len(frames) < 2:
         raise DataError(f"{folder}: a sequence needs at least 2 images, found {len(frames)}")
     return [(first.stem, first, second) for first, second in zip(frames, frames[1:])]
@@ -165,6 +166,9 @@ def predict_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, *, wei
     check_max_side(max_side)
     pairs = find_frame_pairs(folder) if sequence else layout_pairs(folder, layout, sintel_pass)
     out = Path(out_dir)
+    if not sequence and out.resolve() == Path(folder).resolve():
+        raise OutputError(f"{out}: is the dataset folder, whose <id>_flow.* are its ground truth; "
+                          "write the predictions to another folder")
     targets = [out / f"{name}_flow.{fmt}" for name, _, _ in pairs]
     twice = next((target for target, count in Counter(targets).items() if count > 1), None)
     if twice is not None:  # f1.png and f1.jpg, say: the second flow would replace the first
@@ -236,8 +240,8 @@ def check_fb_outputs(output: str | os.PathLike, mask: str | os.PathLike | None,
     has no unknown value)."""
     for name, path in (("mask", mask), ("confidence", confidence)):
         if path is not None:
-            check_writable(path, overwrite=overwrite)
             check_not_input(path, inputs)
+            check_writable(path, overwrite=overwrite)
             if Path(path).suffix.lower() != ".png":
                 raise OutputError(f"{name}={path}: must end in .png, got {Path(path).suffix!r}")
     if mask_invalid and Path(output).suffix.lower() != ".flo":
@@ -275,8 +279,8 @@ def predict_file_checked(img1: ImageLike, img2: ImageLike, output: str | os.Path
     PNG (255 = occluded or unreliable) and the 16-bit confidence PNG where named; mask_invalid=True
     sets the occluded pixels of the .flo to unknown (UNKNOWN, 1e10). Every output is checked before
     any work, as predict_file checks its one."""
-    output = check_writable(output, overwrite=overwrite)
     check_not_input(output, (img1, img2))
+    output = check_writable(output, overwrite=overwrite)
     check_flow_suffix(output)
     check_fb_outputs(output, mask, confidence, mask_invalid, overwrite=overwrite, inputs=(img1, img2))
     checked = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,

@@ -82,8 +82,8 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     first, last = parse_position(start, "start") or Position(frame=0), parse_position(end, "end")
     out = Path(output)
     to_video = out.suffix.lower() in VIDEO_OUTPUT_SUFFIXES
-    _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite)
     check_not_input(out, (video,))
+    _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite)
     info = probe_video(video)
     expected = _check_selection(video, info, first, last, every)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options)

@@ -149,8 +149,8 @@ def _targets(flows: list[FlowLike], output_dir: str | os.PathLike, overwrite: bo
 def _check_output(output: str | os.PathLike | None, overwrite: bool, inputs) -> Path | None:
     if output is None:
         return None
-    output = check_writable(output, overwrite=overwrite)
     check_not_input(output, inputs)
+    output = check_writable(output, overwrite=overwrite)
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: output must end in .png")
     return output

@@ -213,15 +213,15 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 break
         if queued is not None:
             failure = failure or _account(collect(queued, marks), sums, emit, world)
+        if check_in(None, clock, world, device, failed=failure is not None).failed:  # before validating or saving
+            raise _non_finite(failure, epoch, steps_per_epoch - 1, out)
         record = epoch_record(optimizer, epoch, sums, clock, world)
         if rank == 0:
             with holding_average(average):
                 record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
-        check = check_in(schedule.budget_s, clock, world, device, failed=failure is not None)
-        if check.failed:  # before anything is saved: the weights in memory took that step's update
-            raise _non_finite(failure, epoch, steps_per_epoch - 1, out)
-        stopped = "minutes" if spent or check.spent else ("epochs" if epoch + 1 == config.epochs else None)
+        spent = spent or check_in(schedule.budget_s, clock, world, device, failed=False).spent  # validation counts
+        stopped = "minutes" if spent else ("epochs" if epoch + 1 == config.epochs else None)
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {
                 "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": time.perf_counter() - clock,
