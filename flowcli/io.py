@@ -61,9 +61,11 @@ def publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Raise OutputError before any work when `path` cannot be written: its folder is missing or
-    read-only, it is a folder, or (overwrite=False) it already exists. Returns it as a Path."""
+def check_writable(path: str | os.PathLike, *, overwrite: bool = True, inputs=()) -> Path:
+    """Raise OutputError before any work when `path` cannot be written: it is one of `inputs`
+    (check_not_input), its folder is missing or read-only, it is a folder, or (overwrite=False) it
+    already exists. Returns it as a Path."""
+    check_not_input(path, inputs)
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
@@ -78,8 +80,8 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
 
 
 def check_not_input(output: str | os.PathLike, inputs) -> None:
-    """Refuse an output that names one of the inputs (paths; arrays are skipped): writing over them
-    is never what was meant, overwrite or not."""
+    """Refuse an output that names one of the inputs (paths; arrays and None are skipped): writing
+    over them is never what was meant, overwrite or not."""
     target = Path(output).resolve()
     for source in inputs:
         if not isinstance(source, (str, os.PathLike)):

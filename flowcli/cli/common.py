@@ -197,10 +197,9 @@ def check_json_path(path: Path | None, overwrite: bool, inputs=()) -> None:
     """Refuse an unwritable --json path, an existing one without --overwrite, or one of the command's
     inputs (a weights file, say), before the work."""
     if path is not None:
-        from ..io import check_not_input, check_writable
+        from ..io import check_writable
 
-        check_not_input(path, [i for i in inputs if i is not None])
-        check_writable(path, overwrite=overwrite)
+        check_writable(path, overwrite=overwrite, inputs=inputs)
 
 
 def write_json(path: Path | None, payload) -> None:

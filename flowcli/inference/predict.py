@@ -14,8 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError, FlowFormatError, OutputError
-from ..io import (IMAGE_SUFFIXES, check_frame_pair, check_not_input, check_out_files, check_writable, read_image,
-                  write_flo, write_image)
+from ..io import IMAGE_SUFFIXES, check_frame_pair, check_out_files, check_writable, read_image, write_flo, write_image
 from ..results import JsonResult
 from ..viz import flow_to_color
 from .batching import iterate_predictions
@@ -83,8 +82,7 @@ def predict_file(img1: ImageLike, img2: ImageLike, output: str | os.PathLike, *,
                  max_side: int | None = None, overwrite: bool = False, **overrides) -> PredictResult:
     """estimate_flow, written to `output` (.flo exact, .png colour-coded). The output is checked
     before any work: an existing file is refused unless overwrite=True, an input always."""
-    check_not_input(output, (img1, img2))
-    output = check_writable(output, overwrite=overwrite)
+    output = check_writable(output, overwrite=overwrite, inputs=(img1, img2))
     check_flow_suffix(output)
     flow = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,
                          max_side=max_side, **overrides)
@@ -240,8 +238,7 @@ def check_fb_outputs(output: str | os.PathLike, mask: str | os.PathLike | None,
     has no unknown value)."""
     for name, path in (("mask", mask), ("confidence", confidence)):
         if path is not None:
-            check_not_input(path, inputs)
-            check_writable(path, overwrite=overwrite)
+            check_writable(path, overwrite=overwrite, inputs=inputs)
             if Path(path).suffix.lower() != ".png":
                 raise OutputError(f"{name}={path}: must end in .png, got {Path(path).suffix!r}")
     if mask_invalid and Path(output).suffix.lower() != ".flo":
@@ -279,8 +276,7 @@ def predict_file_checked(img1: ImageLike, img2: ImageLike, output: str | os.Path
     PNG (255 = occluded or unreliable) and the 16-bit confidence PNG where named; mask_invalid=True
     sets the occluded pixels of the .flo to unknown (UNKNOWN, 1e10). Every output is checked before
     any work, as predict_file checks its one."""
-    check_not_input(output, (img1, img2))
-    output = check_writable(output, overwrite=overwrite)
+    output = check_writable(output, overwrite=overwrite, inputs=(img1, img2))
     check_flow_suffix(output)
     check_fb_outputs(output, mask, confidence, mask_invalid, overwrite=overwrite, inputs=(img1, img2))
     checked = estimate_flow(img1, img2, weights=weights, device=device, dtype=dtype, options=options,

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowcliError, ImageError, OutputError
-from ..io import (check_not_input, check_out_files, check_same_size, check_writable, read_flow, read_image, split_valid,
-                  write_image)
+from ..io import check_out_files, check_same_size, check_writable, read_flow, read_image, split_valid, write_image
 from ..results import JsonResult
 from ..viz import check_max_flow, flow_to_color, shared_max_flow
 from ..viz_arrows import check_arrow_options, draw_arrows
@@ -149,8 +148,7 @@ def _targets(flows: list[FlowLike], output_dir: str | os.PathLike, overwrite: bo
 def _check_output(output: str | os.PathLike | None, overwrite: bool, inputs) -> Path | None:
     if output is None:
         return None
-    check_not_input(output, inputs)
-    output = check_writable(output, overwrite=overwrite)
+    output = check_writable(output, overwrite=overwrite, inputs=inputs)
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: output must end in .png")
     return output
