@@ -134,7 +134,7 @@ def split_samples(
 
 def save_split(path: str | Path, split: dict[str, Sequence[Sample]], folder: str | Path | None = None) -> None:
     """Write the ids of each part as JSON, atomically, so evaluation reuses the same pairs; `folder`,
-    the dataset's, is recorded so that another folder is not split by these ids (split_is_for)."""
+    the dataset's, is recorded so that another folder is not split by these ids (load_split)."""
     path = Path(path)
     parts = {part: [s.id for s in samples] for part, samples in split.items()}
     payload = {"folder": str(Path(folder).resolve()), "parts": parts} if folder is not None else parts
@@ -145,8 +145,12 @@ def save_split(path: str | Path, split: dict[str, Sequence[Sample]], folder: str
         raise DataError(f"{path}: cannot write the split ({exc})") from None
 
 
-def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sample]]:
-    """Read a split written by `save_split`, resolving its ids against `samples`."""
+def load_split(path: str | Path, samples: Sequence[Sample],
+               folder: str | Path | None = None) -> dict[str, list[Sample]] | None:
+    """Read a split written by `save_split`, resolving its ids against `samples`. Given `folder`
+    (the samples'), None when the file was made for another dataset: it records another folder
+    and not all its ids are here. A moved dataset (another machine, another mount) keeps its split,
+    and so do files from before 0.14.0, which record no folder."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())
@@ -154,6 +158,7 @@ def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sa
         raise DataError(f"{path}: no such split file") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable split file ({exc})") from None
+    recorded = payload.get("folder") if isinstance(payload, dict) and "parts" in payload else None
     payload = _parts(payload)
     if not isinstance(payload, dict) or not all(
         isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in payload.values()
@@ -161,26 +166,13 @@ def load_split(path: str | Path, samples: Sequence[Sample]) -> dict[str, list[Sa
         raise DataError(f"{path}: expected a JSON object of id lists per part")
     by_id = {s.id: s for s in samples}
     missing = [i for ids in payload.values() for i in ids if i not in by_id]
+    if missing and folder is not None and recorded is not None and Path(recorded) != Path(folder).resolve():
+        return None
     if missing:
         raise DataError(
             f"{path}: {len(missing)} ids are not in the dataset folder ({listing(missing)})"
         )
     return {part: [by_id[i] for i in ids] for part, ids in payload.items()}
-
-
-def split_is_for(path: str | Path, folder: str | Path, samples: Sequence[Sample]) -> bool:
-    """Whether the split file was made for `folder`: it records that folder (or none: files from
-    before 0.14.0), or the dataset moved (another machine, another mount) and all its ids are here.
-    Another dataset's ids are not, or not all: its own split applies."""
-    try:
-        payload = json.loads(Path(path).read_text())
-        recorded = payload.get("folder") if isinstance(payload, dict) else None
-    except (OSError, ValueError):
-        return True  # load_split says what is wrong with it
-    if recorded is None or Path(recorded) == Path(folder).resolve():
-        return True
-    here = {s.id for s in samples}
-    return all(i in here for ids in _parts(payload).values() if isinstance(ids, list) for i in ids)
 
 
 def _parts(payload):

@@ -225,7 +225,7 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
     auto and the weights sit in one that was trained on this folder), and the folder's incomplete triplets (with_layout: and the
     layout found, as a third item)."""
     from ..data.layouts import find_pairs
-    from ..data.splits import load_split, split_is_for, split_samples
+    from ..data.splits import load_split, split_samples
 
     found = find_pairs(data_dir, layout=layout, sintel_pass=sintel_pass, strict=strict)
     samples, incomplete = found.samples, found.incomplete
@@ -234,9 +234,10 @@ def folder_pairs(data_dir: Path, *, split: str, part: str, seed: int, weights, s
         return (samples, incomplete, *extra)
     # a run folder's weights file, not a shipped network (whose name is no path)
     run_split = Path(weights).parent / "split.json" if weights is not None and not is_named(weights) else None
-    if split == "auto" and run_split is not None and run_split.is_file() and split_is_for(run_split, data_dir, samples):
-        parts = load_split(run_split, samples)
-    else:
+    parts = None  # another dataset's split.json gives None: this folder's own split applies
+    if split == "auto" and run_split is not None and run_split.is_file():
+        parts = load_split(run_split, samples, data_dir)
+    if parts is None:
         parts = split_samples(samples, split=split, seed=seed, folder=data_dir)
     if not parts.get(part):
         raise DataError(f"{data_dir}: the {split} split of its {len(samples)} pairs has no {part} part; "
