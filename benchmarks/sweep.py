@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="HxW list, e.g. 384x512,768x1024 (default: + 1080x1920 on CUDA)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--weights", default=None, help="weights file or 'random' (default: shipped)")
-    parser.add_argument("--model-width", type=float, default=0.5, help="width of a random model")
+    parser.add_argument("--model-width", type=float, default=None, help="width of a random model (default: the shipped default's)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="plain eager calls on CUDA")
     parser.add_argument("--warmup", type=int, default=5)

@@ -43,6 +43,9 @@ WEIGHTS_DIR = find_weights_dir(Path(__file__).resolve().parent.parent)
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}
 DEFAULT_WEIGHTS = SHIPPED["fast"]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
+# Its architecture unless one is given: the shipped default's, so that smoke tests and timings run
+# the size users run (and, in tests, cost a tenth of the paper's width 1.0).
+RANDOM_CONFIG = ModelConfig(width=0.25, batch_norm=True)
 
 
 def is_named(weights: str | os.PathLike) -> bool:
@@ -123,11 +126,11 @@ def load_model(
 ) -> FlowNetS:
     """Build a FlowNetS from a weights file (default: the shipped weights), in eval mode.
 
-    `weights="random"` builds a seeded untrained model of `config` (smoke tests only).
+    `weights="random"` builds a seeded untrained model of `config` (default RANDOM_CONFIG; smoke tests only).
     """
     if weights is not None and str(weights) == RANDOM:
         torch.manual_seed(seed)
-        model = FlowNetS(config or ModelConfig())
+        model = FlowNetS(config or RANDOM_CONFIG)
         return model.to(device).eval()
     path = weights_path(weights)
     if weights is None and not path.is_file():

@@ -8,24 +8,26 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowcli.checkpoint import DEFAULT_WEIGHTS, read_config
 from flowcli.inference import bench
 from flowcli.inference.bench import markdown_table, run_bench, run_sweep
 from flowcli.errors import DeviceError
 from flowcli.inference.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig, conv_gflops
 
-TINY = dict(size=(64, 64), weights="random", model_width=0.25, warmup=1, runs=3)
+TINY = dict(size=(64, 64), weights="random", model_width=0.125, warmup=1, runs=3)
 
 
 def test_run_bench_reports_every_field_with_sane_values():
-    threads_before = torch.get_num_threads()
-    result = run_bench(device="cpu", batch_size=2, threads=1, **TINY)
-    assert torch.get_num_threads() == threads_before  # threads applies to the run only
-    assert result.device == "cpu" and result.dtype == "fp32" and result.threads == 1
+    before = torch.get_num_threads()  # conftest sets 1 thread: ask for another number
+    result = run_bench(device="cpu", batch_size=2, threads=before + 1, **TINY)
+    assert torch.get_num_threads() == before  # threads applies to the run only
+    assert result.device == "cpu" and result.dtype == "fp32" and result.threads == before + 1
     assert (result.batch_size, result.height, result.width) == (2, 64, 64)
     assert result.weights == "random" and result.compile is False
-    assert result.params == sum(p.numel() for p in FlowNetS(ModelConfig(width=0.25)).parameters())
-    assert result.gflops_per_image == pytest.approx(conv_gflops(ModelConfig(width=0.25), 64, 64))
+    tiny = ModelConfig(width=0.125, batch_norm=True)
+    assert result.params == sum(p.numel() for p in FlowNetS(tiny).parameters())
+    assert result.gflops_per_image == pytest.approx(conv_gflops(tiny, 64, 64))
     assert 0 < result.median_ms_per_image <= result.p90_ms_per_image
     assert result.images_per_s == pytest.approx(1000 / result.median_ms_per_image)
     assert result.tflops_achieved == pytest.approx(result.gflops_per_image * result.images_per_s / 1000)
@@ -42,10 +44,17 @@ def test_gflops_count_every_view_and_pass():
     assert more.gflops_per_image == pytest.approx(4 * plain.gflops_per_image)
 
 
-def test_sweep_honours_threads(monkeypatch):
-    rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[1], weights="random", model_width=0.25,
-                     warmup=0, runs=1, threads=1)
-    assert rows[0].threads == 1
+def test_sweep_honours_threads():
+    before = torch.get_num_threads()
+    rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[1], weights="random", model_width=0.125,
+                     warmup=0, runs=1, threads=before + 1)
+    assert rows[0].threads == before + 1 and torch.get_num_threads() == before
+
+
+def test_random_weights_without_a_width_are_the_shipped_default_architecture():
+    result = run_bench(device="cpu", size=(64, 64), weights="random", warmup=0, runs=1)
+    shipped = read_config(DEFAULT_WEIGHTS)
+    assert result.params == sum(p.numel() for p in FlowNetS(shipped).parameters())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")

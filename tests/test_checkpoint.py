@@ -182,6 +182,10 @@ def test_random_weights_are_seeded():
     assert not torch.equal(a.conv1[0].weight, c.conv1[0].weight)
 
 
+def test_random_weights_without_a_config_have_the_shipped_default_architecture():
+    assert load_model("random").config == read_config(checkpoint.DEFAULT_WEIGHTS)
+
+
 def test_save_into_missing_folder_raises_and_writes_nothing(tmp_path, small_model):
     with pytest.raises(FileNotFoundError):
         save_weights(tmp_path / "no" / "w.safetensors", small_model)

@@ -37,10 +37,6 @@ FLOW_VALUES = [  # 3 rows x 4 columns of (u, v); 0.1 and 1/3 check float32 round
 ]
 
 
-def test_magic_is_pieh():
-    assert struct.pack("<f", 202021.25) == b"PIEH"
-
-
 def test_write_flo_bytes_are_exact_and_read_back_bit_exact(tmp_path):
     flow = np.array(FLOW_VALUES, dtype=np.float64)  # float64 in: the writer must convert to float32
     path = tmp_path / "f.flo"

@@ -300,9 +300,13 @@ def test_banks_are_built_on_one_thread_and_the_callers_thread_count_comes_back(m
     real = synth.build_texture_bank
     monkeypatch.setattr(synth, "build_texture_bank",
                         lambda **kw: seen.append(torch.get_num_threads()) or real(**kw))
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    textures, backdrop, masks = synth._banks.__wrapped__(5, 6, 32, 4, 32)  # uncached
-    assert seen == [1] and torch.get_num_threads() == 2
+    try:
+        textures, backdrop, masks = synth._banks.__wrapped__(5, 6, 32, 4, 32)  # uncached
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert textures.shape == (6, 3, 32, 32) and backdrop.shape == (6,) and masks.shape == (4, 32, 32)
 
 

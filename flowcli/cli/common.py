@@ -62,7 +62,7 @@ err_console = Console(stderr=True)
 # Options that mean the same thing in several commands, defined once.
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", metavar="DEVICE", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
-    "--weights", "-w", metavar="FILE|NAME", help="Weights .safetensors, or a shipped network: 'fast' (the default) or 'accurate' (the wide network: lower error, ~2x the CPU time); 'random': untrained, for smoke tests.")]
+    "--weights", "-w", metavar="FILE|NAME", help="Weights .safetensors, or a shipped network: 'fast' (the default) or 'accurate' (the wide network: lower error, ~2x the CPU time); 'random': untrained, of the fast network's architecture, for smoke tests.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse a folder with incomplete triplets (default: warn and skip them).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the results as JSON to FILE.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]

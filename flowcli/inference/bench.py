@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, load_model, weights_path
+from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, RANDOM_CONFIG, load_model, weights_path
 from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
@@ -82,13 +82,14 @@ class SkippedBench(JsonResult):
 
 def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
-              model_width: float = 0.5, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
+              model_width: float | None = None, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
               threads: int | None = None, cuda_graphs: bool = True,
               options: InferenceOptions = InferenceOptions()) -> BenchResult:
     """Time `batch_size` x `size` (H, W) frames through the Predictor.
 
     weights: None = the shipped default (or, when no file is shipped, a random model of width
-    `model_width`, said so in the "weights" field); "random" = a random model of `model_width`.
+    `model_width`, said so in the "weights" field); "random" = a random model of `model_width`
+    (None: the shipped default's architecture, checkpoint.RANDOM_CONFIG).
     Timed runs: at least `runs`, and more until `min_seconds` have passed.
     Raises DeviceError for an unavailable device/dtype, a size below 64 or a batch that does not fit.
     """
@@ -104,7 +105,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
 
 def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
               sizes: Sequence[tuple[int, int]] | None = None, dtype: str = "fp32", compile: bool = False,
-              weights: str | os.PathLike | None = None, model_width: float = 0.5, warmup: int = 5,
+              weights: str | os.PathLike | None = None, model_width: float | None = None, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,
               cuda_graphs: bool = True, on_result: Callable[[BenchResult | SkippedBench], None] | None = None,
               options: InferenceOptions = InferenceOptions()) -> list[BenchResult | SkippedBench]:
@@ -171,13 +172,14 @@ def _check_args(size, batch_size: int, warmup: int, runs: int, threads: int | No
         raise DeviceError(f"threads={threads}: must be at least 1")
 
 
-def _load(weights, model_width: float) -> tuple[FlowNetS, str]:
+def _load(weights, model_width: float | None) -> tuple[FlowNetS, str]:
     """The model to time and how to name it in the result."""
+    config = RANDOM_CONFIG if model_width is None else replace(RANDOM_CONFIG, width=model_width)
     if weights is not None and str(weights) == RANDOM:
-        return load_model(RANDOM, config=ModelConfig(width=model_width)), RANDOM
+        return load_model(RANDOM, config=config), RANDOM
     if weights is None and not DEFAULT_WEIGHTS.is_file():
-        note = f"random (width {model_width}; no shipped weights at {DEFAULT_WEIGHTS})"
-        return load_model(RANDOM, config=ModelConfig(width=model_width)), note
+        note = f"random (width {config.width:g}; no shipped weights at {DEFAULT_WEIGHTS})"
+        return load_model(RANDOM, config=config), note
     path = weights_path(weights)
     return load_model(path), str(path)
 

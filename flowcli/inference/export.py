@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -38,7 +38,6 @@ EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # wrong graph (a wrong layer moves the flow by many px) without failing on honest fp16 rounding.
 TOLERANCE_PX = {"fp32": 1e-3, "fp16": 2.0}
 CHECK_SIZES = ((384, 512), (256, 320))  # the second is padded to 256x320: not a multiple of 64 in width
-RANDOM_WIDTH = 0.25  # weights="random" without a width: the shipped network's size
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ def export_onnx(output: str | os.PathLike, *, weights: str | os.PathLike | None 
     (overwrite=True replaces it) and is written only when every parity case is within
     TOLERANCE_PX[dtype]; otherwise a FlowcliError names the worst case.
     """
-    from ..checkpoint import RANDOM, load_model, read_config, weights_path
+    from ..checkpoint import RANDOM, RANDOM_CONFIG, load_model, read_config, weights_path
     from ..io import atomic_path, check_writable
 
     if dtype not in EXPORT_DTYPES:
@@ -159,7 +158,8 @@ def export_onnx(output: str | os.PathLike, *, weights: str | os.PathLike | None 
     start = time.perf_counter()
     step = on_progress or (lambda _: None)
     if weights is not None and str(weights) == RANDOM:
-        model = load_model(RANDOM, config=ModelConfig(width=width or RANDOM_WIDTH), seed=seed)
+        config = RANDOM_CONFIG if width is None else replace(RANDOM_CONFIG, width=width)
+        model = load_model(RANDOM, config=config, seed=seed)
         label, sha256 = f"random (seed {seed})", "none (untrained)"
     else:
         path = weights_path(weights)
