@@ -8,7 +8,7 @@ import torch
 
 from flowcli.data.dataset import FlowDataset, make_loader
 from flowcli.data.folders import find_samples
-from flowcli.errors import DataError
+from flowcli.errors import DataError, ImageError
 from flowcli.io import write_flo
 
 torch.set_num_threads(1)
@@ -30,12 +30,6 @@ def test_dataset_items_and_unknown_flow_masked(tmp_path, make_chairs_folder):
 
 def test_dataset_crop_deterministic_and_cache(tmp_path, make_chairs_folder):
     samples, _ = find_samples(make_chairs_folder(tmp_path, n=2))
-    dataset = FlowDataset(samples, crop=(32, 48), seed=3, cache=True)
-    first = dataset[0]
-    assert first["img1"].shape == (3, 32, 48) and first["valid"].shape == (32, 48)
-    for path in (samples[0].img1, samples[0].img2, samples[0].flow):
-        path.unlink()  # served from the cache now
-    assert torch.equal(dataset[0]["img1"], first["img1"])
     again = FlowDataset(samples[1:], crop=(32, 48), seed=3)
     crops = {}
     for epoch in range(4):
@@ -44,6 +38,16 @@ def test_dataset_crop_deterministic_and_cache(tmp_path, make_chairs_folder):
     again.set_epoch(0)
     assert torch.equal(again[0]["flow"], crops[0])
     assert any(not torch.equal(crops[0], crops[e]) for e in (1, 2, 3))
+
+    pair_bytes = 64 * 64 * (3 + 3 + 2 * 4 + 1)  # two uint8 images, float32 flow, bool valid
+    dataset = FlowDataset(samples, crop=(32, 48), seed=3, cache_bytes=pair_bytes + 10)  # room for one
+    first, _ = dataset[0], dataset[1]
+    assert first["img1"].shape == (3, 32, 48) and first["valid"].shape == (32, 48)
+    for path in (p for s in samples for p in (s.img1, s.img2, s.flow)):
+        path.unlink()
+    assert torch.equal(dataset[0]["img1"], first["img1"])  # served from the cache now
+    with pytest.raises(ImageError, match="no such file"):  # the budget was spent on the first pair
+        dataset[1]
 
 
 def test_dataset_size_errors(tmp_path, make_chairs_folder):
@@ -83,3 +87,17 @@ def test_make_loader_distributed(tmp_path, make_chairs_folder):
             make_loader(FlowDataset(samples), batch_size=5, shuffle=True, seed=4, drop_last=True, distributed=True)
     finally:
         dist.destroy_process_group()
+
+
+def test_available_memory_reads_memavailable(monkeypatch, tmp_path):
+    import builtins
+
+    import flowcli.data.dataset as dataset
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:   100 kB\nMemAvailable:   12345 kB\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(meminfo if path == "/proc/meminfo" else path, *a, **k))
+    assert dataset.available_memory() == 12345 * 1024
+    meminfo.unlink()
+    assert dataset.available_memory() == dataset.FALLBACK_AVAILABLE

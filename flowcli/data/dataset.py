@@ -13,6 +13,19 @@ from ..io import read_image_pair
 from .folders import Sample
 from .layouts.common import read_sample_flow
 
+FALLBACK_AVAILABLE = 4 << 30  # bytes assumed available where /proc/meminfo is not (not Linux)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations now (Linux's MemAvailable; else FALLBACK_AVAILABLE)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return FALLBACK_AVAILABLE
 
 
 def _channels_first(array: np.ndarray) -> torch.Tensor:
@@ -25,7 +38,8 @@ class FlowDataset(torch.utils.data.Dataset):
 
     `crop` = (height, width) takes a random crop, the same for a given (seed, index, epoch); call
     `set_epoch` before each epoch (workers must not be persistent for it to reach them).
-    `cache=True` keeps the decoded arrays in memory (per worker process).
+    `cache_bytes` > 0 keeps decoded pairs in memory until they hold that many bytes (per worker
+    process, so only useful without workers); the full Flying Chairs set decoded is ~67 GB.
     """
 
     def __init__(
@@ -34,7 +48,7 @@ class FlowDataset(torch.utils.data.Dataset):
         *,
         crop: tuple[int, int] | None = None,
         seed: int = 0,
-        cache: bool = False,
+        cache_bytes: int = 0,
     ) -> None:
         if crop is not None and (len(crop) != 2 or min(crop) < 1):
             raise DataError(f"crop must be (height, width) of positive sizes, got {crop}")
@@ -42,7 +56,8 @@ class FlowDataset(torch.utils.data.Dataset):
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
         self.seed = seed
         self.epoch = 0
-        self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
+        self._cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._cache_left = cache_bytes
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -51,7 +66,7 @@ class FlowDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def _load(self, index: int) -> tuple[np.ndarray, ...]:
-        if self._cache is not None and index in self._cache:
+        if index in self._cache:
             return self._cache[index]
         sample = self.samples[index]
         img1, img2 = read_image_pair(sample.img1, sample.img2)
@@ -62,8 +77,10 @@ class FlowDataset(torch.utils.data.Dataset):
                 f" is {img1.shape[0]}x{img1.shape[1]}"
             )
         arrays = (img1, img2, flow, valid)
-        if self._cache is not None:
+        size = sum(a.nbytes for a in arrays)
+        if size <= self._cache_left:
             self._cache[index] = arrays
+            self._cache_left -= size
         return arrays
 
     def _window(self, index: int, height: int, width: int) -> tuple[slice, slice]:

@@ -32,7 +32,7 @@ class FolderSource:
 
     def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, world_size: int = 1,
                  strict: bool = False):
-        from ..data.dataset import FlowDataset, make_loader
+        from ..data.dataset import FlowDataset, available_memory, make_loader
         from ..data.layouts import find_pairs
         from ..data.splits import split_samples
 
@@ -46,8 +46,12 @@ class FolderSource:
         # frames of one size batch whole and are cropped by the augmenter; KITTI's, Middlebury's and a
         # list's differ in size from pair to pair, so their pairs are cropped before batching
         crop = None if config.augment and found.layout not in VARYING_SIZES else config.crop
-        self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed, cache=True)
-        self.val_set = FlowDataset(self.split["val"], cache=True)
+        # decoded pairs stay in memory up to half of what is free (a quarter of it for validation);
+        # workers are made anew each epoch, so a cache in them would never be read again
+        budget = available_memory() // 2
+        self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed,
+                                     cache_bytes=0 if config.num_workers else budget * 3 // 4)
+        self.val_set = FlowDataset(self.split["val"], cache_bytes=budget // 4)
         self.loader = make_loader(self.train_set, batch_size=config.batch_size, shuffle=True,
                                   seed=config.seed, num_workers=config.num_workers, drop_last=True,
                                   distributed=world_size > 1, pin_memory=device.type == "cuda")
