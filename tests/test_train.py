@@ -144,6 +144,28 @@ def test_extending_an_interrupted_run_stretches_what_is_left_of_the_schedule(fin
     assert steps[-1] > 0.01 * TINY.lr  # ... that reaches the floor only after the new last step
 
 
+def test_a_resumed_run_keeps_its_split_when_the_folder_changes(tiny_chairs, tmp_path):
+    from flowcli.training.sources import FolderSource
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_chairs, data)
+    run = tmp_path / "run"
+    train(TINY.with_overrides(epochs=1), output=run, data_dir=data)
+    saved = json.loads((run / "split.json").read_text())["parts"]
+    for i in range(17, 25):  # pairs added since: a split drawn again would put some into training
+        for kind in ("img1.ppm", "img2.ppm", "flow.flo"):
+            shutil.copy(data / f"00001_{kind}", data / f"{i:05d}_{kind}")
+    kept = FolderSource(data, TINY, device=torch.device("cpu"), split_file=run / "split.json")
+    assert {part: [s.id for s in samples] for part, samples in kept.split.items()} == saved
+    drawn = FolderSource(data, TINY, device=torch.device("cpu"))
+    assert {part: [s.id for s in samples] for part, samples in drawn.split.items()} != saved
+
+    gone = saved["test"][0]
+    (data / f"{gone}_flow.flo").unlink()
+    with pytest.raises(DataError, match=f"ids are not in the dataset folder.*{gone}"):
+        train(TINY.with_overrides(epochs=2), output=run, resume=True)
+
+
 def test_resume_refuses_settings_that_contradict_the_saved_run(finished_run, tiny_chairs, tmp_path):
     before = snapshot(finished_run)
     with pytest.raises(TrainingError, match=r"^lr=0.5: the run in .* was set up with 0.001; a resumed run keeps"):
@@ -334,6 +356,15 @@ def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the
     assert SynthSource(config.with_overrides(geometric=True), device=torch.device("cpu")).train_size == (96, 128)
 
 
+@pytest.mark.parametrize("preset", ["quick", "ship"])
+def test_without_augmentation_generated_scenes_are_drawn_at_the_crop(preset):
+    from flowcli.training.sources import SynthSource
+
+    config = PRESETS[preset].with_overrides(augment=False, batch_size=2, steps_per_epoch=1, val_count=1)
+    img1, _, flow, valid = next(iter(SynthSource(config, device=torch.device("cpu")).epoch(0)))
+    assert img1.shape[2:] == flow.shape[2:] == valid.shape[1:] == config.crop != config.synth_size
+
+
 def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_cli):
     with pytest.raises(TrainingError, match="synth_motion='fast': choose chairs, wide, mixed"):
         TrainConfig(synth_motion="fast")
@@ -474,7 +505,7 @@ from flowcli.training import loop
 models = []
 make_optimizer = loop.make_optimizer
 loop.make_optimizer = lambda model, config: models.append(model) or make_optimizer(model, config)
-loop.make_source = lambda config, data_dir, device, rank, world, strict: test_train.NoiseSource([rank])
+loop.make_source = lambda config, data_dir, device, rank, world, strict, **kw: test_train.NoiseSource([rank])
 loop.train(test_train.DDP_CONFIG, output=sys.argv[1])
 state = {k: v.contiguous() for k, v in models[0].state_dict().items()}
 save_file(state, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.safetensors"))
@@ -495,7 +526,7 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_on_the_combined_batch(tmp_path
     ranks = [subprocess.Popen([sys.executable, "-c", DDP_WORKER, str(tmp_path / "ddp"), str(tmp_path), str(TESTS)],
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
              for r in (0, 1)]
-    monkeypatch.setattr(train_module, "make_source", lambda *args: NoiseSource([0, 1]))
+    monkeypatch.setattr(train_module, "make_source", lambda *args, **kw: NoiseSource([0, 1]))
     train(DDP_CONFIG, output=tmp_path / "single")  # meanwhile: one process, both ranks' batches at once
     for rank in ranks:
         _, err = rank.communicate(timeout=120)
@@ -524,7 +555,7 @@ import test_train
 from flowcli.cli import app
 from flowcli.training import loop
 
-loop.make_source = lambda config, data_dir, device, rank, world, strict: test_train.PoisonedSource([rank])
+loop.make_source = lambda config, data_dir, device, rank, world, strict, **kw: test_train.PoisonedSource([rank])
 app(["train", "--epochs", "2", "--batch-size", "2", "--crop", "64x64", "--width", "0.25", "--no-augment",
      "-o", sys.argv[1]])
 """

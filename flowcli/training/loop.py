@@ -124,7 +124,8 @@ def train(
 
     architecture = config.model_config()
     init = read_init(Path(config.init), architecture, config.seed) if config.init and not resume else None
-    source = make_source(config, data_dir, device, rank, world, strict)  # bad data fails before the model
+    source = make_source(config, data_dir, device, rank, world, strict,  # bad data fails before the model
+                         split_file=out / "split.json" if resumed and (out / "split.json").is_file() else None)
     if source.incomplete:
         emit("warning", {"message": f"{len(source.incomplete)} incomplete triplet(s) skipped: "
                          + "; ".join(source.incomplete[:5])})

@@ -93,12 +93,14 @@ def read_init(path: Path, architecture: ModelConfig, seed: int) -> dict[str, tor
 
 
 def make_source(config: TrainConfig, data_dir: str | None, device: torch.device, rank: int, world: int,
-                strict: bool):
+                strict: bool, split_file: Path | None = None):
+    """The training data: a folder's pairs (`split_file`: a resumed run's split) or the generator."""
     if data_dir is not None:
         if config.synth_motion != "chairs":
             raise DataError(f"synth_motion={show(config.synth_motion)}: a motion profile is for generated data; "
                             f"{data_dir} has its own motions")
-        return FolderSource(Path(data_dir), config, device=device, world_size=world, strict=strict)
+        return FolderSource(Path(data_dir), config, device=device, world_size=world, strict=strict,
+                            split_file=split_file)
     if config.augment and any(c > s for c, s in zip(config.crop, config.synth_size)):
         raise DataError(f"crop={show(config.crop)}: larger than the generated scenes "
                         f"({show(config.synth_size)})")

@@ -31,14 +31,19 @@ class FolderSource:
     """Batches from a Flying Chairs folder split into train/val(/test); the run saves `split`."""
 
     def __init__(self, folder: Path, config: TrainConfig, *, device: torch.device, world_size: int = 1,
-                 strict: bool = False):
+                 strict: bool = False, split_file: Path | None = None):
+        """`split_file`: a resumed run's split.json, whose parts it keeps training on (a split drawn
+        again would differ once pairs were added to the folder, and mix the test part into training)."""
         from ..data.dataset import FlowDataset, available_memory, make_loader
         from ..data.layouts import find_pairs
-        from ..data.splits import split_samples
+        from ..data.splits import load_split, split_samples
 
         found = find_pairs(folder, layout=config.layout, sintel_pass=config.sintel_pass, strict=strict)
         samples, self.incomplete = found.samples, found.incomplete
-        self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
+        if split_file is not None:
+            self.split = load_split(split_file, samples)
+        else:
+            self.split = split_samples(samples, split=config.split, seed=config.seed, folder=folder)
         if not self.split["val"]:  # the best epoch is chosen on them: without any, "best" means nothing
             sizes = ", ".join(f"{part} {len(ids)}" for part, ids in self.split.items())
             raise DataError(f"{folder}: {len(samples)} pairs leave no validation pair in the {config.split} split "
@@ -75,6 +80,15 @@ class FolderSource:
             yield tuple(item[k][None].to(self.device) for k in ("img1", "img2", "flow", "valid"))
 
 
+def synth_train_size(c: TrainConfig) -> tuple[int, int]:
+    """(H, W) of the generated training scenes. Without resampling augmentation the crop of a scene in
+    Flying Chairs pixels is a window of it, and a window rendered directly is the same kind of scene
+    at a fraction of the cost (benchmarks/README.md, Training). Without augmentation nothing would
+    crop the scenes, so they are drawn at the crop's size."""
+    window = not c.augment or (c.synth_chairs_pixels and not c.geometric)
+    return c.crop if window else c.synth_size
+
+
 class SynthSource:
     """Batches drawn on the fly from the generator, on the training device.
 
@@ -103,12 +117,7 @@ class SynthSource:
 
     @property
     def train_size(self) -> tuple[int, int]:
-        """(H, W) of the training scenes. Without resampling augmentation the crop of a scene in Flying
-        Chairs pixels is a window of it, and a window rendered directly is the same kind of scene at a
-        fraction of the cost (benchmarks/README.md, Training)."""
-        c = self.config
-        window = c.augment and not c.geometric and c.synth_chairs_pixels
-        return c.crop if window else c.synth_size
+        return synth_train_size(self.config)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """With num_workers > 0 the next batch is generated in a background thread while the current
