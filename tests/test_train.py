@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -537,6 +538,48 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_on_the_combined_batch(tmp_path
     for key, value in single.items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert [r["epoch"] for r in log_of(tmp_path / "ddp")] == [1, 2]  # one writer, one line per epoch
+
+
+class LateSource(NoiseSource):
+    """NoiseSource whose rank 1 hands each batch over 50 ms late: its clock reads later than rank 0's
+    whenever the learning rate is set."""
+
+    def epoch(self, epoch: int):
+        for batch in super().epoch(epoch):
+            if self.ranks == [1]:
+                time.sleep(0.05)
+            yield batch
+
+
+DDP_TIMED_WORKER = """
+import json, os, sys
+sys.path.insert(0, sys.argv[2])
+import test_train
+from flowcli.training import loop
+
+loop.make_source = lambda config, data_dir, device, rank, world, strict, **kw: test_train.LateSource([rank])
+rates = []
+config = test_train.DDP_CONFIG.with_overrides(epochs=1000, minutes=0.04)  # the clock drives the schedule
+loop.train(config, output=sys.argv[1], on_event=lambda kind, info: rates.append(info["lr"]) if kind == "step" else None)
+with open(os.path.join(sys.argv[3], f"rates{os.environ['RANK']}.json"), "w") as f:
+    json.dump(rates, f)
+"""
+
+
+def test_ddp_ranks_set_the_same_learning_rate_when_the_time_budget_drives_the_schedule(tmp_path):
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, "-c", DDP_TIMED_WORKER, str(tmp_path / "ddp"), str(TESTS), str(tmp_path)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:
+        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert [rank.returncode for rank in ranks] == [0, 0], errors
+    rates = [json.loads((tmp_path / f"rates{r}.json").read_text()) for r in (0, 1)]
+    assert rates[0] == rates[1] and len(set(rates[0])) > 3  # the same rate at every step, and it changed
 
 
 class PoisonedSource(NoiseSource):

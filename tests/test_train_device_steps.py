@@ -80,16 +80,18 @@ def test_ddp_ranks_check_in_every_few_steps_and_stop_together(monkeypatch):
 
     talks = []
 
-    def all_reduce(flags, op):  # another rank's loss went non-finite: the MAX carries it here
+    def all_reduce(flags, op):  # another rank's loss went non-finite and its clock reads later: the MAX carries both here
         talks.append(flags.tolist())
-        flags[1] = 1.0
+        flags[1], flags[2] = 1.0, 2e9
 
     monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
     spent = dict(budget_s=1.0, clock=-1e9, world=2, device=torch.device("cpu"), failed=False)  # long past the budget
     checks = [check_in(**spent, step=step) for step in range(2 * DDP_TALK_EVERY)]
     talked = [(step + 1) % DDP_TALK_EVERY == 0 for step in range(2 * DDP_TALK_EVERY)]
     assert [(c.spent, c.failed) for c in checks] == [(t, t) for t in talked]
-    assert talks == [[1.0, 0.0], [1.0, 0.0]]  # the ranks talked twice, each time saying "spent"
+    assert [c.elapsed_s for c in checks] == [2e9 if t else None for t in talked]  # the schedule's time: the latest rank's
+    assert [talk[:2] for talk in talks] == [[1.0, 0.0], [1.0, 0.0]]  # the ranks talked twice, each time saying "spent"
+    assert all(1e9 <= talk[2] < 2e9 for talk in talks)  # ... and each time gave its own clock
     assert check_in(**spent).failed and len(talks) == 3  # at an epoch's end they always do
     alone = check_in(**{**spent, "world": 1, "clock": 1e18}, step=7)
     assert (alone.spent, alone.failed) == (False, False) and len(talks) == 3  # alone: no talk

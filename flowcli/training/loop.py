@@ -102,6 +102,7 @@ def train(
     device = torch.device(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)  # pinned buffers and NCCL use the current device, not cuda:0 on every rank
     resumed, folder = None, None
     if resume:
         if overwrite:
@@ -172,6 +173,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     emit("start", {"epochs": config.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": start_epoch,
                    "params": sum(p.numel() for p in model.parameters()), "device": str(device)})
     clock = time.perf_counter() - elapsed_before
+    agreed_s = elapsed_before  # under DDP the schedule's time is the last check-in's, the same on every rank
     marks = StepClock(device)
     set_train_mode(model, config.freeze_bn)
     failure = None  # the first step whose loss went non-finite: the run stops at the next check-in
@@ -192,7 +194,8 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
             img1 = img1.contiguous(memory_format=torch.channels_last)
             img2 = img2.contiguous(memory_format=torch.channels_last)
             data_ready = marks.mark()
-            progress = schedule.progress(epoch * steps_per_epoch + step, time.perf_counter() - clock)
+            progress = schedule.progress(epoch * steps_per_epoch + step,
+                                         agreed_s if world > 1 else time.perf_counter() - clock)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(config, progress)
             loss, epe = optimize_step(net, model, optimizer, (img1, img2, flow, valid),
@@ -207,6 +210,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 failure = failure or _account(collect(queued, marks), sums, emit, world)
             queued = this
             check = check_in(schedule.budget_s, clock, world, device, failed=failure is not None, step=step)
+            agreed_s = agreed_s if check.elapsed_s is None else check.elapsed_s
             if check.failed:
                 raise _non_finite(failure, epoch, step, out)
             if check.spent:
@@ -221,7 +225,8 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
             with holding_average(average):
                 record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
-        spent = spent or check_in(schedule.budget_s, clock, world, device, failed=False).spent  # validation counts
+        after = check_in(schedule.budget_s, clock, world, device, failed=False)  # validation counts
+        spent, agreed_s = spent or after.spent, after.elapsed_s
         stopped = "minutes" if spent else ("epochs" if epoch + 1 == config.epochs else None)
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {

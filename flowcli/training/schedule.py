@@ -53,6 +53,7 @@ DDP_TALK_EVERY = 8  # steps between the DDP ranks' check-ins: each one waits for
 class CheckIn:
     spent: bool  # the time budget is spent
     failed: bool  # a loss went non-finite, here or (under DDP) on another rank
+    elapsed_s: float | None = None  # seconds since the start, the same on every rank; None: no talk
 
 
 def check_in(budget_s: float | None, clock: float, world: int, device: torch.device, *, failed: bool,
@@ -60,13 +61,15 @@ def check_in(budget_s: float | None, clock: float, world: int, device: torch.dev
     """Whether the run must stop. Alone: a host comparison (a device tensor's .item() would wait for
     the queued steps). Under DDP every rank must agree: their clocks differ, and a rank that stopped
     alone would leave the others waiting in the next all-reduce. Within an epoch (`step` given) they
-    talk every DDP_TALK_EVERY steps, and always at its end."""
-    spent = bool(budget_s) and time.perf_counter() - clock > budget_s
+    talk every DDP_TALK_EVERY steps, and always at its end; they also agree on the elapsed time (the
+    latest rank's), which the schedule then uses, so that every rank sets the same learning rate."""
+    elapsed = time.perf_counter() - clock
+    spent = bool(budget_s) and elapsed > budget_s
     if world == 1:
-        return CheckIn(spent, failed)
+        return CheckIn(spent, failed, elapsed)
     if step is not None and (step + 1) % DDP_TALK_EVERY:
         return CheckIn(False, False)
-    flags = torch.tensor([float(spent), float(failed)], device=device)
+    flags = torch.tensor([float(spent), float(failed), elapsed], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    spent, failed = (bool(flag) for flag in flags.tolist())
-    return CheckIn(spent, failed)
+    spent, failed, elapsed = flags.tolist()
+    return CheckIn(bool(spent), bool(failed), elapsed)
