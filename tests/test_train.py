@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from flowcli.data.scenes import SynthConfig
-
 from flowcli.data.synth import write_dataset
 from flowcli.errors import CheckpointError, DataError, DeviceError, TrainingError
 from flowcli.training.config import PRESETS, TrainConfig
@@ -448,6 +448,25 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_trains_the_rest(tiny_chairs, t
     assert all(torch.equal(runs[True][k], before[k]) for k in stats)  # two epochs, a validation between
     assert not all(torch.equal(runs[False][k], before[k]) for k in stats)
     assert not torch.equal(runs[True]["conv1.0.weight"], before["conv1.0.weight"])
+
+
+def test_validation_weighs_each_valid_pixel_as_eval_does():
+    from flowcli.model import FlowNetS, ModelConfig
+    from flowcli.training.loop import validate
+
+    model = FlowNetS(ModelConfig(width=0.25)).eval()
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g),
+              torch.randn(1, 2, 64, 64, generator=g) * 5, valid) for valid in
+             (torch.ones(1, 64, 64, dtype=torch.bool), torch.arange(64 * 64).reshape(1, 64, 64) < 64 * 8)]
+    errors = []
+    for img1, img2, flow, valid in pairs:  # KITTI-like: the second pair knows one eighth of its pixels
+        with torch.no_grad():
+            pred = model(img1, img2).numpy()
+        errors.append(np.linalg.norm(pred - flow.numpy(), axis=1)[valid.numpy()])
+    expected = np.concatenate(errors).mean()  # not the mean of the two pairs' means
+    assert abs(expected - np.mean([e.mean() for e in errors])) > 1e-3
+    assert validate(model, type("Source", (), {"validation": lambda self: pairs})()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_validation_leaves_each_layer_in_its_mode():

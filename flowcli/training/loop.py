@@ -24,11 +24,12 @@ from ..checkpoint import load_training_state, read_state_tensors, save_training_
 from ..data.splits import save_split
 from ..device import check_compile_toolchain
 from ..errors import TrainingError
+from ..metrics import EpeTally
 from ..model import FlowNetS
 from ..results import JsonResult
 from .average import PREFIX as AVERAGE_PREFIX, WeightAverage, holding_average
 from .config import TrainConfig
-from .loss import LOSSES, masked_mean_epe
+from .loss import LOSSES
 from .rundir import NewRunFolder, Resumed, append_log, last_log_record, write_run_config
 from .schedule import Schedule, budget_s, check_in, lr_at
 from .setup import (autocast_dtype, build_model, compile_mode, distributed_context, make_augmenter, make_optimizer,
@@ -57,21 +58,21 @@ class TrainResult(JsonResult):
 
 
 def validate(model: FlowNetS, source, *, amp_dtype=None) -> float:
-    """Mean EPE over the validation set at full resolution (eval-mode forward, padding included).
+    """EPE over the validation set's valid pixels, pixel-weighted as `flowcli eval` reports it, at
+    full resolution (eval-mode forward, padding included).
 
     Leaves every module in the mode it found it in."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
-    total, count = 0.0, 0
+    tally = EpeTally()
     with torch.inference_mode():
         for img1, img2, flow, valid in source.validation():
             with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(img1, img2)
-            total += masked_mean_epe(pred.float(), flow, valid).item() * img1.shape[0]
-            count += img1.shape[0]
+            tally.add(pred.float(), flow, valid)
     for module, training in modes:
         module.training = training
-    return total / max(count, 1)
+    return tally.result()["epe"]
 
 
 def train(
