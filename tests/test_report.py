@@ -53,3 +53,15 @@ def test_the_table_needs_the_reference_split_and_a_folder(folder, run_cli):
     result = run_cli("eval", folder, "--weights", "random", "--report", "reference", "--split", "seeded")
     assert result.exit_code == 1 and "--report reference evaluates the reference split" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("option", [["--part", "train"], ["--count", "8"], ["--seed", "3"], ["--motion", "wide"],
+                                    ["--scene-seed", "99"], ["--layout", "chairs"], ["--pass", "final"],
+                                    ["--fb-check"], ["--metric", "epe"]])
+def test_the_table_refuses_options_it_would_ignore(folder, run_cli, monkeypatch, option):
+    import flowcli.inference.report as report
+
+    monkeypatch.setattr(report, "reference_report", lambda *a, **k: pytest.fail("evaluated"))
+    result = run_cli("eval", folder, "--weights", "random", "--report", "reference", *option)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert f"{option[0]} would be ignored: leave it out" in result.stderr

@@ -66,6 +66,13 @@ def evaluate_command(
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")
+            ignored = {"--part": part != Part.test, "--count": count != 64, "--seed": seed is not None,
+                       "--motion": motion is not None, "--scene-seed": scene_seed is not None,
+                       "--layout": layout != Layout.auto, "--pass": sintel_pass != SintelPass.clean,
+                       "--fb-check": fb_check, "--metric": metric != Metric.all}
+            if given := [name for name, on in ignored.items() if on]:
+                raise FlowcliError(f"--report reference evaluates both parts of the reference split as the "
+                                   f"reference did; {', '.join(given)} would be ignored: leave it out")
             reference_table(data_dir, weights=weights, device=device, dtype=dtype.value, options=options,
                             strict=strict, json_out=json_out)
             return
