@@ -53,6 +53,20 @@ def test_predict_folder_returns_a_typed_result_and_applies_max_side(make_pair, t
                                estimate_flow(read_image(a), read_image(b), weights="random", max_side=80), atol=1e-5)
 
 
+def test_predict_folder_finds_the_pairs_train_and_eval_find(make_pair, tmp_path):
+    from flowcli.data.layouts import find_pairs
+    from flowcli.inference.predict import layout_pairs
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    make_pair(folder=folder, name="x")
+    a, b = make_pair(folder=folder, name="y")
+    a.rename(a.with_suffix(".PPM"))  # one camera's upper-case suffix beside the other's
+    make_pair(folder=folder, name="z")[1].unlink()  # half a pair
+    expected = [(s.id, s.img1, s.img2) for s in find_pairs(folder, layout="chairs", need_flow=False).samples]
+    assert layout_pairs(folder) == expected and [p[0] for p in expected] == ["x", "y"]
+
+
 def test_predict_folder_refuses_existing_flows_before_any_work(make_pair, tmp_path, monkeypatch):
     folder, out = tmp_path / "pairs", tmp_path / "out"
     folder.mkdir()

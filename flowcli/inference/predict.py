@@ -100,26 +100,6 @@ def _predict_result(output, flow: np.ndarray, max_side: int | None, occluded_sha
                          (warning,) if warning else (), occluded_share, written)
 
 
-PAIR_PATTERN = re.compile(r"^(?P<id>.+)_img1$")
-
-
-def find_image_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """Every `<id>_img1.*` with its `<id>_img2.*` (same suffix) in a folder, sorted by id."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder")
-    pairs = []
-    for first in sorted(folder.iterdir()):
-        match = PAIR_PATTERN.match(first.stem)
-        if match and first.suffix.lower() in IMAGE_SUFFIXES and not first.name.startswith("."):  # not macOS's ._ files
-            second = first.with_name(f"{match['id']}_img2{first.suffix}")
-            if second.is_file():
-                pairs.append((match["id"], first, second))
-    if not pairs:
-        raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found (video frames: add --sequence)")
-    return pairs
-
-
 def find_frame_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(name of frame i, frame i, frame i + 1) for the images of a folder in natural name order
     (frame2 before frame10): the pairs of a video's frames. Images named `*_flow.*`, `*_occ.*` and
@@ -209,7 +189,14 @@ def layout_pairs(folder: str | os.PathLike, layout: str = "auto",
     if layout == "auto" and Path(folder).is_dir():
         layout = detect_layout(folder) or "chairs"
     if layout == "chairs":
-        return find_image_pairs(folder)
+        if not Path(folder).is_dir():
+            raise DataError(f"{folder}: not a folder")
+        try:
+            found = find_pairs(folder, layout="chairs", need_flow=False)
+        except DataError:  # its message asks for flows too, which predict does not need
+            raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found "
+                            "(video frames: add --sequence)") from None
+        return [(s.id, s.img1, s.img2) for s in found.samples]
     return [(s.id, s.img1, s.img2) for s in find_pairs(folder, layout=layout, sintel_pass=sintel_pass,
                                                         need_flow=False).samples]
 
