@@ -167,6 +167,18 @@ def test_a_resumed_run_keeps_its_split_when_the_folder_changes(tiny_chairs, tmp_
         train(TINY.with_overrides(epochs=2), output=run, resume=True)
 
 
+def test_two_new_runs_in_one_folder_at_once_the_second_is_refused_and_leaves_the_first_alone(tmp_path):
+    from flowcli.training.rundir import NewRunFolder, write_run_config
+
+    first, second = NewRunFolder(tmp_path / "run", overwrite=False), NewRunFolder(tmp_path / "run", overwrite=False)
+    first.create()  # both checked the folder before either made it
+    write_run_config(tmp_path / "run", TINY, None, overrides={})
+    with pytest.raises(TrainingError, match="another training run started in this folder meanwhile"):
+        second.create()
+    second.discard()  # as train() does when setting up fails
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"] == TINY.seed
+
+
 def test_resume_refuses_settings_that_contradict_the_saved_run(finished_run, tiny_chairs, tmp_path):
     before = snapshot(finished_run)
     with pytest.raises(TrainingError, match=r"^lr=0.5: the run in .* was set up with 0.001; a resumed run keeps"):

@@ -34,19 +34,31 @@ class NewRunFolder:
         self.path = path
         self.overwrite = overwrite
         self.created: Path | None = None  # the outermost folder this run made, if any
+        self.claimed = False  # whether create() made the folder this run's
 
     def create(self) -> None:
+        """Make the folder this run's. Its config.json is created exclusively: another run started
+        with the same folder since the check (two `train -o X` at once, or in the same second with
+        the default name) is refused here rather than written over."""
         top = self.path
         while not top.parent.exists():
             top = top.parent
-        self.created = None if self.path.exists() else top
+        created = None if self.path.exists() else top
         self.path.mkdir(parents=True, exist_ok=True)
         if self.overwrite:
             for name in RUN_FILES:  # only the run's own files: anything else in the folder stays
                 (self.path / name).unlink(missing_ok=True)
+        try:
+            (self.path / "config.json").open("x").close()  # written in full once the run starts
+        except FileExistsError:
+            raise TrainingError(f"{self.path}: another training run started in this folder meanwhile; "
+                                "choose another output folder") from None
+        self.created, self.claimed = created, True
 
     def discard(self) -> None:
         """Undo create(): remove the folders it made, or the run files it wrote into an existing one."""
+        if not self.claimed:  # the folder is another run's
+            return
         if self.created is not None:
             shutil.rmtree(self.created, ignore_errors=True)
         else:
