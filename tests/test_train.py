@@ -167,6 +167,18 @@ def test_a_resumed_run_keeps_its_split_when_the_folder_changes(tiny_chairs, tmp_
         train(TINY.with_overrides(epochs=2), output=run, resume=True)
 
 
+def test_a_run_whose_dataset_moved_resumes_from_its_new_folder(tiny_chairs, tmp_path):
+    data, run = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_chairs, data)
+    train(TINY.with_overrides(epochs=1), output=run, data_dir=data)
+    data.rename(tmp_path / "moved")
+    with pytest.raises(TrainingError, match=f"trains on {data}, which is gone; if the dataset moved, give its new folder"):
+        train(TINY.with_overrides(epochs=2), output=run, resume=True)
+    assert train(TINY.with_overrides(epochs=2), output=run, resume=True, data_dir=tmp_path / "moved").epoch == 2
+    assert json.loads((run / "config.json").read_text())["data_dir"] == str(tmp_path / "moved")
+    assert train(TINY.with_overrides(epochs=3), output=run, resume=True).epoch == 3  # no need to say it again
+
+
 def test_two_new_runs_in_one_folder_at_once_the_second_is_refused_and_leaves_the_first_alone(tmp_path):
     from flowcli.training.rundir import NewRunFolder, write_run_config
 

@@ -184,7 +184,7 @@ def resolve_config(
         saved, saved_data = read_run_config(resume)
         config = saved.with_overrides(init=str(init) if init is not None else None, **overrides)
         check_resumable(saved, config, Path(resume))
-        check_same_data(saved_data, data_dir, Path(resume))
+        resumed_data(saved_data, data_dir, Path(resume))
         return config
     config = base_config(preset, data_dir).with_overrides(**overrides)
     if init is not None:
@@ -236,10 +236,18 @@ def check_resumable(saved: TrainConfig, config: TrainConfig, run_dir: Path) -> N
                                 "a resumed run keeps its settings (only epochs, minutes, workers and compile may change)")
 
 
-def check_same_data(saved: str | None, data_dir: str | os.PathLike | None, run_dir: Path) -> None:
-    if data_dir is not None and (saved is None or Path(data_dir).resolve() != Path(saved).resolve()):
-        raise TrainingError(f"{data_dir}: the run in {run_dir} trains on {saved or 'generated data'}; "
-                            "leave the data folder out to resume it")
+def resumed_data(saved: str | None, data_dir: str | os.PathLike | None, run_dir: Path) -> str | None:
+    """The data a resumed run trains on: its own folder, or, once that is gone, `data_dir` (the
+    dataset moved; the run's split.json then checks that it holds the same pairs)."""
+    if data_dir is None:
+        if saved is not None and not Path(saved).exists():
+            raise TrainingError(f"the run in {run_dir} trains on {saved}, which is gone; if the dataset "
+                                "moved, give its new folder to resume the run")
+        return saved
+    if saved is not None and (not Path(saved).exists() or Path(data_dir).resolve() == Path(saved).resolve()):
+        return str(Path(data_dir).resolve())
+    raise TrainingError(f"{data_dir}: the run in {run_dir} trains on {saved or 'generated data'}; "
+                        "leave the data folder out to resume it")
 
 
 def parse_size(text: str) -> tuple[int, int]:

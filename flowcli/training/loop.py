@@ -146,8 +146,8 @@ def train(
             write_run_config(out, config, data_dir, overrides=overrides or {})
             if isinstance(source, FolderSource):
                 save_split(out / "split.json", source.split, data_dir)
-        elif rank == 0 and config != resumed.config:
-            write_run_config(out, config, data_dir)  # the extended run, for its next resume
+        elif rank == 0 and (config != resumed.config or resumed.moved):
+            write_run_config(out, config, data_dir)  # the extended run or its moved data, for its next resume
         return _loop(model, optimizer, source, config, schedule, out, emit, average, rank=rank, world=world, device=device,
                      start_epoch=extra.get("epoch", 0), best=extra.get("best_val_epe", float("inf")),
                      elapsed_before=extra.get("elapsed_s", 0.0))

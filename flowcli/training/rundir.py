@@ -11,7 +11,7 @@ from pathlib import Path
 from ..checkpoint import read_training_extra
 from ..errors import TrainingError
 from ..io import atomic_path
-from .config import TrainConfig, check_resumable, check_same_data, read_run_config
+from .config import TrainConfig, check_resumable, read_run_config, resumed_data
 from .schedule import Schedule, budget_s
 
 RUN_FILES = ("config.json", "log.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "split.json")
@@ -97,16 +97,17 @@ class Resumed:
     """What a resumed run starts from: its saved config, data and training-state scalars."""
 
     config: TrainConfig  # as saved (the run may extend it)
-    data_dir: str | None
+    data_dir: str | None  # where the data is now
     extra: dict  # epoch, best_val_epe, elapsed_s, stopped, schedule (the plan the last epoch followed)
+    moved: bool = False  # the data folder moved since config.json was written
 
     @classmethod
     def read(cls, out: Path, config: TrainConfig | None, data_dir) -> "Resumed":
         saved, saved_data = read_run_config(out)
         if config is not None:
             check_resumable(saved, config, out)
-        check_same_data(saved_data, data_dir, out)
-        return cls(saved, saved_data, read_training_extra(out / "state.safetensors"))
+        now = resumed_data(saved_data, data_dir, out)
+        return cls(saved, now, read_training_extra(out / "state.safetensors"), moved=now != saved_data)
 
     @property
     def plan(self) -> dict:
