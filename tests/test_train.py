@@ -168,13 +168,18 @@ def test_a_resumed_run_keeps_its_split_when_the_folder_changes(tiny_chairs, tmp_
 
 
 def test_a_run_whose_dataset_moved_resumes_from_its_new_folder(tiny_chairs, tmp_path):
+    def stop_after_first_epoch(kind, info):
+        if kind == "epoch":
+            raise KeyboardInterrupt
+
     data, run = tmp_path / "data", tmp_path / "run"
     shutil.copytree(tiny_chairs, data)
-    train(TINY.with_overrides(epochs=1), output=run, data_dir=data)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, output=run, data_dir=data, on_event=stop_after_first_epoch)
     data.rename(tmp_path / "moved")
     with pytest.raises(TrainingError, match=f"trains on {data}, which is gone; if the dataset moved, give its new folder"):
-        train(TINY.with_overrides(epochs=2), output=run, resume=True)
-    assert train(TINY.with_overrides(epochs=2), output=run, resume=True, data_dir=tmp_path / "moved").epoch == 2
+        train(output=run, resume=True)
+    assert train(output=run, resume=True, data_dir=tmp_path / "moved").epoch == 2  # its own settings, unchanged
     assert json.loads((run / "config.json").read_text())["data_dir"] == str(tmp_path / "moved")
     assert train(TINY.with_overrides(epochs=3), output=run, resume=True).epoch == 3  # no need to say it again
 
