@@ -3,6 +3,8 @@ torch within tolerance through the whole pipeline, the export cache, and bad inp
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -69,10 +71,19 @@ def test_second_predictor_loads_the_cached_export(tiny_weights, cache, monkeypat
     torch.testing.assert_close(first(img, img.roll(2, -1)), second(img, img.roll(2, -1)))
 
 
-def test_eval_and_bench_report_the_backend(run_cli, tiny_weights):
-    result = run_cli("eval", "--weights", tiny_weights, "--backend", "onnxruntime", "--count", "1", "--metric", "epe")
+def test_eval_and_bench_report_the_backend(run_cli, tiny_weights, tmp_path, monkeypatch):
+    from flowcli.inference import ortbackend
+
+    sessions = []
+    real = ortbackend.ort_session
+    monkeypatch.setattr(ortbackend, "ort_session", lambda *a, **k: sessions.append(1) or real(*a, **k))
+    result = run_cli("eval", "--weights", tiny_weights, "--backend", "onnxruntime", "--count", "1", "--metric", "epe",
+                     "--json", tmp_path / "ort.json")
     assert result.exit_code == 0, result.output
-    assert "backend onnxruntime" in result.stdout and "cpu" in result.stdout
+    assert "backend onnxruntime" in result.stdout and "cpu" in result.stdout and sessions == [1]
+    assert run_cli("eval", "--weights", tiny_weights, "--count", "1", "--json", tmp_path / "torch.json").exit_code == 0
+    ort, plain = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("ort", "torch"))
+    assert ort["epe"] == pytest.approx(plain["epe"], abs=1e-3) and sessions == [1]  # the torch run made none
     result = run_cli("bench", "--weights", tiny_weights, "--backend", "onnxruntime", "--size", "64x128", "--runs", "2")
     assert result.exit_code == 0, result.output
     assert "backend onnxruntime" in result.stdout
