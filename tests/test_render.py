@@ -26,11 +26,14 @@ def toolchain_missing() -> str:
 needs_toolchain = pytest.mark.skipif(bool(toolchain_missing()), reason=toolchain_missing() or "-")
 
 
-@pytest.fixture(autouse=True)
-def fresh_kernels(monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def fresh_kernels():
     """Compiled kernels are cached per process: another test's stand-in for torch.compile must not
-    leave its functions here, nor these tests theirs elsewhere."""
-    monkeypatch.setattr(render, "_compiled", [])
+    leave its functions here, nor these tests theirs elsewhere. Within this module they share one
+    compilation (each compiles for seconds)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(render, "_compiled", [])
+        yield
 
 
 @needs_toolchain
