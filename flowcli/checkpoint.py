@@ -44,7 +44,7 @@ SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR
 DEFAULT_WEIGHTS = SHIPPED["fast"]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
 # Its architecture unless one is given: the shipped default's, so that smoke tests and timings run
-# the size users run (and, in tests, cost a tenth of the paper's width 1.0).
+# the size users run (and, in tests, a sixteenth of the paper's width 1.0 in parameters).
 RANDOM_CONFIG = ModelConfig(width=0.25, batch_norm=True)
 
 

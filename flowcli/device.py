@@ -107,6 +107,26 @@ def check_compile_toolchain(device: torch.device) -> None:
         raise DeviceError("compile=True on CPU needs a C++ compiler (g++ or clang++); run without it")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's MemAvailable, or less where a container's
+    memory limit (cgroup v2, then v1) leaves less; None where neither is known (not Linux)."""
+    figures = []
+    try:
+        with open("/proc/meminfo") as f:
+            figures += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as a, open(usage) as b:
+                figures.append(max(0, int(a.read().strip()) - int(b.read().strip())))  # "max": no limit
+            break
+        except (OSError, ValueError):
+            continue
+    return min(figures) if figures else None
+
+
 def cpu_has_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -77,7 +77,7 @@ def test_sizes_below_64_are_refused():
 
 def test_sweep_skips_what_does_not_fit(monkeypatch):
     # batch 1 of 64x64 at width 0.25 needs ~0.36 MB by the estimate, batch 2 twice that
-    monkeypatch.setattr(bench, "_available_memory_bytes", lambda: 500_000)
+    monkeypatch.setattr(bench, "available_memory", lambda: 500_000)
     rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[4, 1, 2], weights="random",
                      model_width=0.25, warmup=0, runs=2)
     assert [r.batch_size for r in rows] == [1, 2, 4]

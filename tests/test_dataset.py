@@ -87,17 +87,3 @@ def test_make_loader_distributed(tmp_path, make_chairs_folder):
             make_loader(FlowDataset(samples), batch_size=5, shuffle=True, seed=4, drop_last=True, distributed=True)
     finally:
         dist.destroy_process_group()
-
-
-def test_available_memory_reads_memavailable(monkeypatch, tmp_path):
-    import builtins
-
-    import flowcli.data.dataset as dataset
-
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:   100 kB\nMemAvailable:   12345 kB\n")
-    real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(meminfo if path == "/proc/meminfo" else path, *a, **k))
-    assert dataset.available_memory() == 12345 * 1024
-    meminfo.unlink()
-    assert dataset.available_memory() == dataset.FALLBACK_AVAILABLE

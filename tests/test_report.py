@@ -55,7 +55,7 @@ def test_the_table_needs_the_reference_split_and_a_folder(folder, run_cli):
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("option", [["--part", "train"], ["--count", "8"], ["--seed", "3"], ["--motion", "wide"],
+@pytest.mark.parametrize("option", [["--part", "test"], ["--count", "8"], ["--seed", "3"], ["--motion", "wide"],
                                     ["--scene-seed", "99"], ["--layout", "chairs"], ["--pass", "final"],
                                     ["--fb-check"], ["--metric", "epe"]])
 def test_the_table_refuses_options_it_would_ignore(folder, run_cli, monkeypatch, option):

@@ -32,6 +32,7 @@ EvalSplit = Enum("EvalSplit", {name: name for name in (*SCHEMES, EVERY_PAIR)}, t
 
 @app.command(name="eval")
 def evaluate_command(
+    ctx: typer.Context,
     data_dir: Annotated[Optional[Path], typer.Argument(help="Dataset folder (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit for the generated test set.")] = None,
     split: Annotated[EvalSplit, typer.Option(help="How the folder is split (auto: the run's split.json, else official or seeded); all: every pair.")] = EvalSplit.auto,
     part: Annotated[Part, typer.Option(help="Which part of the split to evaluate.")] = Part.test,
@@ -66,11 +67,11 @@ def evaluate_command(
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")
-            ignored = {"--part": part != Part.test, "--count": count != 64, "--seed": seed is not None,
-                       "--motion": motion is not None, "--scene-seed": scene_seed is not None,
-                       "--layout": layout != Layout.auto, "--pass": sintel_pass != SintelPass.clean,
-                       "--fb-check": fb_check, "--metric": metric != Metric.all}
-            if given := [name for name, on in ignored.items() if on]:
+            ignored = {"part": "--part", "count": "--count", "seed": "--seed", "motion": "--motion",
+                       "scene_seed": "--scene-seed", "layout": "--layout", "sintel_pass": "--pass",
+                       "fb_check": "--fb-check", "metric": "--metric"}
+            if given := [flag for name, flag in ignored.items()
+                         if ctx.get_parameter_source(name).name != "DEFAULT"]:  # given, even as its default
                 raise FlowcliError(f"--report reference evaluates both parts of the reference split as the "
                                    f"reference did; {', '.join(given)} would be ignored: leave it out")
             reference_table(data_dir, weights=weights, device=device, dtype=dtype.value, options=options,

@@ -13,21 +13,6 @@ from ..io import read_image_pair
 from .folders import Sample
 from .layouts.common import read_sample_flow
 
-FALLBACK_AVAILABLE = 4 << 30  # bytes assumed available where /proc/meminfo is not (not Linux)
-
-
-def available_memory() -> int:
-    """Bytes of memory available to new allocations now (Linux's MemAvailable; else FALLBACK_AVAILABLE)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return FALLBACK_AVAILABLE
-
-
 def _channels_first(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) array -> contiguous (C, H, W) tensor."""
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, RANDOM_CONFIG, load_model, weights_path
-from ..device import DTYPES, describe, resolve_device, resolve_dtype, torch_threads
+from ..device import DTYPES, available_memory, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
 from ..results import JsonResult
@@ -244,7 +244,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
 
 def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) -> None:
     """Refuse, instead of being killed by the OS, when activations clearly exceed free memory."""
-    available = _available_memory_bytes()
+    available = available_memory()
     if available is None:
         return
     padded = (-(-height // STRIDE) * STRIDE) * (-(-width // STRIDE) * STRIDE)
@@ -255,17 +255,6 @@ def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) 
             f"input {height}x{width} does not fit in memory at batch {batch} (needs about "
             f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try batch_size=1 or a smaller size"
         )
-
-
-def _available_memory_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _max_rss_mb() -> float:

@@ -24,7 +24,7 @@ from ..checkpoint import load_training_state, read_state_tensors, save_training_
 from ..data.splits import save_split
 from ..device import check_compile_toolchain
 from ..errors import TrainingError
-from ..metrics import EpeTally
+from ..metrics import epe_map
 from ..model import FlowNetS
 from ..results import JsonResult
 from .average import PREFIX as AVERAGE_PREFIX, WeightAverage, holding_average
@@ -64,15 +64,17 @@ def validate(model: FlowNetS, source, *, amp_dtype=None) -> float:
     Leaves every module in the mode it found it in."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
-    tally = EpeTally()
+    err_sum, pixels = 0.0, 0  # device tensors once added to: read once, at the end
     with torch.inference_mode():
         for img1, img2, flow, valid in source.validation():
             with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(img1, img2)
-            tally.add(pred.float(), flow, valid)
+            err_sum = err_sum + epe_map(pred.float(), flow)[valid.bool()].double().sum()
+            pixels = pixels + valid.sum()
     for module, training in modes:
         module.training = training
-    return tally.result()["epe"]
+    pixels = int(pixels)
+    return float(err_sum) / pixels if pixels else float("nan")
 
 
 def train(
@@ -126,8 +128,13 @@ def train(
 
     architecture = config.model_config()
     init = read_init(Path(config.init), architecture, config.seed) if config.init and not resume else None
-    source = make_source(config, data_dir, device, rank, world, strict,  # bad data fails before the model
-                         split_file=out / "split.json" if resumed and (out / "split.json").is_file() else None)
+    split_file = out / "split.json" if resumed and data_dir is not None else None
+    if split_file is not None and not split_file.is_file():
+        emit("warning", {"message": f"{split_file} is missing: the split is drawn again, and differs from the "
+                         "run's if pairs were added to the folder since"})
+        split_file = None
+    # bad data fails before the model is built
+    source = make_source(config, data_dir, device, rank, world, strict, split_file=split_file)
     if source.incomplete:
         emit("warning", {"message": f"{len(source.incomplete)} incomplete triplet(s) skipped: "
                          + "; ".join(source.incomplete[:5])})
@@ -231,7 +238,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
         stopped = "minutes" if spent else ("epochs" if epoch + 1 == config.epochs else None)
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {
-                "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": time.perf_counter() - clock,
+                "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": agreed_s,
                 "stopped": stopped, "ema_updates": average.updates if average is not None else 0,
                 "schedule": {"epochs": config.epochs, "minutes": config.minutes, "anchor": list(schedule.anchor)}},
                 average)
@@ -313,7 +320,7 @@ def save_epoch(model, optimizer, config: TrainConfig, out: Path, record: dict, e
     meta = {"train_config": config.to_json(), "epoch": str(record["epoch"]), "val_epe": f"{record['val_epe']:.4f}"}
     with holding_average(average):
         save_weights(out / "last.safetensors", model, metadata=meta)
-        if record["val_epe"] <= record["best_val_epe"]:
+        if not record["val_epe"] > record["best_val_epe"]:  # NaN (no pixel of known flow): the latest is best
             save_weights(out / "best.safetensors", model, metadata=meta)
     save_training_state(out / "state.safetensors", model, optimizer, extra,
                         more=average.state() if average is not None else None)

@@ -39,11 +39,13 @@ class NewRunFolder:
     def create(self) -> None:
         """Make the folder this run's. Its config.json is created exclusively: another run started
         with the same folder since the check (two `train -o X` at once, or in the same second with
-        the default name) is refused here rather than written over."""
+        the default name) is refused here rather than written over. With overwrite the old run's
+        files go first, as asked, so two such runs at once are not kept apart."""
         top = self.path
         while not top.parent.exists():
             top = top.parent
-        created = None if self.path.exists() else top
+        self.created = None if self.path.exists() else top
+        self.claimed = True  # what this makes, even halfway, is this run's to discard
         self.path.mkdir(parents=True, exist_ok=True)
         if self.overwrite:
             for name in RUN_FILES:  # only the run's own files: anything else in the folder stays
@@ -51,9 +53,9 @@ class NewRunFolder:
         try:
             (self.path / "config.json").open("x").close()  # written in full once the run starts
         except FileExistsError:
+            self.created, self.claimed = None, False
             raise TrainingError(f"{self.path}: another training run started in this folder meanwhile; "
                                 "choose another output folder") from None
-        self.created, self.claimed = created, True
 
     def discard(self) -> None:
         """Undo create(): remove the folders it made, or the run files it wrote into an existing one."""

@@ -7,6 +7,7 @@ a resumed run sees exactly the data a straight run would.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..data.prefetch import prefetch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 VARYING_SIZES = ("kitti", "middlebury", "list")  # layouts whose frames differ in size from pair to pair
+UNKNOWN_MEMORY = 4 << 30  # bytes assumed free where the system does not say (not Linux)
 VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
 
 
@@ -34,7 +36,8 @@ class FolderSource:
                  strict: bool = False, split_file: Path | None = None):
         """`split_file`: a resumed run's split.json, whose parts it keeps training on (a split drawn
         again would differ once pairs were added to the folder, and mix the test part into training)."""
-        from ..data.dataset import FlowDataset, available_memory, make_loader
+        from ..data.dataset import FlowDataset, make_loader
+        from ..device import available_memory
         from ..data.layouts import find_pairs
         from ..data.splits import load_split, split_samples
 
@@ -51,9 +54,11 @@ class FolderSource:
         # frames of one size batch whole and are cropped by the augmenter; KITTI's, Middlebury's and a
         # list's differ in size from pair to pair, so their pairs are cropped before batching
         crop = None if config.augment and found.layout not in VARYING_SIZES else config.crop
-        # decoded pairs stay in memory up to half of what is free (a quarter of it for validation);
-        # workers are made anew each epoch, so a cache in them would never be read again
-        budget = available_memory() // 2
+        # Decoded pairs stay in memory up to half of what is free, shared by the machine's ranks (a
+        # quarter of it for validation); workers are made anew each epoch, so a cache in them would
+        # never be read again.
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        budget = (available_memory() or UNKNOWN_MEMORY) // 2 // max(1, local_ranks)
         self.train_set = FlowDataset(self.split["train"], crop=crop, seed=config.seed,
                                      cache_bytes=0 if config.num_workers else budget * 3 // 4)
         self.val_set = FlowDataset(self.split["val"], cache_bytes=budget // 4)
