@@ -162,6 +162,14 @@ def test_a_resumed_run_keeps_its_split_when_the_folder_changes(tiny_chairs, tmp_
     drawn = FolderSource(data, TINY, device=torch.device("cpu"))
     assert {part: [s.id for s in samples] for part, samples in drawn.split.items()} != saved
 
+    bare = tmp_path / "bare"  # a run folder that lost its split.json: drawn again, with a warning
+    shutil.copytree(run, bare)
+    (bare / "split.json").unlink()
+    warnings = []
+    train(TINY.with_overrides(epochs=2), output=bare, resume=True,
+          on_event=lambda kind, info: warnings.append(info["message"]) if kind == "warning" else None)
+    assert [w for w in warnings if "split.json is missing: the split is drawn again" in w]
+
     gone = saved["test"][0]
     (data / f"{gone}_flow.flo").unlink()
     with pytest.raises(DataError, match=f"ids are not in the dataset folder.*{gone}"):
