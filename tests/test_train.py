@@ -652,6 +652,42 @@ def test_ddp_ranks_set_the_same_learning_rate_when_the_time_budget_drives_the_sc
     assert rates[0] == rates[1] and len(set(rates[0])) >= 3  # the same rate at every step, and it changed
 
 
+DDP_CLAIM_WORKER = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import test_train
+from flowcli.cli import app
+from flowcli.errors import TrainingError
+from flowcli.training import loop, rundir
+
+def refused(self):
+    raise TrainingError(f"{self.path}: another training run started in this folder meanwhile")
+
+if os.environ["RANK"] == "0":
+    rundir.NewRunFolder.create = refused
+loop.make_source = lambda config, data_dir, device, rank, world, strict, **kw: test_train.NoiseSource([rank])
+app(["train", "--epochs", "1", "--batch-size", "2", "--crop", "64x64", "--width", "0.25", "--no-augment",
+     "-o", sys.argv[1]])
+"""
+
+
+def test_when_rank_0_cannot_make_the_run_folder_every_rank_stops(tmp_path):
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, "-c", DDP_CLAIM_WORKER, str(tmp_path / "ddp"), str(TESTS)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:  # before, rank 1 waited for rank 0 in DDP's first collective, for gloo's 30-minute timeout
+        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert [rank.returncode for rank in ranks] == [1, 1], errors
+    assert [e.count("error:") for e in errors] == [1, 1] and "Traceback" not in "".join(errors)
+    assert "another training run started in this folder meanwhile" in errors[0]
+    assert "another rank could not set up the run (its error says why)" in errors[1]
+
+
 class PoisonedSource(NoiseSource):
     """NoiseSource whose rank 1 gets a NaN flow in epoch 2's last step: that rank's loss is NaN, rank 0's not."""
 

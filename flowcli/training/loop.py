@@ -31,7 +31,7 @@ from .average import PREFIX as AVERAGE_PREFIX, WeightAverage, holding_average
 from .config import TrainConfig
 from .loss import LOSSES
 from .rundir import NewRunFolder, Resumed, append_log, last_log_record, write_run_config
-from .schedule import Schedule, budget_s, check_in, lr_at
+from .schedule import Schedule, budget_s, check_in, lr_at, ranks_stop_together
 from .setup import (autocast_dtype, build_model, compile_mode, distributed_context, make_augmenter, make_optimizer,
                     make_source, model_device, read_init, set_train_mode)
 from .sources import FolderSource, epoch_seed
@@ -148,13 +148,14 @@ def train(
     schedule = (resumed.schedule(config, steps_per_epoch) if resumed
                 else Schedule(config.epochs * steps_per_epoch, budget_s(config.minutes)))
     try:
-        if folder is not None:
-            folder.create()
-            write_run_config(out, config, data_dir, overrides=overrides or {})
-            if isinstance(source, FolderSource):
-                save_split(out / "split.json", source.split, data_dir)
-        elif rank == 0 and (config != resumed.config or resumed.moved):
-            write_run_config(out, config, data_dir)  # the extended run or its moved data, for its next resume
+        with ranks_stop_together(world, device):  # rank 0 alone writes: the others must not wait on it in vain
+            if folder is not None:
+                folder.create()
+                write_run_config(out, config, data_dir, overrides=overrides or {})
+                if isinstance(source, FolderSource):
+                    save_split(out / "split.json", source.split, data_dir)
+            elif rank == 0 and (config != resumed.config or resumed.moved):
+                write_run_config(out, config, data_dir)  # the extended run or its moved data, for its next resume
         return _loop(model, optimizer, source, config, schedule, out, emit, average, rank=rank, world=world, device=device,
                      start_epoch=extra.get("epoch", 0), best=extra.get("best_val_epe", float("inf")),
                      elapsed_before=extra.get("elapsed_s", 0.0))

@@ -1,15 +1,18 @@
 """The learning-rate schedule and when to stop: where a step lies in the run (its share of the
-steps or of the minutes, whichever is larger), the rate at that point, and the check-in that ends a
-run whose time is spent or whose loss went non-finite."""
+steps or of the minutes, whichever is larger), the rate at that point, the check-in that ends a
+run whose time is spent or whose loss went non-finite, and DDP ranks stopping together."""
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
+from ..errors import TrainingError
 from .config import TrainConfig
 
 
@@ -73,3 +76,22 @@ def check_in(budget_s: float | None, clock: float, world: int, device: torch.dev
     torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
     spent, failed, elapsed = flags.tolist()
     return CheckIn(bool(spent), bool(failed), elapsed)
+
+
+@contextmanager
+def ranks_stop_together(world: int, device: torch.device) -> Iterator[None]:
+    """Under DDP, a block that may fail on some ranks only (rank 0 making the run folder): at its end
+    the ranks tell each other, and where another rank failed this one stops too, with one error,
+    instead of waiting for it in the next collective (gloo's 30-minute timeout)."""
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if world > 1:
+            flag = torch.tensor([float(failed)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item() and not failed:
+                raise TrainingError("another rank could not set up the run (its error says why); stopping")
