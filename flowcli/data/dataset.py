@@ -13,6 +13,7 @@ from ..io import read_image_pair
 from .folders import Sample
 from .layouts.common import read_sample_flow
 
+
 def _channels_first(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) array -> contiguous (C, H, W) tensor."""
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))

@@ -238,7 +238,7 @@ def check_resumable(saved: TrainConfig, config: TrainConfig, run_dir: Path) -> N
 
 def resumed_data(saved: str | None, data_dir: str | os.PathLike | None, run_dir: Path) -> str | None:
     """The data a resumed run trains on: its own folder, or, once that is gone, `data_dir` (the
-    dataset moved; the run's split.json then checks that it holds the same pairs)."""
+    dataset moved; the run's split.json then checks that all its pairs are there)."""
     if data_dir is None:
         if saved is not None and not Path(saved).exists():
             raise TrainingError(f"the run in {run_dir} trains on {saved}, which is gone; if the dataset "
