@@ -37,9 +37,9 @@ class FolderSource:
         """`split_file`: a resumed run's split.json, whose parts it keeps training on (a split drawn
         again would differ once pairs were added to the folder, and mix the test part into training)."""
         from ..data.dataset import FlowDataset, make_loader
-        from ..device import available_memory
         from ..data.layouts import find_pairs
         from ..data.splits import load_split, split_samples
+        from ..device import available_memory
 
         found = find_pairs(folder, layout=config.layout, sintel_pass=config.sintel_pass, strict=strict)
         samples, self.incomplete = found.samples, found.incomplete
