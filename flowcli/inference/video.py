@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..data.prefetch import read_ahead
 from ..errors import DataError, FlowcliError, ImageError, OutputError
-from ..io import check_not_input, check_out_folder, check_writable
+from ..io import check_out_folder, check_writable
 from ..results import JsonResult
 from ..video import (
     DEFAULT_RATE, VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, Position, VideoInfo, VideoWriter, parse_position, probe_video,
@@ -82,8 +82,7 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     first, last = parse_position(start, "start") or Position(frame=0), parse_position(end, "end")
     out = Path(output)
     to_video = out.suffix.lower() in VIDEO_OUTPUT_SUFFIXES
-    check_not_input(out, (video,))
-    _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite)
+    _check_output(out, to_video=to_video, fmt=fmt, side_by_side=side_by_side, overwrite=overwrite, inputs=(video,))
     info = probe_video(video)
     expected = _check_selection(video, info, first, last, every)
     predictor = predictor or load_predictor(weights, device=device, dtype=dtype, options=options)
@@ -161,10 +160,11 @@ def _finish(colours: "_ColourScale | None", sink) -> int:
     return sink.written
 
 
-def _check_output(out: Path, *, to_video: bool, fmt: str, side_by_side: bool, overwrite: bool) -> None:
-    """Refuse, before any work, an output that cannot be written or would replace finished flows."""
+def _check_output(out: Path, *, to_video: bool, fmt: str, side_by_side: bool, overwrite: bool, inputs=()) -> None:
+    """Refuse, before any work, an output that cannot be written, names an input or would replace
+    finished flows."""
     if to_video:
-        check_writable(out, overwrite=overwrite)
+        check_writable(out, overwrite=overwrite, inputs=inputs)
         if fmt != "flo":
             raise DataError(f"fmt={fmt}: applies to a folder of flows, not to a video output ({out.name})")
         return
