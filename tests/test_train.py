@@ -587,19 +587,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_ranks(worker: str, *args) -> list[subprocess.Popen]:
+    """Two gloo ranks running `worker` (python -c) with `args`, on a free port."""
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "OMP_NUM_THREADS": "1"}
+    return [subprocess.Popen([sys.executable, "-c", worker, *map(str, args)],
+                             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+            for r in (0, 1)]
+
+
+def finish_ranks(ranks: list[subprocess.Popen]) -> list[str]:
+    """Each rank's stderr once it has ended; a rank still running after two minutes is killed (a hang)."""
+    try:
+        return [rank.communicate(timeout=120)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+
+
 def test_ddp_on_two_gloo_ranks_equals_one_process_on_the_combined_batch(tmp_path, monkeypatch):
     import flowcli.training.loop as train_module
 
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "OMP_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, "-c", DDP_WORKER, str(tmp_path / "ddp"), str(tmp_path), str(TESTS)],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
+    ranks = start_ranks(DDP_WORKER, tmp_path / "ddp", tmp_path, TESTS)
     monkeypatch.setattr(train_module, "make_source", lambda *args, **kw: NoiseSource([0, 1]))
     train(DDP_CONFIG, output=tmp_path / "single")  # meanwhile: one process, both ranks' batches at once
-    for rank in ranks:
-        _, err = rank.communicate(timeout=120)
-        assert rank.returncode == 0, err[-2000:]
+    errors = finish_ranks(ranks)
+    assert [rank.returncode for rank in ranks] == [0, 0], [e[-2000:] for e in errors]
     rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     single = load_file(tmp_path / "single" / "last.safetensors")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # gradients averaged: the ranks never diverge
@@ -637,16 +650,8 @@ with open(os.path.join(sys.argv[3], f"rates{os.environ['RANK']}.json"), "w") as 
 
 
 def test_ddp_ranks_set_the_same_learning_rate_when_the_time_budget_drives_the_schedule(tmp_path):
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "OMP_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, "-c", DDP_TIMED_WORKER, str(tmp_path / "ddp"), str(TESTS), str(tmp_path)],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
-    try:
-        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
-    finally:
-        for rank in ranks:
-            rank.kill()
+    ranks = start_ranks(DDP_TIMED_WORKER, tmp_path / "ddp", TESTS, tmp_path)
+    errors = finish_ranks(ranks)
     assert [rank.returncode for rank in ranks] == [0, 0], errors
     rates = [json.loads((tmp_path / f"rates{r}.json").read_text()) for r in (0, 1)]
     assert rates[0] == rates[1] and len(set(rates[0])) >= 3  # the same rate at every step, and it changed
@@ -672,16 +677,8 @@ app(["train", "--epochs", "1", "--batch-size", "2", "--crop", "64x64", "--width"
 
 
 def test_when_rank_0_cannot_make_the_run_folder_every_rank_stops(tmp_path):
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "OMP_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, "-c", DDP_CLAIM_WORKER, str(tmp_path / "ddp"), str(TESTS)],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
-    try:  # before, rank 1 waited for rank 0 in DDP's first collective, for gloo's 30-minute timeout
-        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
-    finally:
-        for rank in ranks:
-            rank.kill()
+    ranks = start_ranks(DDP_CLAIM_WORKER, tmp_path / "ddp", TESTS)
+    errors = finish_ranks(ranks)  # before, rank 1 went on training alone
     assert [rank.returncode for rank in ranks] == [1, 1], errors
     assert [e.count("error:") for e in errors] == [1, 1] and "Traceback" not in "".join(errors)
     assert "another training run started in this folder meanwhile" in errors[0]
@@ -711,16 +708,8 @@ app(["train", "--epochs", "2", "--batch-size", "2", "--crop", "64x64", "--width"
 
 
 def test_a_nan_loss_on_one_ddp_rank_stops_every_rank_before_the_next_checkpoint(tmp_path):
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "OMP_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, "-c", DDP_NAN_WORKER, str(tmp_path / "ddp"), str(TESTS)],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
-    try:  # before the fix rank 0 waited for rank 1 in the epoch's barrier, for gloo's 30-minute timeout
-        errors = [rank.communicate(timeout=120)[1] for rank in ranks]
-    finally:
-        for rank in ranks:
-            rank.kill()
+    ranks = start_ranks(DDP_NAN_WORKER, tmp_path / "ddp", TESTS)
+    errors = finish_ranks(ranks)  # before the fix rank 0 waited for rank 1 in the epoch's barrier, for gloo's 30 minutes
     assert [rank.returncode for rank in ranks] == [1, 1], errors
     assert [e.count("error:") for e in errors] == [1, 1] and "Traceback" not in "".join(errors)
     kept = f"training stopped, last good checkpoint kept in {tmp_path / 'ddp' / 'last.safetensors'}"
