@@ -188,17 +188,17 @@ def layout_pairs(folder: str | os.PathLike, layout: str = "auto",
 
     if layout == "auto" and Path(folder).is_dir():
         layout = detect_layout(folder) or "chairs"
-    if layout == "chairs":
-        if not Path(folder).is_dir():
-            raise DataError(f"{folder}: not a folder")
-        try:
-            found = find_pairs(folder, layout="chairs", need_flow=False)
-        except DataError:  # its message asks for flows too, which predict does not need
-            raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found "
-                            "(video frames: add --sequence)") from None
-        return [(s.id, s.img1, s.img2) for s in found.samples]
-    return [(s.id, s.img1, s.img2) for s in find_pairs(folder, layout=layout, sintel_pass=sintel_pass,
-                                                        need_flow=False).samples]
+    if layout == "chairs" and not Path(folder).is_dir():
+        raise DataError(f"{folder}: not a folder")
+    try:
+        found = find_pairs(folder, layout=layout, sintel_pass=sintel_pass, need_flow=False)
+    except DataError:
+        if layout != "chairs":
+            raise
+        # find_pairs' Flying Chairs message asks for flows too, which predict does not need
+        raise DataError(f"{folder}: no <id>_img1.* / <id>_img2.* image pairs found "
+                        "(video frames: add --sequence)") from None
+    return [(s.id, s.img1, s.img2) for s in found.samples]
 
 
 def check_flow_suffix(path: str | os.PathLike) -> None:
