@@ -67,11 +67,9 @@ def evaluate_command(
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")
-            ignored = {"part": "--part", "count": "--count", "seed": "--seed", "motion": "--motion",
-                       "scene_seed": "--scene-seed", "layout": "--layout", "sintel_pass": "--pass",
-                       "fb_check": "--fb-check", "metric": "--metric"}
-            if given := [flag for name, flag in ignored.items()
-                         if ctx.get_parameter_source(name).name != "DEFAULT"]:  # given, even as its default
+            ignored = ("part", "count", "seed", "motion", "scene_seed", "layout", "sintel_pass", "fb_check", "metric")
+            if given := [param.opts[0] for param in ctx.command.params if param.name in ignored
+                         and ctx.get_parameter_source(param.name).name != "DEFAULT"]:  # given, even as its default
                 raise FlowcliError(f"--report reference evaluates both parts of the reference split as the "
                                    f"reference did; {', '.join(given)} would be ignored: leave it out")
             reference_table(data_dir, weights=weights, device=device, dtype=dtype.value, options=options,
