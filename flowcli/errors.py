@@ -29,6 +29,10 @@ class DeviceError(FlowcliError):
     """The requested device or dtype is not available here."""
 
 
+class OutOfMemoryError(DeviceError):
+    """An input does not fit in the device's memory at the requested size and batch."""
+
+
 class TrainingError(FlowcliError):
     """Training cannot go on (e.g. the loss became NaN)."""
 

@@ -265,6 +265,18 @@ def check_input(img1: torch.Tensor, img2: torch.Tensor) -> None:
         raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {img1.shape[-2]}x{img1.shape[-1]} (HxW)")
 
 
+def upscaled_for_network(img1: torch.Tensor, img2: torch.Tensor, predict) -> torch.Tensor:
+    """Flow for frames under MIN_SIDE: upsample both by the smallest integer factor that reaches it
+    (bilinear), `predict(big1, big2)` -> (B, 2, fH, fW) flow, resize it back (for a factor of 2,
+    the mean of each 2x2 block) and divide it by the factor. The real 50x50 Chairs pair needs it."""
+    height, width = img1.shape[-2:]
+    factor = -(-MIN_SIDE // min(height, width))
+    big1, big2 = (F.interpolate(x.float(), scale_factor=factor, mode="bilinear", align_corners=False)
+                  for x in (img1, img2))
+    flow = predict(big1, big2)
+    return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) / factor
+
+
 def pad_to_stride(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Replicate-pad up to a multiple of STRIDE, split evenly between opposite sides; returns the
     padded tensor and the (top, left) offset of the original in it, to crop the flow back.

@@ -11,7 +11,7 @@ import torch
 from flowcli.checkpoint import DEFAULT_WEIGHTS, read_config
 from flowcli.inference import bench
 from flowcli.inference.bench import markdown_table, run_bench, run_sweep
-from flowcli.errors import DeviceError
+from flowcli.errors import DeviceError, OutOfMemoryError
 from flowcli.inference.options import InferenceOptions
 from flowcli.model import FlowNetS, ModelConfig, conv_gflops
 
@@ -99,3 +99,23 @@ def test_sweep_script_writes_a_markdown_table(tmp_path, capsys, load_benchmark):
     assert "sweep.py" in capsys.readouterr().out
     assert module.main(["--device", "cpu", "--dtype", "fp16", "--out", str(out)]) == 1
     assert "needs device=cuda" in capsys.readouterr().err
+
+
+def test_a_sweep_stops_at_a_failure_that_is_not_memory(monkeypatch):
+    def compile_fails(*_, **__):
+        raise DeviceError("compile=True failed (BackendCompilerFailed: no compiler); run without it")
+
+    monkeypatch.setattr(bench, "_measure", compile_fails)
+    with pytest.raises(DeviceError, match="compile=True failed"):  # not a row per batch saying it did not fit
+        run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[1, 2], weights="random")
+
+
+def test_the_memory_check_counts_views_but_names_the_batch_asked_for(monkeypatch):
+    from flowcli.model import ModelConfig
+
+    config = ModelConfig(width=0.25)
+    one_view = 4 * 2 * 64 * 64 * (12 + 40 * 0.25)  # batch 2, one 64x64 view: the estimate's bytes
+    monkeypatch.setattr(bench, "available_memory", lambda: int(2 * one_view))
+    bench._check_cpu_memory(config, 64, 64, 2, views=1)
+    with pytest.raises(OutOfMemoryError, match=r"input 64x64 does not fit in memory at batch 2 \(needs about"):
+        bench._check_cpu_memory(config, 64, 64, 2, views=3)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from flowcli.errors import DeviceError, FlowcliError, ImageError
+from flowcli.errors import DeviceError, FlowcliError, ImageError, OutOfMemoryError
 from flowcli.inference.engine import Predictor
 from flowcli.inference.fold import fold_batchnorm
 from flowcli.inference.options import InferenceOptions
@@ -174,8 +174,11 @@ def test_out_of_memory_becomes_a_device_error(monkeypatch, bn_model):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(predictor, "_forward", fail)
-    with pytest.raises(DeviceError, match=r"input 64x96 does not fit in memory at batch 3; try max_side=N or batch_size=1"):
+    with pytest.raises(OutOfMemoryError, match=r"input 64x96 does not fit in memory at batch 3; "
+                                               r"try smaller frames or a smaller batch$"):
         predictor(*frames(3, 64, 96))
+    with pytest.raises(OutOfMemoryError, match=r"at batch 1; try smaller frames$"):  # no batch to shrink
+        predictor(*frames(1, 64, 96))
 
 
 def test_compile_without_a_toolchain_is_a_device_error(monkeypatch, bn_model):
@@ -247,3 +250,4 @@ def test_cuda_graphs_match_eager(dtype, bn_model):
         assert got.dtype == torch.float32 and got.device.type == "cuda"
         torch.testing.assert_close(got.cpu(), want, atol=tolerance, rtol=tolerance)
     assert len(predictor._graphs) == 1
+

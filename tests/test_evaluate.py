@@ -192,3 +192,31 @@ def test_a_runs_split_is_reused_only_for_the_folder_it_was_made_for(tiny_chairs,
     for path in other.glob(f"{samples[9].id}_*"):
         path.rename(other / path.name.replace(samples[9].id, "x"))
     assert ids(other, run / "best.safetensors") == ids(other, None) != [s.id for s in samples[5:8]]
+
+
+def test_with_cuda_graphs_each_new_size_is_warmed_up_before_it_is_timed(tmp_path, monkeypatch):
+    import shutil
+
+    import flowcli.inference.engine as engine
+
+    write_dataset(tmp_path / "mixed", count=2, seed=2, config=SynthConfig(height=64, width=96))
+    write_dataset(tmp_path / "wide", count=2, seed=3, config=SynthConfig(height=64, width=128))
+    for old, new in ((1, 3), (2, 4)):  # KITTI-like: a folder whose frames change size
+        for part in ("img1.ppm", "img2.ppm", "flow.flo"):
+            shutil.copy(tmp_path / "wide" / f"{old:05d}_{part}", tmp_path / "mixed" / f"{new:05d}_{part}")
+    real, widths = load_predictor("random"), []
+
+    class Capturing:  # a CUDA predictor's first call of a size captures a graph: not what eval should time
+        cuda_graphs = True
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, img1, img2):
+            widths.append(img1.shape[-1])
+            return real(img1, img2)
+
+    monkeypatch.setattr(engine, "load_predictor", lambda *a, **k: Capturing())
+    result = evaluate(tmp_path / "mixed", split="all", warmup=0)
+    assert result.pairs == 4
+    assert widths == [96, 96, 96, 128, 128, 128]  # one untimed call before each size's first timed one

@@ -313,3 +313,24 @@ def test_a_shrunk_flow_video_shows_the_flows_a_folder_gets(run_cli, moving_clip,
         expected = flow_to_color(flow, max_flow=6).astype(int)
         assert np.abs(image.astype(int) - expected).mean() < 6  # H.264 and the enlarging only
         assert np.abs(image.astype(int) - flow_to_color(0.5 * flow, max_flow=6)).mean() > 6  # units matter
+
+
+
+def test_a_failed_video_stops_its_decoding_thread_even_while_the_error_is_kept(make_video, tmp_path, predictor):
+    import threading
+
+    from flowcli.errors import OutOfMemoryError
+    from flowcli.inference.video import predict_video
+
+    class RunsOutOfMemory:  # fails in the consumer, while the thread still has frames to decode
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict_uint8(self, *_):
+            raise OutOfMemoryError("input 64x96 does not fit in memory at batch 1; try smaller frames")
+
+    make_video(tmp_path / "clip.avi", count=40)
+    with pytest.raises(OutOfMemoryError) as kept:  # the caller holds the traceback, and with it the frames
+        predict_video(tmp_path / "clip.avi", tmp_path / "flows", predictor=RunsOutOfMemory())
+    assert kept.value is not None
+    assert not [t for t in threading.enumerate() if t.name == "flowcli-video"]

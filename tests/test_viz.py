@@ -222,6 +222,15 @@ def test_draw_flows_share_one_scale():
     assert [d.image[0, 0].tolist() for d in scaled] == [[255, 191, 191], [255, 127, 127]]
 
 
+def test_draw_flows_wants_one_output_per_flow(tmp_path):
+    from flowcli.inference.visualize import draw_flows
+
+    flows = [np.zeros((8, 10, 2), np.float32)] * 2
+    with pytest.raises(FlowcliError, match="2 flows but 1 outputs"):  # zip would draw one and say nothing
+        draw_flows(flows, outputs=[tmp_path / "a.png"])
+    assert not (tmp_path / "a.png").exists()
+
+
 def test_draw_flows_writes_name_png_into_a_folder_and_refuses_to_overwrite(tmp_path):
     from flowcli.errors import OutputError
     from flowcli.inference.visualize import draw_flows

@@ -21,7 +21,7 @@ def visualize(
         metavar="FLOW", show_default=False,
         help="A .flo file to colour-code (several: one colour scale for all, each written as -o DIR/<name>.png); "
              "with --pair, one FLOW is drawn as the prediction (then the model options are refused).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png (replaced if it exists); with several "
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png (an existing file only with --overwrite); with several "
                                          "FLOWs, a folder for <name>.png (made if missing).")] = ...,
     pair: Annotated[Optional[tuple[Path, Path]], typer.Option(help="Two images: draw a panel with them, predicting the flow unless FLOW is given.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth .flo for the panel (adds GT, error map and EPE).")] = None,

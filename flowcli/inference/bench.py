@@ -17,7 +17,7 @@ import torch
 
 from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, RANDOM_CONFIG, load_model, weights_path
 from ..device import DTYPES, available_memory, describe, resolve_device, resolve_dtype, torch_threads
-from ..errors import DeviceError
+from ..errors import DeviceError, OutOfMemoryError
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
 from ..results import JsonResult
 from .engine import Predictor
@@ -134,7 +134,7 @@ def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
                                        size=(height, width), batch_size=batch, compile=compile,
                                        warmup=warmup, runs=runs, min_seconds=min_seconds,
                                        cuda_graphs=cuda_graphs, options=options)
-                    except DeviceError as exc:  # device and dtype were checked above: this is memory
+                    except OutOfMemoryError as exc:  # a compile failure is not one: it stops the sweep
                         failed_at = batch
                         row = _skipped(torch_device, batch, height, width, str(exc))
                 rows.append(row)
@@ -196,7 +196,7 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
     views = len(TTA_VIEWS[options.tta])
     gflops = conv_gflops(model.config, height, width) * views * options.passes  # the network's; not refine's
     if not on_cuda:
-        _check_cpu_memory(model.config, height, width, batch_size * views)
+        _check_cpu_memory(model.config, height, width, batch_size, views)
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -242,16 +242,17 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
         runs=len(times), warmup=warmup)
 
 
-def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int) -> None:
-    """Refuse, instead of being killed by the OS, when activations clearly exceed free memory."""
+def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int, views: int = 1) -> None:
+    """Refuse, instead of being killed by the OS, when activations clearly exceed free memory;
+    each test-time view is one more image in the network's batch."""
     available = available_memory()
     if available is None:
         return
     padded = (-(-height // STRIDE) * STRIDE) * (-(-width // STRIDE) * STRIDE)
     # fp32 values per padded pixel, from peak RSS growth with ~10 % headroom (benchmarks/README.md)
-    estimate = 4 * batch * padded * (12 + 40 * config.width)
+    estimate = 4 * batch * views * padded * (12 + 40 * config.width)
     if estimate > available:
-        raise DeviceError(
+        raise OutOfMemoryError(
             f"input {height}x{width} does not fit in memory at batch {batch} (needs about "
             f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try batch_size=1 or a smaller size"
         )

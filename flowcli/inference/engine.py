@@ -7,17 +7,17 @@ Why these choices (speed measurements): benchmarks/README.md, "Inference engine"
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..device import check_compile_toolchain
-from ..errors import DeviceError
+from ..errors import DeviceError, OutOfMemoryError
 from ..io import check_frame_pair
-from ..model import MIN_SIDE, FlowNetS, check_input, pad_to_stride
+from ..model import MIN_SIDE, FlowNetS, check_input, pad_to_stride, upscaled_for_network
 from .fold import fold_batchnorm
 from .options import InferenceOptions
 from .pipeline import averaged_over_views, build_pipeline, run_pipeline
@@ -79,8 +79,6 @@ class Predictor:
             self._ort = OrtBody(net)
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self._pool = None
-        if self.is_cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes per graph: pick the fastest kernels once
 
     # -- the computation -------------------------------------------------------------------------
     def _body(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,11 +116,11 @@ class Predictor:
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         if img1.ndim == 4 and img1.shape == img2.shape and 0 < min(img1.shape[-2:]) < MIN_SIDE:
-            return self._upscaled(img1, img2)
+            return upscaled_for_network(img1, img2, self)
         check_input(img1, img2)
         batch, height, width = img1.shape[0], *img1.shape[-2:]
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._on_device():
                 if self.cuda_graphs:
                     return self._replay((batch, height, width), img1, img2)
                 a = img1.to(self.device, self.dtype, non_blocking=True)
@@ -134,29 +132,35 @@ class Predictor:
         # out of memory: outside the except block the traceback's tensors are gone and can be freed
         raise self._does_not_fit(batch, height, width)
 
-    def _upscaled(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
-        """Frames under the network's 64 px: upsample by the smallest integer factor that reaches it
-        (bilinear), predict, resize the flow back (for a factor of 2, the mean of each 2x2 block) and
-        divide it by the factor. The real 50x50 Flying Chairs pair goes through here."""
-        height, width = img1.shape[-2:]
-        factor = math.ceil(MIN_SIDE / min(height, width))
-        big1, big2 = (F.interpolate(x.float(), scale_factor=factor, mode="bilinear", align_corners=False)
-                      for x in (img1, img2))
-        flow = self(big1, big2)
-        return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) / factor
+    @contextlib.contextmanager
+    def _on_device(self):
+        """On CUDA, make this predictor's GPU the current one: streams, graph capture and the cache
+        calls act on the current device, which is cuda:0 unless set. cuDNN autotuning is on inside
+        (fixed shapes per graph: pick the fastest kernels once) and restored after."""
+        if not self.is_cuda:
+            yield
+            return
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            with torch.cuda.device(self.device):
+                yield
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
 
-    def _does_not_fit(self, batch: int, height: int, width: int) -> DeviceError:
+    def _does_not_fit(self, batch: int, height: int, width: int) -> OutOfMemoryError:
         self.release()
         where = "GPU memory" if self.is_cuda else "memory"
-        return DeviceError(f"input {height}x{width} does not fit in {where} at batch {batch}; "
-                           "try max_side=N or batch_size=1")
+        smaller = "smaller frames or a smaller batch" if batch > 1 else "smaller frames"
+        return OutOfMemoryError(f"input {height}x{width} does not fit in {where} at batch {batch}; try {smaller}")
 
     def release(self) -> None:
         """Drop captured CUDA graphs and return cached GPU memory."""
         self._graphs.clear()
         self._pool = None
         if self.is_cuda:
-            torch.cuda.empty_cache()
+            with torch.cuda.device(self.device):
+                torch.cuda.empty_cache()
 
     # -- CUDA graphs ------------------------------------------------------------------------------
     def _replay(self, key: tuple[int, int, int], img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
@@ -189,8 +193,9 @@ class Predictor:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         try:
-            # thread_local: decoding threads (predict_many) may run while this thread captures
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            # thread_local: decoding threads (predict_many) may run while this thread captures. The
+            # stream is ours: torch's default capture stream is made once, on whichever GPU came first.
+            with torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
                 out = self._forward(in1, in2)
         except RuntimeError as exc:  # an OOM inside a capture can surface as a capture error
             if _is_out_of_memory(exc):

@@ -146,8 +146,12 @@ def evaluate(
     samples_out, times, tally, invalid = [], [], EpeTally(), 0
     scene_tallies: dict[str, EpeTally] = {}
     occlusion, predicted = OcclusionTally(), None
+    captured: set[tuple[int, ...]] = set()
     for index, (sample_id, img1, img2, flow, valid, truth) in enumerate(batches):
-        if index < warmup:  # the first calls pay for allocation and graph capture
+        new_graph = predictor.cuda_graphs and tuple(img1.shape) not in captured
+        captured.add(tuple(img1.shape))
+        # the first calls pay for allocation; with CUDA graphs, every new size's first for its capture
+        if index < warmup or new_graph:
             predictor(*(both_directions(img1, img2) if fb_check else (img1, img2)))
         if fb_check:
             seconds, (pred, predicted) = _timed(lambda a, b: predict_checked(predictor, a, b), img1, img2, predictor.device)

@@ -92,11 +92,11 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     colours = _ColourScale(sink, max_flow) if to_video or fmt == "png" else None
     begin = time.perf_counter()
     frames, done, size, previous, first_index = 0, 0, None, None, 0
-    selected = read_frames(video, start=first, end=last, every=every)
+    # Only decoding runs ahead in a thread: shrinking there (torch) ran two OpenMP teams on 2 cores
+    # at once, which stalled both (benchmarks/README.md, Decisions, Video).
+    decoded = read_ahead(read_frames(video, start=first, end=last, every=every), depth=READ_AHEAD,
+                         name="flowcli-video")
     try:
-        # Only decoding runs ahead in a thread: shrinking there (torch) ran two OpenMP teams on 2 cores
-        # at once, which stalled both (benchmarks/README.md, Decisions, Video).
-        decoded = read_ahead(selected, depth=READ_AHEAD, name="flowcli-video")
         for index, small, frame, frame_size in _shrunk(decoded, max_side, keep=side_by_side):
             frames += 1
             if size is None:
@@ -124,6 +124,8 @@ def predict_video(video: str | os.PathLike, output: str | os.PathLike, *, weight
     except BaseException:
         _finish(colours, sink)
         raise
+    finally:
+        decoded.close()  # stops the decoding thread and closes the clip now, not when collected
     _finish(colours, sink)
     if frames < 2:
         sink.remove_empty()

@@ -63,6 +63,8 @@ def draw_flows(flows: list[FlowLike], *, max_flow: float | None = None, legend: 
     check_arrow_options(arrow_step, arrow_scale)
     if not flows:
         raise FlowcliError("no flow to draw")
+    if outputs is not None and len(outputs) != len(flows):
+        raise FlowcliError(f"{len(flows)} flows but {len(outputs)} outputs: give one output (or None) per flow")
     targets = _targets(flows, output_dir, overwrite) if output_dir is not None else \
         [_check_output(o, overwrite, flows) for o in (outputs or [None] * len(flows))]
     fields = [_read_flow(f) for f in flows]
