@@ -26,6 +26,8 @@ from flowcli.training.config import PRESETS, TrainConfig, resolve_config
     ({"optimizer": "sgd"}, "optimizer='sgd': choose adam or adamw"),
     ({"warmup": 1.0}, "warmup=1.0: the warm-up is a fraction of the run"),
     ({"num_workers": -1}, "num_workers=-1: must not be negative"),
+    ({"batch_norm": True, "batch_size": 1, "crop": (64, 64)},  # conv6 is 1x1: BatchNorm sees one value
+     "batch_size=1: BatchNorm in training needs more than one value per channel, and at crop 64x64"),
 ])
 def test_a_bad_value_is_refused_by_name(change, message):
     with pytest.raises(TrainingError) as caught:
@@ -33,6 +35,11 @@ def test_a_bad_value_is_refused_by_name(change, message):
     assert str(caught.value).startswith(message)
     with pytest.raises(TrainingError):
         PRESETS["quick"].with_overrides(**change)  # overriding a preset checks too
+
+
+def test_batchnorm_with_one_value_per_channel_is_fine_when_frozen_or_given_more():
+    for change in ({"freeze_bn": True}, {"batch_size": 2}, {"crop": (128, 64)}, {"batch_norm": False}):
+        TrainConfig(**{"batch_norm": True, "batch_size": 1, "crop": (64, 64), **change})
 
 
 def test_config_survives_its_json():

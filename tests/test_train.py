@@ -101,6 +101,15 @@ def test_resuming_a_finished_run_trains_nothing_and_changes_nothing(finished_run
     assert snapshot(finished_run) == before
 
 
+def test_a_damaged_log_of_a_finished_run_is_one_error_line(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    with open(run / "log.jsonl", "a") as log:
+        log.write('{"epoch": 3, "val_')
+    with pytest.raises(TrainingError, match=r"log.jsonl: the last line is not a JSON record"):
+        train(output=run, resume=True)
+
+
 def test_more_epochs_extend_a_finished_run_at_its_final_learning_rate(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -369,6 +378,16 @@ def test_background_generation_gives_the_same_batches_in_the_same_order():
     stream.close()  # leaving early stops the background thread instead of hanging
 
 
+def test_a_folders_shuffle_and_the_augmenter_draw_different_streams(tiny_chairs):
+    from flowcli.training.sources import SHUFFLE_STREAM, FolderSource, epoch_seed
+
+    source = FolderSource(tiny_chairs, TINY, device=torch.device("cpu"))
+    next(source.epoch(1))
+    augmenter = epoch_seed(TINY.seed, 1)  # what the loop seeds rank 0's augmentation with
+    # two CPU generators seeded alike would hand the augmenter the numbers that drew the order
+    assert source.loader.generator.initial_seed() == epoch_seed(TINY.seed, 1, stream=SHUFFLE_STREAM) != augmenter
+
+
 def test_mixed_motion_alternates_the_two_profiles_and_scenes_are_rendered_at_the_crop():
     from flowcli.data.scenes import SynthConfig
     from flowcli.data.synth import SceneGenerator
@@ -516,6 +535,50 @@ def test_a_run_without_a_validation_figure_keeps_its_latest_weights_as_best(tiny
     result = train(TINY.with_overrides(epochs=2), output=tmp_path / "run", data_dir=tiny_chairs)
     best, last = load_file(tmp_path / "run" / "best.safetensors"), load_file(tmp_path / "run" / "last.safetensors")
     assert result.weights == str(tmp_path / "run" / "best.safetensors") and all(torch.equal(best[k], last[k]) for k in last)
+
+
+def test_a_failed_validation_after_a_good_one_keeps_the_good_weights_as_best(tiny_chairs, tmp_path, monkeypatch):
+    import flowcli.training.loop as train_module
+    from flowcli.checkpoint import read_metadata
+
+    figures = iter([2.0, float("nan")])  # epoch 2's forward went non-finite
+    monkeypatch.setattr(train_module, "validate", lambda *a, **k: next(figures))
+    result = train(TINY.with_overrides(epochs=2), output=tmp_path / "run", data_dir=tiny_chairs)
+    best, last = (read_metadata(tmp_path / "run" / f"{name}.safetensors") for name in ("best", "last"))
+    assert (best["epoch"], best["val_epe"], last["epoch"]) == ("1", "2.0000", "2")
+    assert result.best_val_epe == 2.0
+
+
+def test_a_budget_spent_while_validating_the_last_epoch_still_finished_its_epochs(tiny_chairs, tmp_path, monkeypatch):
+    import flowcli.training.loop as train_module
+    from flowcli.training.schedule import CheckIn
+
+    real = train_module.check_in
+
+    def spent_after_validation(budget_s, *args, step=None, **kwargs):
+        checked = real(budget_s, *args, step=step, **kwargs)
+        return CheckIn(True, checked.failed, checked.elapsed_s) if step is None and budget_s else checked
+
+    monkeypatch.setattr(train_module, "check_in", spent_after_validation)
+    config = TINY.with_overrides(epochs=1, minutes=60.0)
+    assert train(config, output=tmp_path / "one", data_dir=tiny_chairs).stopped_by == "epochs"
+    cut = train(config.with_overrides(epochs=2), output=tmp_path / "two", data_dir=tiny_chairs)
+    assert (cut.stopped_by, cut.epoch) == ("minutes", 1)
+
+
+def test_validation_predicts_frames_under_64_px_as_eval_does():
+    from flowcli.inference.engine import Predictor
+    from flowcli.model import FlowNetS, ModelConfig
+    from flowcli.training.loop import validate
+
+    model = FlowNetS(ModelConfig(width=0.25)).eval()
+    g = torch.Generator().manual_seed(1)
+    img1, img2 = torch.rand(1, 3, 48, 56, generator=g), torch.rand(1, 3, 48, 56, generator=g)
+    flow = torch.randn(1, 2, 48, 56, generator=g)
+    pred = Predictor(model, device="cpu", refine=0, smooth=False)(img1, img2)  # eval's network alone
+    expected = torch.linalg.vector_norm(pred - flow, dim=1).mean().item()
+    data = [(img1, img2, flow, torch.ones(1, 48, 56, dtype=torch.bool))]
+    assert validate(model, type("Source", (), {"validation": lambda self: data})()) == pytest.approx(expected, rel=1e-4)
 
 
 def test_validation_leaves_each_layer_in_its_mode():
@@ -726,3 +789,4 @@ def test_a_folder_too_small_to_leave_a_validation_pair_is_refused(tmp_path, run_
     result = run_cli("train", tmp_path / "two", "--crop", "64x64", "-o", tmp_path / "cli")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "no validation pair" in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "cli").exists()
+

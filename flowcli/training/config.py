@@ -104,6 +104,10 @@ def _problems(c: TrainConfig):
         ("flow_scale", c.flow_scale > 0, "the flow scale must be positive"),
         ("crop", min(c.crop) >= CROP_MULTIPLE and not any(side % CROP_MULTIPLE for side in c.crop),
          f"both sides must be positive multiples of {CROP_MULTIPLE}"),
+        ("batch_size", not c.batch_norm or c.freeze_bn
+         or c.batch_size * (c.crop[0] // CROP_MULTIPLE) * (c.crop[1] // CROP_MULTIPLE) > 1,
+         f"BatchNorm in training needs more than one value per channel, and at crop {show(c.crop)} the "
+         "network's coarsest level is 1x1: use a batch of at least 2, a larger crop, or freeze_bn=True"),
         ("steps_per_epoch", c.steps_per_epoch >= 1, "at least 1 step per epoch is needed"),
         ("minutes", c.minutes is None or c.minutes > 0, "the time budget must be positive (leave it out for none)"),
         ("split", c.split in SCHEMES, f"choose {', '.join(SCHEMES)} ('all' would leave no validation part)"),

@@ -25,7 +25,7 @@ from ..data.splits import save_split
 from ..device import check_compile_toolchain
 from ..errors import TrainingError
 from ..metrics import epe_map
-from ..model import FlowNetS
+from ..model import MIN_SIDE, FlowNetS, upscaled_for_network
 from ..results import JsonResult
 from .average import PREFIX as AVERAGE_PREFIX, WeightAverage, holding_average
 from .config import TrainConfig
@@ -68,7 +68,8 @@ def validate(model: FlowNetS, source, *, amp_dtype=None) -> float:
     with torch.inference_mode():
         for img1, img2, flow, valid in source.validation():
             with torch.autocast(img1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                pred = model(img1, img2)
+                small = min(img1.shape[-2:]) < MIN_SIDE  # as eval predicts them (a list's pairs vary in size)
+                pred = upscaled_for_network(img1, img2, model) if small else model(img1, img2)
             err_sum = err_sum + epe_map(pred.float(), flow)[valid.bool()].double().sum()
             pixels = pixels + valid.sum()
     for module, training in modes:
@@ -235,8 +236,9 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
         after = check_in(schedule.budget_s, clock, world, device, failed=False)  # validation counts
+        cut_short, last = spent, epoch + 1 == config.epochs  # spent during the steps: the epoch is partial
         spent, agreed_s = spent or after.spent, after.elapsed_s
-        stopped = "minutes" if spent else ("epochs" if epoch + 1 == config.epochs else None)
+        stopped = "minutes" if cut_short or (spent and not last) else ("epochs" if last else None)
         if rank == 0:
             save_epoch(model, optimizer, config, out, record, {
                 "epoch": epoch + 1, "best_val_epe": best, "elapsed_s": agreed_s,
@@ -321,7 +323,8 @@ def save_epoch(model, optimizer, config: TrainConfig, out: Path, record: dict, e
     meta = {"train_config": config.to_json(), "epoch": str(record["epoch"]), "val_epe": f"{record['val_epe']:.4f}"}
     with holding_average(average):
         save_weights(out / "last.safetensors", model, metadata=meta)
-        if not record["val_epe"] > record["best_val_epe"]:  # NaN (no pixel of known flow): the latest is best
+        val, best = record["val_epe"], record["best_val_epe"]
+        if val <= best or (math.isnan(val) and not math.isfinite(best)):  # no pixel of known flow yet: the latest
             save_weights(out / "best.safetensors", model, metadata=meta)
     save_training_state(out / "state.safetensors", model, optimizer, extra,
                         more=average.state() if average is not None else None)

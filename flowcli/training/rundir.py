@@ -84,7 +84,10 @@ def last_log_record(folder: Path) -> dict:
     """The last line of log.jsonl ({} when there is none)."""
     path = folder / "log.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
-    return json.loads(lines[-1]) if lines else {}
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        raise TrainingError(f"{path}: the last line is not a JSON record; the log was edited or damaged") from None
 
 
 def append_log(folder: Path, record: dict) -> None:

@@ -25,8 +25,13 @@ UNKNOWN_MEMORY = 4 << 30  # bytes assumed free where the system does not say (no
 VAL_SEED = 777_777  # generated validation scenes: a stream the training seeds never produce
 
 
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    return (seed * 1_000_003 + epoch * 9_973 + rank * 101) % (2**62)
+SHUFFLE_STREAM = 1  # epoch_seed's stream for a folder's shuffle; the augmenter draws stream 0
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0, stream: int = 0) -> int:
+    """The seed of one epoch's random draws on one rank. Streams keep two generators of one kind
+    apart: seeded alike, a CPU shuffle and the CPU augmenter would draw the same numbers."""
+    return (seed * 1_000_003 + epoch * 9_973 + rank * 101 + stream * 2**40) % (2**62)
 
 
 class FolderSource:
@@ -75,7 +80,7 @@ class FolderSource:
             sampler.set_epoch(epoch)
         self.train_set.set_epoch(epoch)
         if hasattr(self.loader, "generator") and self.loader.generator is not None:
-            self.loader.generator.manual_seed(epoch_seed(self.seed, epoch))
+            self.loader.generator.manual_seed(epoch_seed(self.seed, epoch, stream=SHUFFLE_STREAM))
         for item in self.loader:
             yield tuple(item[k].to(self.device, non_blocking=True) for k in ("img1", "img2", "flow", "valid"))
 
