@@ -4,6 +4,7 @@ torch within tolerance through the whole pipeline, the export cache, and bad inp
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,26 @@ def test_compile_or_missing_extra_is_refused(run_cli, assert_clean_failure, tmp_
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     result = run_cli("bench", "--weights", "random", "--backend", "onnxruntime")
     assert_clean_failure(result, "onnxscript is missing", 'pip install -e ".[onnx]"', before=set(), folder=tmp_path)
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("bad_alloc: Failed to allocate memory for requested buffer of size 4831838208",
+     "input 64x128 does not fit in memory at batch 1; try smaller frames"),
+    ("Non-zero status code returned while running Conv node", "backend=onnxruntime failed (Fail: Non-zero status"),
+])
+def test_onnxruntime_failures_are_one_typed_error(tiny_weights, monkeypatch, message, expected):
+    import torch
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from flowcli.errors import DeviceError
+    from flowcli.inference.engine import load_predictor
+
+    predictor = load_predictor(tiny_weights, device="cpu", backend="onnxruntime")
+
+    def fails(*_):
+        raise Fail(message)  # derives from Exception: the out-of-memory path never saw it
+
+    monkeypatch.setattr(predictor._ort.session, "run", fails)
+    img = torch.rand(1, 3, 64, 128)
+    with pytest.raises(DeviceError, match=re.escape(expected)):
+        predictor(img, img)

@@ -43,7 +43,17 @@ class OrtBody:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0])
+        try:
+            out = self.session.run([OUTPUT], {INPUT: array})[0]
+        except Exception as exc:  # onnxruntime's errors derive from Exception, not RuntimeError
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            if "alloc" in first.lower() or "memory" in first.lower():  # the Predictor names size and batch
+                raise RuntimeError(f"onnxruntime: out of memory ({first})") from None
+            raise DeviceError(f"backend=onnxruntime failed ({type(exc).__name__}: {first}); "
+                              "use backend=torch") from None
+        return torch.from_numpy(out)
 
 
 def cache_dir() -> Path:
