@@ -18,9 +18,19 @@ from torch import Tensor
 
 from .warp import box_sum
 
-RADIUS = 12  # full-resolution pixels; the window is 2 * RADIUS + 1 wide
+RADIUS = 12  # full-resolution pixels; rounded down to whole coarse cells (window_pixels)
 EPS = 1e-3  # regularisation of the linear fit, for colours in [0, 1]
 SUBSAMPLE = 4  # the fit is made at this fraction of the resolution
+
+
+def window_cells(radius: int = RADIUS, subsample: int = SUBSAMPLE) -> int:
+    """The side of the fit's window in coarse cells (odd: centred on a cell)."""
+    return 2 * max(1, radius // subsample) + 1
+
+
+def window_pixels(radius: int = RADIUS, subsample: int = SUBSAMPLE) -> int:
+    """The side of the fit's window in full-resolution pixels (28 for the defaults)."""
+    return subsample * window_cells(radius, subsample)
 
 
 def guided_filter(guide: Tensor, x: Tensor, *, radius: int = RADIUS, eps: float = EPS,
@@ -34,7 +44,7 @@ def guided_filter(guide: Tensor, x: Tensor, *, radius: int = RADIUS, eps: float 
     guide, x = guide.float(), x.float()
     coarse = (math.ceil(height / subsample), math.ceil(width / subsample))
     g, v = F.adaptive_avg_pool2d(guide, coarse), F.adaptive_avg_pool2d(x, coarse)
-    window, channels = 2 * max(1, radius // subsample) + 1, x.shape[1]
+    window, channels = window_cells(radius, subsample), x.shape[1]
     count = box_sum(torch.ones_like(g[:1, :1]), window)  # pixels inside each window (fewer at borders)
     pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
     means = box_sum(torch.cat([g, v] + [g[:, i:i + 1] * g[:, j:j + 1] for i, j in pairs]

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .guided import RADIUS, guided_filter
+from .guided import guided_filter, window_pixels
 from .options import TTA_VIEWS, InferenceOptions
 from .refine import WINDOW, refine_flow
 from .warp import Warper, window_error
@@ -104,7 +104,7 @@ class Smooth:
         return guided_filter(img1, flow)
 
     def describe(self) -> str:
-        return f"smooth: guided filter along image 1's colour edges ({2 * RADIUS + 1} px windows)"
+        return f"smooth: guided filter along image 1's colour edges ({window_pixels()} px windows)"
 
 
 Step = NetworkPass | ExtraPasses | Refine | Smooth
