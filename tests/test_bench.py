@@ -119,3 +119,9 @@ def test_the_memory_check_counts_views_but_names_the_batch_asked_for(monkeypatch
     bench._check_cpu_memory(config, 64, 64, 2, views=1)
     with pytest.raises(OutOfMemoryError, match=r"input 64x64 does not fit in memory at batch 2 \(needs about"):
         bench._check_cpu_memory(config, 64, 64, 2, views=3)
+
+
+def test_sweep_refuses_the_size_and_batch_it_would_ignore(run_cli):
+    result = run_cli("bench", "--sweep", "--batch-size", "1", "--weights", "random")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--batch-size: --sweep times its own grid of sizes and batches; leave it out" in result.stderr

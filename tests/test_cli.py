@@ -41,6 +41,17 @@ def test_every_command_and_parameter_has_help_text(run_cli):
         assert "Usage:" in result.stdout and name in result.stdout, name
 
 
+def test_one_thing_has_one_spelling_in_every_command():
+    spellings: dict[str, set[tuple[str, ...]]] = {}
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            if param.param_type_name == "option":
+                spellings.setdefault(param.name, set()).add(tuple(sorted(param.opts + param.secondary_opts)))
+    assert spellings["output"] == {("--out", "--output", "-o")}  # train's --out works everywhere
+    for shared in ("weights", "device", "dtype", "overwrite", "tta", "passes", "refine", "smooth", "json_out"):
+        assert len(spellings[shared]) == 1, (shared, spellings[shared])
+
+
 def test_python_m_flowcli_help_in_a_real_process():
     result = subprocess.run([sys.executable, "-m", "flowcli", "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})

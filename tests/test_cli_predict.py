@@ -216,6 +216,8 @@ def _predict_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[str]
         return ["predict", tmp_path / "video", "--sequence", "-o", tmp_path / "flows"], ["at least 2 images, found 1"]
     if case == "--sequence of two files":
         return ["predict", a, b, "--sequence", "-o", out], ["--sequence needs a folder"]
+    if case == "--format for one pair":  # it would be ignored: the suffix decides
+        return ["predict", a, b, "--format", "png", "-o", out], ["--format png", "its output's suffix (out.flo)"]
     raise AssertionError(case)
 
 
@@ -223,7 +225,8 @@ PREDICT_CASES = ["missing file", "directory as image", "not an image", "differen
                  "output folder missing", "output is a folder", "output suffix", "no second image",
                  "max side below 64", "second input after a folder", "folder with max side below 64",
                  "unknown format", "folder output is a file", "folder output's parent missing",
-                 "empty folder", "frames without --sequence", "one frame", "--sequence of two files"]
+                 "empty folder", "frames without --sequence", "one frame", "--sequence of two files",
+                 "--format for one pair"]
 
 
 @pytest.mark.parametrize("case", PREDICT_CASES)

@@ -102,8 +102,10 @@ def test_resume_with_more_epochs_extends_the_run(run_cli, run_copy):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--lr", "0.5"), "--lr 0.5: the run in {run} was set up with 0.001; a resumed run keeps its settings "
+    (("--lr", "0.5"), "--lr 0.5: the run in {run} was set up with --lr 0.001; a resumed run keeps its settings "
                       "(only epochs, minutes, workers and compile may change)"),
+    (("--no-augment",), "--no-augment: the run in {run} was set up with --augment; a resumed run keeps its "
+                        "settings (only epochs, minutes, workers and compile may change)"),  # not "--augment False"
     (("--preset", "ship"), "--preset ship: a resumed run keeps its saved settings; leave the preset out"),
     (("-o", "elsewhere"), "--output elsewhere: --resume {run} names the run folder; leave --output out"),
     (("--overwrite",), "--overwrite: a resumed run goes on in its own folder; choose one of the two"),

@@ -186,8 +186,8 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
     if case == "gt without a pair":
         return ["visualize", good, "--gt", good, "-o", out], ["--gt is for a panel", "add --pair"]
     if case == "model options without a pair":
-        return ["visualize", good, "--weights", "random", "--tta", "hflip", "-o", out], \
-            ["--weights, --tta are for a panel", "add --pair"]
+        return ["visualize", good, "--weights", "random", "--dtype", "fp32", "--tta", "hflip", "-o", out], \
+            ["--weights, --dtype, --tta are for a panel", "add --pair"]
     if case == "arrow step zero":
         return ["visualize", good, "--arrows", "--arrow-step", "0", "-o", out], ["--arrow-step 0", "at least 1"]
     if case == "arrow scale negative":
@@ -215,6 +215,9 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
     if case == "flo and model options with a pair":
         return ["visualize", good, "--pair", a, b, "--weights", "random", "--refine", "2", "-o", out], \
             ["good.flo is drawn as the prediction", "--weights, --refine would do nothing"]
+    if case == "pair predicted in fp16 on the CPU":  # the precision reaches the predictor
+        return ["visualize", "--pair", a, b, "--device", "cpu", "--dtype", "fp16", "-o", out], \
+            ["--dtype fp16 needs --device cuda"]
     if case == "pair with max flow zero":
         return ["visualize", good, "--pair", a, b, "--max-flow", "0", "-o", out], ["--max-flow 0", "positive"]
     if case == "pair of different sizes":
@@ -238,6 +241,7 @@ def _visualize_case(case: str, tmp_path: Path, make_pair) -> tuple[list, list[st
 VISUALIZE_CASES = ["wrong magic", "truncated flo", "missing flo", "directory as flo", "output folder missing",
                    "output is a folder", "output not png", "nothing to draw", "max flow zero", "max flow negative",
                    "gt without a pair", "model options without a pair", "flo and model options with a pair",
+                   "pair predicted in fp16 on the CPU",
                    "pair with max flow zero", "pair of different sizes", "flo of another size",
                    "gt of another size", "gt truncated", "arrow step zero", "arrow scale negative",
                    "arrow options without arrows", "output folder is a file", "flows of different sizes",

@@ -74,7 +74,7 @@ def test_resolve_config_of_a_resumed_run(tmp_path):
     assert resolve_config(resume=tmp_path) == saved
     assert resolve_config(resume=tmp_path, epochs=5, minutes=3.0) == saved.with_overrides(epochs=5, minutes=3.0)
     assert resolve_config(resume=tmp_path, lr=saved.lr) == saved  # the saved value itself is no contradiction
-    with pytest.raises(TrainingError, match=r"^batch_size=4: the run in .* was set up with 8; a resumed run keeps"):
+    with pytest.raises(TrainingError, match=r"^batch_size=4: the run in .* was set up with batch_size=8; a resumed run keeps"):
         resolve_config(resume=tmp_path, batch_size=4)
     with pytest.raises(TrainingError, match="^preset=ship: a resumed run keeps its saved settings"):
         resolve_config("ship", resume=tmp_path)

@@ -83,14 +83,17 @@ def test_other_generated_scenes_by_motion_profile_and_seed(folder, run_cli):
     assert json.loads(result.to_json())["scene_seed"] == 5 and result.motion == "wide"
     assert result.epe != evaluate(count=2, size=(64, 96), weights="random").epe
     for given, named in ((["--scene-seed", "99"], "--scene-seed:"), (["--motion", "chairs"], "--motion:"),
-                         (["--motion", "wide", "--scene-seed", "5"], "--motion and --scene-seed:")):
+                         (["--motion", "wide", "--scene-seed", "5"], "--motion and --scene-seed:"),
+                         (["--count", "64"], "--count:")):  # even at its default: it would be ignored
         result = run_cli("eval", folder, "--split", "all", "--weights", "random", *given)
         assert result.exit_code == 1 and result.stderr.count("\n") == 1
-        assert f"{named} for the generated test set; {folder} has its own scenes" in result.stderr
-    # the other way round: a split's seed without a folder would be silently ignored
-    result = run_cli("eval", "--seed", "99", "--weights", "random", "--count", "1")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "--seed splits a folder; for other generated scenes use --scene-seed" in result.stderr
+        assert f"{named} for the generated test set; {folder} has its own pairs" in result.stderr
+    # the other way round: a folder's options without one would be silently ignored
+    for given, named in ((["--seed", "99"], "--seed:"), (["--split", "all", "--layout", "chairs"], "--split and --layout:")):
+        result = run_cli("eval", *given, "--weights", "random", "--count", "1")
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert f"{named} for a folder (DATA_DIR); the generated test set has no split (other generated scenes: " \
+               "--scene-seed)" in result.stderr
     with pytest.raises(DataError, match=r"scene_seed=99 choose generated test scenes") as refused:
         evaluate(folder, split="all", weights="random", scene_seed=99)
     assert "motion" not in str(refused.value)  # names only what differs from the test set

@@ -172,8 +172,15 @@ def test_weights_of_another_width(refused, tiny_weights):
     refused("--weights", tiny_weights, "--width", "0.5", words=("width 0.125", "--width 0.5 was asked for"))
 
 
-def test_bf16_is_refused(refused):
-    refused("--weights", "random", "--dtype", "bf16", words=("--dtype bf16", "fp32 or fp16"))
+def test_bf16_is_refused(run_cli, tmp_path):
+    from flowcli.errors import FlowcliError
+    from flowcli.inference.export import export_onnx
+
+    result = run_cli("export", "-o", tmp_path / "m.onnx", "--dtype", "bf16")  # not offered: a usage error
+    assert result.exit_code == 2 and "'bf16' is not one of 'fp32', 'fp16'" in result.stderr, result.stderr
+    with pytest.raises(FlowcliError, match="dtype=bf16"):  # and the library says why
+        export_onnx(tmp_path / "m.onnx", weights="random", dtype="bf16")
+    assert not list(tmp_path.iterdir())
 
 
 def test_without_the_extra(refused, monkeypatch):

@@ -216,7 +216,7 @@ def test_two_new_runs_in_one_folder_at_once_the_second_is_refused_and_leaves_the
 
 def test_resume_refuses_settings_that_contradict_the_saved_run(finished_run, tiny_chairs, tmp_path):
     before = snapshot(finished_run)
-    with pytest.raises(TrainingError, match=r"^lr=0.5: the run in .* was set up with 0.001; a resumed run keeps"):
+    with pytest.raises(TrainingError, match=r"^lr=0.5: the run in .* was set up with lr=0.001; a resumed run keeps"):
         train(TINY.with_overrides(lr=0.5, epochs=5), output=finished_run, resume=True)
     with pytest.raises(TrainingError, match="trains on .*leave the data folder out"):
         train(output=finished_run, resume=True, data_dir=tmp_path)
@@ -435,6 +435,10 @@ def test_a_motion_profile_is_for_generated_data_only(tiny_chairs, tmp_path, run_
         assert result.exit_code == 1 and result.stderr.count("\n") == 1
         assert f"--motion {motion}: for generated data; {tiny_chairs} has its own motions" in result.stderr
         assert not (tmp_path / "cli").exists()
+    result = run_cli("train", tiny_chairs, "--steps-per-epoch", 5, "-o", tmp_path / "cli")  # it would be ignored
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert f"--steps-per-epoch 5: for generated data; an epoch of {tiny_chairs} is one pass" in result.stderr
+    assert not (tmp_path / "cli").exists()
 
 
 def test_compile_wraps_the_training_steps_network_and_a_resumed_run_may_turn_it_on_and_off(tmp_path, monkeypatch):

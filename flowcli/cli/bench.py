@@ -10,12 +10,13 @@ from rich.table import Table
 from .common import (
     Backend, BackendOpt, OverwriteOpt,
     DEFAULTS, DeviceOpt, Dtype, DtypeOpt, JsonOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
-    check_json_path, cli_errors, inference_options, options_label, out_console, parse_size, table, write_json,
+    check_json_path, cli_errors, fail, given_flags, inference_options, options_label, out_console, parse_size, table, write_json,
 )
 
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     device: DeviceOpt = "auto",
     size: Annotated[str, typer.Option(metavar="HxW", help="Input size, height x width.")] = "384x512",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
@@ -40,6 +41,9 @@ def bench(
         check_json_path(json_out, overwrite, (weights,))
         options = inference_options(tta, passes, smooth, refine, backend)
         if sweep:
+            if given := given_flags(ctx, ("size", "batch_size")):
+                fail(f"{' and '.join(given)}: --sweep times its own grid of sizes and batches; leave "
+                     f"{'them' if len(given) > 1 else 'it'} out")
             rows = run_sweep(device=device, dtype=dtype.value, weights=weights, compile=compile, runs=runs,
                              threads=threads, options=options)
             write_json(json_out, [row.as_dict() for row in rows])

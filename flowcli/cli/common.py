@@ -123,21 +123,35 @@ def as_flags(message: str) -> str:
         name, value = match[1], match[2]
         if name not in flags:
             return match[0]
-        return flags[name] if value == "True" else f"{flags[name]} {value.strip(chr(39))}"
+        on, off = flags[name]
+        if value == "True":
+            return on
+        if value == "False":  # --augment/--no-augment: the off switch; a plain switch: left out
+            return off or f"without {on}"
+        return f"{on} {value.strip(chr(39))}"
 
     return re.sub(r"\b([a-z][a-z0-9_]*)=('[^']*'|[^\s,;:)]+)", flag, message)
 
 
-def _flag_names() -> dict[str, str]:
-    """Python parameter name -> the long flag of every command's option (max_side -> --max-side)."""
+def _flag_names() -> dict[str, tuple[str, str | None]]:
+    """Python parameter name -> the long flag of every command's option and its off switch, if it
+    has one (max_side -> ('--max-side', None), augment -> ('--augment', '--no-augment'))."""
     command = typer.main.get_command(app)
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, str | None]] = {}
     for sub in getattr(command, "commands", {}).values():
         for param in sub.params:
             longs = [opt for opt in param.opts if opt.startswith("--")]
+            offs = [opt for opt in getattr(param, "secondary_opts", ()) if opt.startswith("--")]
             if longs:
-                names.setdefault(param.name, longs[0])
+                names.setdefault(param.name, (longs[0], offs[0] if offs else None))
     return names
+
+
+def given_flags(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The long flags of the parameters `names` that the user gave (even at their default value):
+    what a command refuses by name when it would ignore them."""
+    flags = {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in ctx.command.params}
+    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"]
 
 
 DECODER_MODULES = r"(PIL|imageio)(\.|$)"  # their warnings (DecompressionBombWarning, ...) are not for the terminal

@@ -12,7 +12,7 @@ from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from .common import (
     Backend, BackendOpt, DEFAULTS, DeviceOpt, Motion, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, OverwriteOpt, PassesOpt,
     SintelPass, SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
-    app, check_json_path, cli_errors, fail, inference_options, options_label, out_console, progress_bar, say, table, warn,
+    app, check_json_path, cli_errors, fail, given_flags, inference_options, options_label, out_console, progress_bar, say, table, warn,
     write_json,
 )
 
@@ -33,7 +33,7 @@ EvalSplit = Enum("EvalSplit", {name: name for name in (*SCHEMES, EVERY_PAIR)}, t
 @app.command(name="eval")
 def evaluate_command(
     ctx: typer.Context,
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Dataset folder (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit for the generated test set.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Argument(metavar="DATA_DIR", help="Dataset folder (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit for the generated test set.")] = None,
     split: Annotated[EvalSplit, typer.Option(help="How the folder is split (auto: the run's split.json, else official or seeded); all: every pair.")] = EvalSplit.auto,
     part: Annotated[Part, typer.Option(help="Which part of the split to evaluate.")] = Part.test,
     weights: WeightsOpt = None,
@@ -68,8 +68,7 @@ def evaluate_command(
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")
             ignored = ("part", "count", "seed", "motion", "scene_seed", "layout", "sintel_pass", "fb_check", "metric")
-            if given := [param.opts[0] for param in ctx.command.params if param.name in ignored
-                         and ctx.get_parameter_source(param.name).name != "DEFAULT"]:  # given, even as its default
+            if given := given_flags(ctx, ignored):
                 raise FlowcliError(f"--report reference evaluates both parts of the reference split as the "
                                    f"reference did; {', '.join(given)} would be ignored: leave it out")
             reference_table(data_dir, weights=weights, device=device, dtype=dtype.value, options=options,
@@ -77,7 +76,7 @@ def evaluate_command(
             return
         with progress_bar() as bar:
             task = bar.add_task("eval", total=None, info="")
-            scenes = generated_scenes(data_dir, motion, scene_seed, seed)
+            scenes = generated_scenes(ctx, data_dir, motion, scene_seed)
             result = evaluate(data_dir, split=split.value, part=part.value, seed=seed or 0, weights=weights,
                               device=device, dtype=dtype.value, options=options,
                               count=count, strict=strict, layout=layout.value, sintel_pass=sintel_pass.value,
@@ -139,17 +138,17 @@ def occlusion_rows(result) -> list[tuple[str, str]]:
     return rows
 
 
-def generated_scenes(data_dir, motion, scene_seed, seed) -> dict:
-    """evaluate()'s motion= and scene_seed= as given; either one with a folder is refused, and a
-    split's seed without one (it would be ignored: the generated scenes' seed is --scene-seed)."""
-    if data_dir is None and seed is not None:
-        fail("--seed splits a folder; for other generated scenes use --scene-seed")
+def generated_scenes(ctx: typer.Context, data_dir, motion, scene_seed) -> dict:
+    """evaluate()'s motion= and scene_seed= as given. The options of the other kind of data would be
+    ignored, so they are refused: a folder's (split, layout) without one, the generated set's with one."""
+    if data_dir is None:
+        if given := given_flags(ctx, ("split", "part", "seed", "layout", "sintel_pass")):
+            fail(f"{' and '.join(given)}: for a folder (DATA_DIR); the generated test set has no split "
+                 "(other generated scenes: --scene-seed)")
+    elif given := given_flags(ctx, ("count", "motion", "scene_seed")):
+        fail(f"{' and '.join(given)}: for the generated test set; {data_dir} has its own pairs")
     given = {"motion": motion.value if motion else None, "scene_seed": scene_seed}
-    given = {k: v for k, v in given.items() if v is not None}
-    if data_dir is not None and given:
-        flags = " and ".join(f"--{k.replace('_', '-')}" for k in given)
-        fail(f"{flags}: for the generated test set; {data_dir} has its own scenes")
-    return given
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def reference_table(data_dir, *, weights, device, dtype, options, strict, json_out) -> None:

@@ -8,21 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Dtype, OverwriteOpt, WeightsOpt, app, cli_errors, err_console, out_console, progress_bar, say, table
+from .common import OverwriteOpt, WeightsOpt, app, cli_errors, err_console, out_console, progress_bar, say, table
 
 
 class ExportFormat(str, Enum):
     onnx = "onnx"
 
 
+class ExportDtype(str, Enum):  # no bf16: onnxruntime's CPU provider has no bf16 convolution
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
 @app.command()
 def export(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The model file to write (refused if it exists, unless --overwrite).")],
+    output: Annotated[Path, typer.Option("--output", "-o", "--out", help="The model file to write (refused if it exists, unless --overwrite).")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="onnx: the BN-folded network body, dynamic batch, height and width (multiples of 64).")] = ExportFormat.onnx,
     weights: WeightsOpt = None,
     width: Annotated[Optional[float], typer.Option(help="FlowNetS channel multiplier: of --weights random (default 0.25); "
                                                    "with a weights file, checked against the file's.")] = None,
-    dtype: Annotated[Dtype, typer.Option("--dtype", help="Precision of the exported model: fp32 or fp16.")] = Dtype.fp32,
+    dtype: Annotated[ExportDtype, typer.Option("--dtype", help="Precision of the exported model.")] = ExportDtype.fp32,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Export the network for runtimes without PyTorch and check it against PyTorch (max |difference| in px)."""

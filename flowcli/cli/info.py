@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from .common import (
-    DEFAULTS, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app, cli_errors, inference_options,
+    DEFAULTS, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, app, cli_errors, inference_options,
     out_console, say, table,
 )
 
 
 @app.command()
 def info(
-    weights: WeightsOpt = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", "-w", metavar="FILE|NAME",
+        help="Weights .safetensors, or a shipped network: 'fast' (the default) or 'accurate'.")] = None,
     pipeline: Annotated[bool, typer.Option("--pipeline", help="List the steps from the pair to the flow, in order, for the options given.")] = False,
     tta: TtaOpt = Tta(DEFAULTS.tta),
     passes: PassesOpt = DEFAULTS.passes,

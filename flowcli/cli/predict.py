@@ -10,17 +10,18 @@ import typer
 from .common import (
     Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, Layout, LayoutOpt, OverwriteOpt, SintelPass,
     SintelPassOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
-    as_flags, cli_errors, err_console, inference_options, plural, progress_bar, say, warn,
+    as_flags, cli_errors, err_console, given_flags, inference_options, plural, progress_bar, say, warn,
 )
 
 
 @app.command()
 def predict(
-    input1: Annotated[Path, typer.Argument(help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence), "
+    ctx: typer.Context,
+    input1: Annotated[Path, typer.Argument(metavar="INPUT1", help="First image, or a folder of <id>_img1.* / <id>_img2.* pairs (of video frames with --sequence), "
                                            "a dataset folder (Sintel, KITTI, ... see --layout), a pairs.txt list, "
                                            "or a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v, .gif).")],
-    input2: Annotated[Optional[Path], typer.Argument(help="Second image (omit when INPUT1 is a folder).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .flo or .png (refused if it exists, unless --overwrite); for folder input a folder, "
+    input2: Annotated[Optional[Path], typer.Argument(metavar="INPUT2", help="Second image (omit when INPUT1 is a folder).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", "--out", help="Output .flo or .png (refused if it exists, unless --overwrite); for folder input a folder, "
                                          "which must not hold <id>_flow.* files already unless --overwrite; for a video, "
                                          "such a folder (<frame index>_flow.*) or a .mp4/.mov/.mkv flow video.")] = ...,
     weights: WeightsOpt = None,
@@ -33,7 +34,8 @@ def predict(
     backend: BackendOpt = Backend(DEFAULTS.backend),
     max_side: Annotated[Optional[int], typer.Option(metavar="N", help="Shrink inputs whose longer side exceeds N px (at least 64) for the "
                                                     "network, flow scaled back; also reads images over Pillow's pixel limit.")] = None,
-    fmt: Annotated[str, typer.Option("--format", metavar="flo|png", help="Folder mode: write flo or png files.")] = "flo",
+    fmt: Annotated[str, typer.Option("--format", metavar="flo|png", help="For a folder of pairs, or a video's flows written to a folder: flo or png files (one pair: "
+                                                                    "the output's suffix says).")] = "flo",
     sequence: Annotated[bool, typer.Option("--sequence", help="Folder mode: the folder holds video frames; "
                                            "write the flow from each frame to the next (frames in name "
                                            "order, frame2 before frame10) as <frame>_flow.<format>.")] = False,
@@ -111,6 +113,9 @@ def predict(
             return
         if input2 is None:
             raise FlowcliError(f"{input1}: give a second image, or a folder of image pairs")
+        if given_flags(ctx, ("fmt",)):
+            raise FlowcliError(f"--format {fmt}: for a folder of flows; one pair's format is its output's suffix "
+                               f"({output.name})")
         from ..inference.predict import predict_file, predict_file_checked
 
         if fb_check:

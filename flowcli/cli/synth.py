@@ -12,8 +12,8 @@ from .common import DeviceOpt, Motion, app, cli_errors, out_console, parse_size,
 
 @app.command()
 def synth(
-    out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo into.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The same folder, as an option.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Argument(metavar="OUT_DIR", help="Folder to write <id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo and <id>_occ.png (the true occlusion) into.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", "--out", help="The same folder, as an option.")] = None,
     count: Annotated[Optional[int], typer.Option(min=1, help="Number of pairs [default: 200].")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same pairs [default: 0].")] = None,
     size: Annotated[str, typer.Option(metavar="HxW", help="Image size, height x width.")] = "384x512",

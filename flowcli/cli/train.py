@@ -17,7 +17,7 @@ from .common import (
 
 @app.command()
 def train(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Dataset folder with ground truth (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit to train on generated data.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Argument(metavar="DATA_DIR", help="Dataset folder with ground truth (Flying Chairs, Sintel, KITTI, ... see --layout) or pairs.txt; omit to train on generated data.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", "--out", help="Run folder (default: runs/train-<date-time>).")] = None,
     preset: Annotated[Optional[Preset], typer.Option(help="Start from a named recipe (default: quick without DATA_DIR).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: extend the run to this many).")] = None,
@@ -32,7 +32,8 @@ def train(
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
     synth_motion: Annotated[Optional[TrainMotion], typer.Option("--motion", help="Generated data: chairs (Flying Chairs' motions, the default), wide (large, turning in depth) or mixed (alternate batches); validation stays chairs.")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; the schedule is fitted to it (with --resume: extend it).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of the model's start, the data's order and augmentation, generated scenes, and "
+                                                    "a folder's seeded split (which eval repeats from the run's split.json).")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment the training pairs (default: the preset's).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[str], typer.Option(metavar="FILE|NAME", help="Fine-tune: start from these weights, a file or a shipped network (fast, accurate). Their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start.")] = None,
@@ -58,6 +59,9 @@ def train(
 
         if data_dir is not None and synth_motion is not None:
             fail(f"--motion {synth_motion.value}: for generated data; {data_dir} has its own motions")
+        if data_dir is not None and steps_per_epoch is not None:
+            fail(f"--steps-per-epoch {steps_per_epoch}: for generated data; an epoch of {data_dir} is one pass "
+                 "over its training pairs")
         if resume is not None and output is not None and Path(output).resolve() != Path(resume).resolve():
             fail(f"--output {output}: --resume {resume} names the run folder; leave --output out")
         check_json_path(json_out, overwrite or resume is not None, (init, data_dir))  # a resumed run's JSON is its own, updated

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    app, DeviceOpt, WeightsOpt, OverwriteOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt, RefineOpt, inference_options, cli_errors, say,
+    app, Backend, BackendOpt, DeviceOpt, Dtype, DtypeOpt, WeightsOpt, OverwriteOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt, RefineOpt, inference_options, cli_errors, say,
+    given_flags,
 )
 
-MODEL_OPTIONS = ("weights", "device", "tta", "passes", "smooth", "refine")  # used only to predict a panel's flow
+MODEL_OPTIONS = ("weights", "device", "dtype", "backend", "tta", "passes", "smooth", "refine")  # used only to predict a panel's flow
 
 
 @app.command()
@@ -21,17 +22,19 @@ def visualize(
         metavar="FLOW", show_default=False,
         help="A .flo file to colour-code (several: one colour scale for all, each written as -o DIR/<name>.png); "
              "with --pair, one FLOW is drawn as the prediction (then the model options are refused).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png (an existing file only with --overwrite); with several "
+    output: Annotated[Path, typer.Option("--output", "-o", "--out", help="Output .png (an existing file only with --overwrite); with several "
                                          "FLOWs, a folder for <name>.png (made if missing).")] = ...,
-    pair: Annotated[Optional[tuple[Path, Path]], typer.Option(help="Two images: draw a panel with them, predicting the flow unless FLOW is given.")] = None,
+    pair: Annotated[Optional[tuple[Path, Path]], typer.Option(metavar="IMG1 IMG2", help="Two images: draw a panel with them, predicting the flow unless FLOW is given.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth .flo for the panel (adds GT, error map and EPE).")] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.fp32,
+    backend: BackendOpt = Backend(DEFAULTS.backend),
     tta: TtaOpt = Tta(DEFAULTS.tta),
     passes: PassesOpt = DEFAULTS.passes,
     smooth: SmoothOpt = DEFAULTS.smooth,
     refine: RefineOpt = DEFAULTS.refine,
-    max_flow: Annotated[Optional[float], typer.Option(help="Flow magnitude in px shown fully saturated (default: the largest over all FLOWs; with --gt, the GT's).")] = None,
+    max_flow: Annotated[Optional[float], typer.Option(metavar="PX", help="Flow magnitude in px shown fully saturated (default: the largest over all FLOWs; with --gt, the GT's).")] = None,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the colour-wheel legend with the px of full saturation.")] = True,
     arrows: Annotated[bool, typer.Option("--arrows", help="Draw a sparse arrow field (over image 1 in a panel, else over the colours).")] = False,
     arrow_step: Annotated[Optional[int], typer.Option(metavar="PX", help="Pixels between arrows (default: about 20 along the longer side).")] = None,
@@ -44,16 +47,16 @@ def visualize(
         from ..inference.visualize import draw_flow, draw_flows, draw_panel
 
         flows = flows or []
-        flags = _given(ctx, ("arrow_step", "arrow_scale"))
+        flags = given_flags(ctx, ("arrow_step", "arrow_scale"))
         if flags and not arrows:
             raise FlowcliError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for the arrows: add --arrows")
         drawing = dict(max_flow=max_flow, legend=legend, arrows=arrows, arrow_step=arrow_step, arrow_scale=arrow_scale)
-        given = _given(ctx, MODEL_OPTIONS)
+        given = given_flags(ctx, MODEL_OPTIONS)
         if pair is None:
             if not flows:
                 raise FlowcliError("give a .flo file, or --pair IMG1 IMG2 for a panel")
             if gt is not None or given:
-                flags = _given(ctx, ("gt",)) + given
+                flags = given_flags(ctx, ("gt",)) + given
                 raise FlowcliError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for a panel: "
                                    "add --pair IMG1 IMG2")
             if len(flows) > 1:
@@ -72,11 +75,7 @@ def visualize(
             result = draw_panel(*pair, flow=flows[0], gt=gt, output=output, overwrite=overwrite, **drawing)
         else:
             result = draw_panel(*pair, gt=gt, output=output, overwrite=overwrite, weights=weights, device=device,
-                                options=inference_options(tta, passes, smooth, refine), **drawing)
+                                dtype=dtype.value, options=inference_options(tta, passes, smooth, refine, backend),
+                                **drawing)
         say(f"wrote {output}" + ("" if result.epe is None else f" (EPE {result.epe:.3f} px)"))
 
-
-def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
-    """The long flags of `names` that were typed on the command line (not left at their defaults)."""
-    flags = {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in ctx.command.params}
-    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]

@@ -252,7 +252,7 @@ def _to_uint8(img: Tensor) -> np.ndarray:
 def write_dataset(out_dir: Path, *, count: int, seed: int = 0, config: SynthConfig = SynthConfig(),
                   textures_dir: Path | None = None, batch_size: int = 16,
                   on_progress: Callable[[int], None] | None = None, overwrite: bool = False,
-                  device: str | torch.device = "cpu", compile: bool = False) -> list[str]:
+                  device: str | torch.device = "auto", compile: bool = False) -> list[str]:
     """Write `count` pairs as Flying Chairs does (<id>_img1.ppm, <id>_img2.ppm, <id>_flow.flo), and
     each pair's ground-truth occlusion as <id>_occ.png (255: hidden in image 2 or leaving the frame;
     flowcli.data.occlusion).

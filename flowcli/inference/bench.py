@@ -80,7 +80,7 @@ class SkippedBench(JsonResult):
     skipped: str
 
 
-def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_size: int = 1,
+def run_bench(*, device: str = "auto", size: tuple[int, int] = (384, 512), batch_size: int = 1,
               dtype: str = "fp32", compile: bool = False, weights: str | os.PathLike | None = None,
               model_width: float | None = None, warmup: int = 5, runs: int = 30, min_seconds: float = 0.0,
               threads: int | None = None, cuda_graphs: bool = True,
@@ -103,7 +103,7 @@ def run_bench(*, device: str = "cpu", size: tuple[int, int] = (384, 512), batch_
                         min_seconds=min_seconds, cuda_graphs=cuda_graphs, options=options)
 
 
-def run_sweep(*, device: str = "cpu", batch_sizes: Sequence[int] | None = None,
+def run_sweep(*, device: str = "auto", batch_sizes: Sequence[int] | None = None,
               sizes: Sequence[tuple[int, int]] | None = None, dtype: str = "fp32", compile: bool = False,
               weights: str | os.PathLike | None = None, model_width: float | None = None, warmup: int = 5,
               runs: int = 30, min_seconds: float = 0.0, threads: int | None = None,

@@ -251,7 +251,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
-def load_predictor(weights=None, *, device: str = "cpu", dtype: str = "fp32",
+def load_predictor(weights=None, *, device: str = "auto", dtype: str = "fp32",
                    options: InferenceOptions | None = None, **overrides) -> "Predictor":
     """The shared fast inference path (BN folded, channels-last, CUDA graphs where available);
     `options` and keyword overrides as for Predictor; options.backend="onnxruntime" runs on the CPU."""

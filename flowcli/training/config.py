@@ -236,7 +236,7 @@ def check_resumable(saved: TrainConfig, config: TrainConfig, run_dir: Path) -> N
     for f in fields(TrainConfig):
         new, old = getattr(config, f.name), getattr(saved, f.name)
         if f.name not in RESUMABLE and new != old:
-            raise TrainingError(f"{f.name}={show(new)}: the run in {run_dir} was set up with {show(old)}; "
+            raise TrainingError(f"{f.name}={show(new)}: the run in {run_dir} was set up with {f.name}={show(old)}; "
                                 "a resumed run keeps its settings (only epochs, minutes, workers and compile may change)")
 
 

@@ -22,7 +22,7 @@ import torch
 
 from ..checkpoint import load_training_state, read_state_tensors, save_training_state, save_weights
 from ..data.splits import save_split
-from ..device import check_compile_toolchain
+from ..device import check_compile_toolchain, resolve_device
 from ..errors import TrainingError
 from ..metrics import epe_map
 from ..model import MIN_SIDE, FlowNetS, upscaled_for_network
@@ -85,7 +85,7 @@ def train(
     data_dir: str | os.PathLike | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     on_event: Event | None = None,
     strict: bool = False,
     overrides: dict | None = None,
@@ -95,7 +95,8 @@ def train(
     A new run refuses a folder that holds another run unless overwrite=True (which replaces that
     run's files), and removes what it wrote if it fails before its first checkpoint.
     resume=True continues the run in `output` from its saved config (config may be None, or change
-    only epochs, minutes and num_workers: more of either extends the run; see the module docstring).
+    only epochs, minutes, num_workers and compile: more epochs or minutes extend the run; see the module
+    docstring).
     strict=True refuses a folder with incomplete triplets instead of warning about them.
     overrides ({field: value}, config.preset_overrides) is recorded in config.json beside the config:
     the options that changed the preset.
@@ -103,7 +104,7 @@ def train(
     emit = on_event or (lambda kind, info: None)
     out = Path(output)
     rank, world = distributed_context()
-    device = torch.device(device)
+    device = resolve_device(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)  # pinned buffers and NCCL use the current device, not cuda:0 on every rank
