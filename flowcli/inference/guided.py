@@ -29,7 +29,7 @@ def window_cells(radius: int = RADIUS, subsample: int = SUBSAMPLE) -> int:
 
 
 def window_pixels(radius: int = RADIUS, subsample: int = SUBSAMPLE) -> int:
-    """The side of the fit's window in full-resolution pixels (28 for the defaults)."""
+    """The side of the fit's window in full-resolution pixels."""
     return subsample * window_cells(radius, subsample)
 
 
