@@ -17,6 +17,7 @@
 #   OUT=/tmp/out COMPILE=1 PROBE="64 256 256:reduce-overhead" bash ...  # compiled steps; width-0.25 img/s probes
 #   OUT=/tmp/out INIT=stage.safetensors EXTRA="--freeze-bn" bash ...  # any other `flowcli train` options
 #   OUT=/tmp/out PHASE=train MINUTES=9 bash ...; then OUT=/tmp/out PHASE=evaluate bash ...  # two calls
+#   ... PHASE=evaluate PARTS=runs/gpu_parts bash ...  # a fresh machine: first join call 1's returned parts
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
 # stalled for minutes before 0.3.0); the width-0.25 step is launch-bound at batch 32 (~1,750 img/s
@@ -49,6 +50,9 @@ DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then 
 # PROBEs run before training in all, after the benchmarks in evaluate, never in train)
 PHASE=${PHASE:-all}
 RUN=${RUN:-runs/gpu_finetune}
+# evaluate on a fresh machine (the warm one is released after ~30 s idle, and RUN with it): a folder
+# holding the first call's best.part*.safetensors, carried up with the tree; joined when RUN has none
+PARTS=${PARTS:-}
 PYTHON=${PYTHON:-python3}
 LIMIT_MIB=${LIMIT_MIB:-16}  # the device tool returns files of at most 16 MiB
 PRESET=gpu
@@ -68,6 +72,7 @@ step() {  # step SECONDS_NEEDED NAME COMMAND...: unless it would end past DEADLI
     pack || echo "packing the results failed" | tee -a "$results/steps.txt"
 }
 seconds() { awk "BEGIN { print int($1) }"; }  # bash has no fractions: MINUTES may be 0.02
+left() { local n=$((DEADLINE - SECONDS - 15)); echo $((n > 1 ? n : 1)); }  # for timeout, where 0 means none
 
 train_options=(--device "$DEVICE" --lr "$LR" --seed "$SEED" --motion "$MOTION" --steps-per-epoch "$STEPS" --overwrite)
 if [ -n "$INIT" ]; then train_options+=(--init "$INIT"); else WIDTH=${WIDTH:-0.5}; fi
@@ -118,9 +123,9 @@ probe() {  # probe BATCH[:MODE], MODE being torch.compile's (reduce-overhead: CU
     local batch=${1%%:*} mode= name=$1
     if [ "$batch" != "$1" ]; then mode=${1#*:} name=$batch-$mode; fi
     # shellcheck disable=SC2086  # probe_compile is one word or none
-    FLOWCLI_COMPILE_MODE=$mode flowcli train "${probe_train[@]}" $probe_compile "${probe_options[@]}" \
-        --batch-size "$batch" --output "$RUN-probe$name" --json "$results/probe_$name.json" \
-        > "$results/probe_$name.log" 2>&1
+    FLOWCLI_COMPILE_MODE=$mode timeout -k 10 $((probe_need + 30)) "$PYTHON" -m flowcli train "${probe_train[@]}" \
+        $probe_compile "${probe_options[@]}" --batch-size "$batch" --output "$RUN-probe$name" \
+        --json "$results/probe_$name.json" > "$results/probe_$name.log" 2>&1
     local status=$?
     cp "$RUN-probe$name/log.jsonl" "$results/probe_$name.jsonl" 2>/dev/null
     return $status
@@ -130,13 +135,15 @@ if [ "$PHASE" = all ]; then probes; fi  # train: none (all the time trains); eva
 
 train() {  # compiled when asked; if compiling fails before the first epoch ends, eager for the time left
     local t0=$SECONDS status
+    # a hang or an overrun is stopped in time to return the epochs already saved (the tool's 600 s kill would not)
     # shellcheck disable=SC2086  # compile_option is one word or none
-    flowcli train "${train_options[@]}" $compile_option --minutes "$MINUTES" --batch-size "$BATCH" \
-        --output "$RUN" --json "$results/train.json" > "$results/train.log" 2>&1
+    timeout -k 10 "$(left)" "$PYTHON" -m flowcli train "${train_options[@]}" $compile_option --minutes "$MINUTES" \
+        --batch-size "$BATCH" --output "$RUN" --json "$results/train.json" > "$results/train.log" 2>&1
     status=$?
     if [ $status -ne 0 ] && [ -n "$compile_option" ] && [ ! -f "$RUN/last.safetensors" ]; then
         echo "compiled training failed after $((SECONDS - t0))s; eager" >> "$results/steps.txt"
-        flowcli train "${train_options[@]}" --minutes "$(awk "BEGIN { print $MINUTES - ($SECONDS - $t0) / 60 }")" \
+        timeout -k 10 "$(left)" "$PYTHON" -m flowcli train "${train_options[@]}" \
+            --minutes "$(awk "BEGIN { print $MINUTES - ($SECONDS - $t0) / 60 }")" \
             --batch-size "$BATCH" --output "$RUN" --json "$results/train.json" > "$results/train_eager.log" 2>&1
         status=$?
     fi
@@ -145,6 +152,10 @@ train() {  # compiled when asked; if compiling fails before the first epoch ends
 }
 if [ "$PHASE" != evaluate ]; then
     step "$(seconds "$MINUTES * 60 + 40")" train train  # 40 s: start-up and the last validation
+fi
+if [ "$PHASE" = evaluate ] && [ ! -f "$RUN/best.safetensors" ] && [ -n "$PARTS" ]; then
+    mkdir -p "$RUN"
+    step 0 join "$PYTHON" benchmarks/weight_parts.py join "$PARTS"/best.part*.safetensors -o "$RUN/best.safetensors"
 fi
 if [ ! -f "$RUN/best.safetensors" ]; then
     echo "no trained weights: weights, evaluations and benchmarks skipped" | tee -a "$results/steps.txt"
@@ -161,12 +172,13 @@ for options in ${evals[@]+"${evals[@]}"}; do
     name=$(echo "${options:-defaults}" | tr -d '-' | tr ' ' '_')  # defaults, refine_0_nosmooth, passes_2
     # shellcheck disable=SC2086  # the options are meant to split into words
     step 20 "eval $name" flowcli eval --weights "$RUN/best.safetensors" --device "$DEVICE" --metric all \
-        --count "$COUNT" $options --json "$results/eval_$name.json" --overwrite > /dev/null
+        --count "$COUNT" $options --json "$results/eval_$name.json" --overwrite > /dev/null 2> "$results/eval_$name.err"
 done
 for dtype in $dtypes; do
     for batch in $bench_batches; do
         step 15 "bench $dtype b$batch" flowcli bench --device "$DEVICE" --dtype "$dtype" --batch-size "$batch" \
-            --weights "$RUN/best.safetensors" "${bench_options[@]}" --json "$results/bench_${dtype}_b$batch.json" > /dev/null
+            --weights "$RUN/best.safetensors" "${bench_options[@]}" --json "$results/bench_${dtype}_b$batch.json" \
+            > /dev/null 2> "$results/bench_${dtype}_b$batch.err"
     done
 done
 if [ "$PHASE" = evaluate ]; then probes; fi
@@ -186,10 +198,12 @@ for name in sorted(files):
     if name.startswith("probe_") and name.endswith(".jsonl") and files[name].strip():
         last = json.loads(files[name].splitlines()[-1])
         print(f"probe batch {name[6:-6]}: {last['images_per_s']:.0f} img/s, data {100 * last['data_share']:.0f}% of step time")
-    elif name.startswith("eval_"):
+    elif name.endswith(".err") and files[name].strip():  # a failed eval or bench: its last line says why
+        print(f"{name[:-4]:>32}: {files[name].strip().splitlines()[-1]}")
+    elif name.startswith("eval_") and name.endswith(".json"):
         r = json.loads(files[name])
         print(f"{name[5:-5]:>32}: EPE {r['epe']:.3f}, <1px {100 * r['within']['1px']:.1f}%, {r['ms_per_image']:.2f} ms/img")
-    elif name.startswith("bench_"):
+    elif name.startswith("bench_") and name.endswith(".json"):
         r = json.loads(files[name])
         print(f"{name[6:-5]:>32}: {r['median_ms_per_image']:.3f} ms/img median at batch {r['batch_size']}")
 EOF
