@@ -16,7 +16,7 @@
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
 #   OUT=/tmp/out COMPILE=1 PROBE="64 256 256:reduce-overhead" bash ...  # compiled steps; width-0.25 img/s probes
 #   OUT=/tmp/out INIT=stage.safetensors EXTRA="--freeze-bn" bash ...  # any other `flowcli train` options
-#   OUT=/tmp/out PHASE=train MINUTES=9 bash ...; then OUT=/tmp/out PHASE=evaluate bash ...  # two calls
+#   OUT=/tmp/out PHASE=train MINUTES=8 bash ...; then OUT=/tmp/out PHASE=evaluate bash ...  # two calls
 #   ... PHASE=evaluate PARTS=runs/gpu_parts bash ...  # a fresh machine: first join call 1's returned parts
 #
 # Lessons it encodes (weights/README.md, README): run ONE training process per GPU (several at once
@@ -46,7 +46,7 @@ EXTRA=${EXTRA:-}  # more `flowcli train` options, e.g. --freeze-bn
 KERNEL_CHECK=${KERNEL_CHECK-1}  # 1: first the generator's kernels on DEVICE (eager, compiled) against the CPU's
 DEADLINE=${DEADLINE:-570}  # seconds: later steps that would not finish by then are skipped
 # all; or train (up to the weights) in one call, then evaluate (RUN's weights) in a second call while
-# the machine is still warm and holds RUN: 9 minutes of training then fit a 15-minute lease (the
+# the machine is still warm and holds RUN (else PARTS): 8 minutes of training then fit a call (the
 # PROBEs run before training in all, after the benchmarks in evaluate, never in train)
 PHASE=${PHASE:-all}
 RUN=${RUN:-runs/gpu_finetune}
@@ -123,7 +123,8 @@ probe() {  # probe BATCH[:MODE], MODE being torch.compile's (reduce-overhead: CU
     local batch=${1%%:*} mode= name=$1
     if [ "$batch" != "$1" ]; then mode=${1#*:} name=$batch-$mode; fi
     # shellcheck disable=SC2086  # probe_compile is one word or none
-    FLOWCLI_COMPILE_MODE=$mode timeout -k 10 $((probe_need + 30)) "$PYTHON" -m flowcli train "${probe_train[@]}" \
+    local limit=$((probe_need + 30)) ends; ends=$(left); limit=$((limit < ends ? limit : ends))
+    FLOWCLI_COMPILE_MODE=$mode timeout -k 10 "$limit" "$PYTHON" -m flowcli train "${probe_train[@]}" \
         $probe_compile "${probe_options[@]}" --batch-size "$batch" --output "$RUN-probe$name" \
         --json "$results/probe_$name.json" > "$results/probe_$name.log" 2>&1
     local status=$?
@@ -151,7 +152,7 @@ train() {  # compiled when asked; if compiling fails before the first epoch ends
     return $status
 }
 if [ "$PHASE" != evaluate ]; then
-    step "$(seconds "$MINUTES * 60 + 40")" train train  # 40 s: start-up and the last validation
+    step "$(seconds "$MINUTES * 60 + 55")" train train  # 40 s: start-up and the last validation; 15 s: the weights
 fi
 if [ "$PHASE" = evaluate ] && [ ! -f "$RUN/best.safetensors" ] && [ -n "$PARTS" ]; then
     mkdir -p "$RUN"
@@ -198,7 +199,7 @@ for name in sorted(files):
     if name.startswith("probe_") and name.endswith(".jsonl") and files[name].strip():
         last = json.loads(files[name].splitlines()[-1])
         print(f"probe batch {name[6:-6]}: {last['images_per_s']:.0f} img/s, data {100 * last['data_share']:.0f}% of step time")
-    elif name.endswith(".err") and files[name].strip():  # a failed eval or bench: its last line says why
+    elif name.endswith(".err") and files[name].strip() and name[:-4] + ".json" not in files:  # failed: why
         print(f"{name[:-4]:>32}: {files[name].strip().splitlines()[-1]}")
     elif name.startswith("eval_") and name.endswith(".json"):
         r = json.loads(files[name])

@@ -273,7 +273,7 @@ def upscaled_for_network(img1: torch.Tensor, img2: torch.Tensor, predict) -> tor
     factor = -(-MIN_SIDE // min(height, width))
     big1, big2 = (F.interpolate(x.float(), scale_factor=factor, mode="bilinear", align_corners=False)
                   for x in (img1, img2))
-    flow = predict(big1, big2)
+    flow = predict(big1, big2).float()  # under autocast: resized in fp32
     return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) / factor
 
 

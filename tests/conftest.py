@@ -35,6 +35,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The CLI's allocator setting (flowcli.device.keep_freed_memory) lasts for the whole process: the
 # test processes keep glibc's default; tests/test_device_memory.py checks it in processes of its own.
 os.environ.setdefault("FLOWCLI_KEEP_FREED_MEMORY", "0")
+# Results are checked bit for bit (a resumed run against a straight one, seeds), on the CPU: with a
+# GPU present, device="auto" would train there. FLOWCLI_TEST_CUDA=1 shows it to the CUDA tests.
+if os.environ.get("FLOWCLI_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from pathlib import Path
 

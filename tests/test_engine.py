@@ -74,7 +74,7 @@ def test_smoothing_is_the_guided_filter_of_the_network_flow_and_is_on_by_default
     assert (got - raw).abs().max() > 0.01
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (FLOWCLI_TEST_CUDA=1 shows a GPU to the tests)")
 def test_cuda_graphs_capture_every_inference_option(bn_model):
     """Passes, mirrored views, the guided filter and refinement all run inside one captured graph."""
     img1, img2 = frames(2, 70, 100)
@@ -234,7 +234,7 @@ def test_graph_bookkeeping_with_a_simulated_cuda(monkeypatch, bn_model):
     assert not predictor._graphs
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (FLOWCLI_TEST_CUDA=1 shows a GPU to the tests)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_cuda_graphs_match_eager(dtype, bn_model):
     model = bn_model()

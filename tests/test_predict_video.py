@@ -239,6 +239,8 @@ def _video_case(case: str, tmp_path, make_video, make_pair):
         return [clip, "-o", tmp_path / "flows", "--start", "2x"], ["--start 2x: expected a whole frame index (12) or seconds ending in s (2.5s)"]
     if case == "bad max flow":
         return [clip, "-o", tmp_path / "f.mp4", "--max-flow", "0"], ["--max-flow 0: must be a positive number"]
+    if case == "format of a flow video":  # it would be ignored
+        return [clip, "-o", tmp_path / "f.mp4", "--format", "png"], ["--format png: for flows written to a folder; f.mp4"]
     if case == "fb-check":
         return [clip, "-o", tmp_path / "flows", "--mask-invalid"], ["--fb-check", "not available for a video", "--sequence"]
     raise AssertionError(case)
@@ -247,7 +249,7 @@ def _video_case(case: str, tmp_path, make_video, make_pair):
 VIDEO_CASES = ["every 0", "start after end", "start after end in seconds", "start beyond the clip",
                "start beyond an mkv", "selection of one frame", "one-frame video", "unreadable video",
                "missing video", "flows already there", "flo output", "side by side into a folder", "second input",
-               "video option for a pair", "bad position", "bad max flow", "fb-check"]
+               "video option for a pair", "bad position", "bad max flow", "format of a flow video", "fb-check"]
 
 
 @pytest.mark.parametrize("case", VIDEO_CASES)

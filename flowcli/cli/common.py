@@ -148,10 +148,10 @@ def _flag_names() -> dict[str, tuple[str, str | None]]:
 
 
 def given_flags(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
-    """The long flags of the parameters `names` that the user gave (even at their default value):
-    what a command refuses by name when it would ignore them."""
+    """The long flags of the parameters `names` typed on the command line (even at their default
+    value): what a command refuses by name when it would ignore them."""
     flags = {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in ctx.command.params}
-    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"]
+    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
 
 
 DECODER_MODULES = r"(PIL|imageio)(\.|$)"  # their warnings (DecompressionBombWarning, ...) are not for the terminal

@@ -198,7 +198,8 @@ def _measure(model: FlowNetS, label: str, *, device: torch.device, dtype: torch.
     if not on_cuda:
         _check_cpu_memory(model.config, height, width, batch_size, views)
     if on_cuda:
-        torch.cuda.empty_cache()
+        with torch.cuda.device(device):
+            torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _max_rss_mb()
     predictor = Predictor(model, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs,

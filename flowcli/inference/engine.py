@@ -210,12 +210,13 @@ class Predictor:
         """(B, H, W, 3) uint8 batches -> (B, H, W, 2) float32 flow; pinned, async copies on CUDA."""
         tensors = []
         try:
-            for img in (img1, img2):
-                t = torch.from_numpy(np.ascontiguousarray(img))
-                if self.is_cuda:
-                    t = t.pin_memory()
-                t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) view
-                tensors.append(t.to(self.dtype).div_(255.0))
+            with self._on_device():  # pinned memory belongs to the current GPU's context
+                for img in (img1, img2):
+                    t = torch.from_numpy(np.ascontiguousarray(img))
+                    if self.is_cuda:
+                        t = t.pin_memory()
+                    t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) view
+                    tensors.append(t.to(self.dtype).div_(255.0))
         except RuntimeError as exc:
             if not _is_out_of_memory(exc):
                 raise

@@ -49,8 +49,8 @@ class OrtBody:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            if "alloc" in first.lower() or "memory" in first.lower():  # the Predictor names size and batch
-                raise RuntimeError(f"onnxruntime: out of memory ({first})") from None
+            if any(word in first.lower() for word in ("bad_alloc", "failed to allocate", "out of memory")):
+                raise RuntimeError(f"onnxruntime: out of memory ({first})") from None  # the Predictor names size and batch
             raise DeviceError(f"backend=onnxruntime failed ({type(exc).__name__}: {first}); "
                               "use backend=torch") from None
         return torch.from_numpy(out)

@@ -192,7 +192,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
         gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, rank))
         sums = {"loss": 0.0, "epe": 0.0, "images": 0, "data_s": 0.0, "step_s": 0.0}
         batches = source.epoch(epoch)
-        spent = False
+        spent = cut_short = False
         queued = None  # the step before this one, read once this one is queued (steps.py)
         for step in range(steps_per_epoch):
             started = marks.start(queued.done if queued is not None else None)
@@ -226,6 +226,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 raise _non_finite(failure, epoch, step, out)
             if check.spent:
                 spent = True
+                cut_short = step + 1 < steps_per_epoch  # the epoch's steps are not all done
                 break
         if queued is not None:
             failure = failure or _account(collect(queued, marks), sums, emit, world)
@@ -237,7 +238,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
                 record["val_epe"] = validate(model, source, amp_dtype=amp_dtype if model_device(model).type == "cuda" else None)
         best = record["best_val_epe"] = min(best, record.get("val_epe", best))
         after = check_in(schedule.budget_s, clock, world, device, failed=False)  # validation counts
-        cut_short, last = spent, epoch + 1 == config.epochs  # spent during the steps: the epoch is partial
+        last = epoch + 1 == config.epochs
         spent, agreed_s = spent or after.spent, after.elapsed_s
         stopped = "minutes" if cut_short or (spent and not last) else ("epochs" if last else None)
         if rank == 0:
