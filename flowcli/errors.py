@@ -32,6 +32,12 @@ class DeviceError(FlowcliError):
 class OutOfMemoryError(DeviceError):
     """An input does not fit in the device's memory at the requested size and batch."""
 
+    @classmethod
+    def for_input(cls, height: int, width: int, batch: int, *, where: str = "memory",
+                  detail: str = "") -> "OutOfMemoryError":
+        smaller = "smaller frames or a smaller batch" if batch > 1 else "smaller frames"
+        return cls(f"input {height}x{width} does not fit in {where} at batch {batch}{detail}; try {smaller}")
+
 
 class TrainingError(FlowcliError):
     """Training cannot go on (e.g. the loss became NaN)."""

@@ -247,3 +247,17 @@ def test_predict_verbose_lists_the_pipeline_before_writing(run_cli, tiny_pair, t
     steps = [f"{n}. {line}" for n, line in enumerate(describe_pipeline(InferenceOptions(passes=2)), 1)]
     assert result.stderr.splitlines()[:len(steps)] == steps
     assert (tmp_path / "v.flo").is_file()
+
+
+def test_out_of_memory_names_the_option_that_shrinks_the_frames(run_cli, tiny_pair, tmp_path, monkeypatch,
+                                                                 assert_clean_failure, visible_files):
+    from flowcli.inference.engine import Predictor
+
+    def too_big(self, img1, img2):
+        raise self._does_not_fit(img1.shape[0], *img1.shape[-2:])
+
+    monkeypatch.setattr(Predictor, "__call__", too_big)
+    before = visible_files(tmp_path)
+    result = run_cli("predict", *tiny_pair, "-o", tmp_path / "out.flo", "--weights", "random")
+    assert_clean_failure(result, "input 64x80 does not fit in memory at batch 1; try smaller frames "
+                         "(--max-side N shrinks them for the network)", before=before, folder=tmp_path)

@@ -35,7 +35,7 @@ def bench(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Time the model (warm-up excluded, CUDA synchronised) against the reference's 0.0107 s per image."""
-    with cli_errors():
+    with cli_errors(out_of_memory="size=HxW, batch_size=N"):
         from ..inference.bench import run_bench, run_sweep
 
         check_json_path(json_out, overwrite, (weights,))

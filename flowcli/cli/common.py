@@ -158,17 +158,20 @@ DECODER_MODULES = r"(PIL|imageio)(\.|$)"  # their warnings (DecompressionBombWar
 
 
 @contextmanager
-def cli_errors() -> Iterator[None]:
+def cli_errors(out_of_memory: str | None = None) -> Iterator[None]:
     """Expected failures become one red line on stderr and exit code 1; Ctrl-C exits 130; the image
-    decoders' own warnings stay quiet (flowcli says what matters in its own words)."""
+    decoders' own warnings stay quiet (flowcli says what matters in its own words).
+    `out_of_memory`: what this command offers when an input does not fit (e.g. "max_side=N")."""
     import warnings
 
-    from ..errors import FlowcliError
+    from ..errors import FlowcliError, OutOfMemoryError
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=DECODER_MODULES)
             yield
+    except OutOfMemoryError as exc:
+        fail(as_flags(f"{exc} ({out_of_memory})" if out_of_memory else str(exc)))
     except (FlowcliError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(as_flags(str(exc)))
     except OSError as exc:  # a full disk, a name too long, a device gone: the system's words, one line

@@ -59,7 +59,7 @@ def predict(
 ) -> None:
     """Estimate optical flow from INPUT1 to INPUT2 (or between a video's frames) and write it as .flo
     (exact) or .png (colour), or as a colour-coded flow video."""
-    with cli_errors():
+    with cli_errors(out_of_memory="max_side=N shrinks them for the network"):
         from ..errors import FlowcliError
 
         options = inference_options(tta, passes, smooth, refine, backend)

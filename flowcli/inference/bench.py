@@ -253,10 +253,8 @@ def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int, 
     # fp32 values per padded pixel, from peak RSS growth with ~10 % headroom (benchmarks/README.md)
     estimate = 4 * batch * views * padded * (12 + 40 * config.width)
     if estimate > available:
-        raise OutOfMemoryError(
-            f"input {height}x{width} does not fit in memory at batch {batch} (needs about "
-            f"{estimate / 2**30:.1f} GiB, {available / 2**30:.1f} GiB free); try batch_size=1 or a smaller size"
-        )
+        raise OutOfMemoryError.for_input(height, width, batch, detail=f" (needs about {estimate / 2**30:.1f} GiB, "
+                                                                    f"{available / 2**30:.1f} GiB free)")
 
 
 def _max_rss_mb() -> float:

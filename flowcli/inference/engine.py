@@ -150,9 +150,7 @@ class Predictor:
 
     def _does_not_fit(self, batch: int, height: int, width: int) -> OutOfMemoryError:
         self.release()
-        where = "GPU memory" if self.is_cuda else "memory"
-        smaller = "smaller frames or a smaller batch" if batch > 1 else "smaller frames"
-        return OutOfMemoryError(f"input {height}x{width} does not fit in {where} at batch {batch}; try {smaller}")
+        return OutOfMemoryError.for_input(height, width, batch, where="GPU memory" if self.is_cuda else "memory")
 
     def release(self) -> None:
         """Drop captured CUDA graphs and return cached GPU memory."""
