@@ -1,10 +1,13 @@
 """The uniform average of weights files of one network (a "model soup" of fine-tunes along one line,
-e.g. two training stages' last epochs), with the first file's metadata and dtypes.
+e.g. two training stages' last epochs), with the first file's metadata (less what described its own
+epoch: `epoch`, `val_epe`) and dtypes.
 
     python benchmarks/average_weights.py runs/stage13/last.safetensors runs/stage14/last.safetensors -o avg.safetensors
 
 Averaging only makes sense for files of one architecture whose BatchNorm statistics agree (fine-tunes
-with --freeze-bn from one file); the files must hold the same tensors, else nothing is written.
+with --freeze-bn from one file); the files must hold the same tensors and the same architecture
+(`config`, which also holds what tensor shapes do not show: flow scale, mean subtraction), else
+nothing is written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from flowcli.io import atomic_path
 
 
 def average(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -28,6 +33,8 @@ def average(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]
                 names = set(f.keys())
             elif set(f.keys()) != names:
                 raise SystemExit(f"{path}: holds other tensors than {paths[0]}")
+            elif (f.metadata() or {}).get("config") != metadata.get("config"):
+                raise SystemExit(f"{path}: another architecture (config) than {paths[0]}")
             for name in f.keys():
                 tensor = f.get_tensor(name)
                 dtypes.setdefault(name, tensor.dtype)
@@ -36,7 +43,7 @@ def average(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     for name, total in sums.items():
         mean = total / len(paths)
         out[name] = (mean if dtypes[name].is_floating_point else mean.round()).to(dtypes[name]).contiguous()
-    return out, metadata
+    return out, {k: v for k, v in metadata.items() if k not in ("epoch", "val_epe")}  # the first file's own
 
 
 def main() -> None:
@@ -49,7 +56,8 @@ def main() -> None:
     if options.output.exists():
         raise SystemExit(f"{options.output}: already exists")
     tensors, metadata = average(options.files)
-    save_file(tensors, options.output, metadata={**metadata, "averaged_from": " ".join(map(str, options.files))})
+    with atomic_path(options.output) as tmp:  # an interrupted write leaves no file to refuse the rerun
+        save_file(tensors, tmp, metadata={**metadata, "averaged_from": " ".join(map(str, options.files))})
     print(f"wrote {options.output}: the mean of {len(options.files)} files")
 
 

@@ -27,7 +27,7 @@ def render(variant: str, config: SynthConfig, batch_size: int, seed: int):
     start = time.perf_counter()
     scene = generator.render(batch_size)
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return scene, time.perf_counter() - start
 
 

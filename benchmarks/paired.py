@@ -34,15 +34,30 @@ class Comparison:
     worse: int
 
 
-def load(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Evaluation:
+    ids: list[str]
+    epe: np.ndarray  # per pair
+    valid: np.ndarray  # valid pixels per pair: the weights of the pixel-weighted mean
+    source: str | None  # the set: generated ids are gen00000.. whatever the seed, size or motion
+    options: dict | None
+
+
+def load(path: Path) -> Evaluation:
     """Pair ids, per-pair EPE and valid pixels of an eval JSON (`flowcli eval --json`)."""
     try:
         result = json.loads(path.read_text())
         samples = result["samples"]
-        ids = [s["id"] for s in samples]
-        return ids, np.array([s["epe"] for s in samples], float), np.array([s["valid_pixels"] for s in samples], float)
+        return Evaluation([s["id"] for s in samples], np.array([s["epe"] for s in samples], float),
+                          np.array([s["valid_pixels"] for s in samples], float), result.get("source"),
+                          result.get("options"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path}: not an eval JSON with per-pair samples ({type(exc).__name__}: {exc})") from None
+
+
+def weighted_mean(epe: np.ndarray, weight: np.ndarray, rows=slice(None)) -> np.ndarray:
+    """Pixel-weighted EPE, as `flowcli eval` reports it; a pair without valid pixels (NaN EPE) weighs 0."""
+    return (np.where(weight > 0, epe, 0.0)[rows] * weight[rows]).sum(-1) / weight[rows].sum(-1)
 
 
 def compare(base: tuple[np.ndarray, np.ndarray], others: dict[str, np.ndarray], *, resamples: int,
@@ -53,14 +68,16 @@ def compare(base: tuple[np.ndarray, np.ndarray], others: dict[str, np.ndarray], 
     draws = rng.integers(0, len(epe), size=(resamples, len(epe)))  # the same resamples for every file
 
     def mean(values: np.ndarray, rows=slice(None)) -> np.ndarray:
-        return (values[rows] * weight[rows]).sum(-1) / weight[rows].sum(-1)
+        return weighted_mean(values, weight, rows)
 
-    base_mean, base_boot = mean(epe), mean(epe, draws)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base_mean, base_boot = mean(epe), mean(epe, draws)
     rows = []
     for name, other in others.items():
         change = mean(other) / base_mean - 1
-        boot = mean(other, draws) / base_boot - 1
-        low, high = np.quantile(boot, [0.025, 0.975])
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample of only pixel-less pairs: NaN
+            boot = mean(other, draws) / base_boot - 1
+        low, high = np.nanquantile(boot, [0.025, 0.975])
         rows.append(Comparison(name, float(mean(other)), float(change), float(low), float(high),
                                int((other < epe).sum()), int((other > epe).sum())))
     return rows
@@ -72,23 +89,35 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
     parser.add_argument("others", type=Path, nargs="+", help="eval JSONs of the same pairs to compare with it")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     args = parser.parse_args(argv)
-    ids, epe, weight = load(args.base)
-    others = {}
+    base = load(args.base)
+    ids, epe, weight = base.ids, base.epe, base.valid
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"{args.base}: a pair id appears twice")
+    others, notes = {}, []
     for path in args.others:
-        other_ids, other, _ = load(path)
-        if sorted(other_ids) != sorted(ids):
-            raise SystemExit(f"{path}: not the pairs of {args.base} ({len(other_ids)} against {len(ids)} pairs, "
+        other = load(path)
+        if sorted(other.ids) != sorted(ids):
+            raise SystemExit(f"{path}: not the pairs of {args.base} ({len(other.ids)} against {len(ids)} pairs, "
                              "or other ids): compare evals of the same set")
-        order = {pair: i for i, pair in enumerate(other_ids)}
-        others[str(path)] = other[[order[pair] for pair in ids]]
+        if other.source != base.source:
+            raise SystemExit(f"{path}: another set ({other.source}) than {args.base} ({base.source}): "
+                             "compare evals of the same set")
+        order = [{pair: i for i, pair in enumerate(other.ids)}[pair] for pair in ids]
+        if not np.array_equal(other.valid[order], weight):
+            raise SystemExit(f"{path}: the same pair ids with other valid pixels than {args.base}: another set")
+        if other.options != base.options:
+            notes.append(f"note: {path} ran with other options ({other.options}) than the baseline ({base.options})")
+        others[str(path)] = other.epe[order]
     rows = compare((epe, weight), others, resamples=args.resamples)
     print(command_line(__file__, argv))
-    print(f"\n{len(ids)} pairs; baseline {args.base}: EPE {(epe * weight).sum() / weight.sum():.3f}\n")
+    print(f"\n{len(ids)} pairs; baseline {args.base}: EPE {weighted_mean(epe, weight):.3f}\n")
     print("| file | EPE | change | 95 % interval | pairs better / worse |")
     print("|---|---|---|---|---|")
     for row in rows:
         print(f"| {row.name} | {row.epe:.3f} | {row.change:+.1%} | {row.low:+.1%} .. {row.high:+.1%} | "
               f"{row.better} / {row.worse} |")
+    for note in notes:
+        print(note)
     return rows
 
 

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def hardware_lines(device: str) -> list[str]:
+def hardware_lines(device: str, threads: int | None = None) -> list[str]:
     import torch
 
     from flowcli.device import cpu_model, describe, resolve_device
@@ -66,7 +66,8 @@ def hardware_lines(device: str) -> list[str]:
         lines.append(f"- GPU memory {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}, "
                      f"cuDNN {torch.backends.cudnn.version()}")
     else:
-        lines.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads")
+        lines.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, "
+                     f"{threads or torch.get_num_threads()} torch threads")  # run_sweep applies --threads
     return lines
 
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = command_line(__file__, argv)
     try:
-        hardware = hardware_lines(args.device)
+        hardware = hardware_lines(args.device, args.threads)
         print(command)
         print("\n".join(hardware))
 

@@ -61,7 +61,7 @@ def join(parts: list[Path], output: Path) -> None:
             metadata = meta
             tensors.update({k: f.get_tensor(k) for k in f.keys()})
     count = int(next(iter(seen)).split("/")[1])
-    if len(seen) != count:
+    if seen != {f"{i}/{count}" for i in range(1, count + 1)}:
         raise SystemExit(f"{len(seen)} of {count} parts given")
     save_file(tensors, output, metadata=metadata)
 

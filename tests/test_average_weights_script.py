@@ -15,11 +15,15 @@ def test_the_average_is_the_mean_of_each_tensor_with_the_first_files_dtypes_and_
     b = {"w": torch.tensor([3.0, 6.0], dtype=torch.float16), "n": torch.tensor(4)}
     c = {"w": torch.tensor([5.0, 1.0], dtype=torch.float16), "n": torch.tensor(4)}
     for name, tensors in (("a", a), ("b", b), ("c", c)):
-        save_file(tensors, tmp_path / f"{name}.safetensors", metadata={"width": "0.5", "from": name})
+        save_file(tensors, tmp_path / f"{name}.safetensors",
+                  metadata={"config": '{"width": 0.5}', "from": name, "epoch": name, "val_epe": "2.9"})
     tensors, metadata = script.average([tmp_path / f"{n}.safetensors" for n in "abc"])
     assert tensors["w"].dtype == torch.float16 and tensors["w"].tolist() == [3.0, 3.0]
     assert tensors["n"].dtype == torch.int64 and tensors["n"].item() == 4
-    assert metadata == {"width": "0.5", "from": "a"}
+    assert metadata == {"config": '{"width": 0.5}', "from": "a"}  # no epoch or figure of the first file's own
+    save_file(a, tmp_path / "wide.safetensors", metadata={"config": '{"width": 1.0}'})
+    with pytest.raises(SystemExit, match="wide.safetensors: another architecture"):
+        script.average([tmp_path / "a.safetensors", tmp_path / "wide.safetensors"])
     save_file({"other": torch.zeros(2)}, tmp_path / "d.safetensors")
     with pytest.raises(SystemExit, match="d.safetensors: holds other tensors than"):
         script.average([tmp_path / "a.safetensors", tmp_path / "d.safetensors"])

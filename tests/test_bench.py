@@ -92,10 +92,11 @@ def test_sweep_script_writes_a_markdown_table(tmp_path, capsys, load_benchmark):
     module = load_benchmark("sweep")
     out = tmp_path / "results.md"
     code = module.main(["--device", "cpu", "--batch-sizes", "1", "--sizes", "64x64", "--weights", "random",
-                        "--model-width", "0.25", "--warmup", "1", "--runs", "2", "--out", str(out)])
+                        "--model-width", "0.25", "--warmup", "1", "--runs", "2", "--threads", "2", "--out", str(out)])
     assert code == 0
     text = out.read_text()
     assert "benchmarks/sweep.py --device cpu" in text and "| 64x64 | 1 |" in text
+    assert "2 torch threads" in text  # the sweep's, not the caller's one (conftest)
     assert "sweep.py" in capsys.readouterr().out
     assert module.main(["--device", "cpu", "--dtype", "fp16", "--out", str(out)]) == 1
     assert "needs device=cuda" in capsys.readouterr().err

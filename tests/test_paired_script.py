@@ -49,3 +49,30 @@ def test_evals_of_other_pairs_are_refused(load_benchmark, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit, match="not an eval JSON with per-pair samples"):
         paired.main([str(base), str(tmp_path / "bad.json")])
+
+
+def test_another_set_with_the_same_ids_is_refused_and_other_options_noted(load_benchmark, tmp_path, capsys):
+    paired = load_benchmark("paired")
+
+    def generated(path, seed, valid=(10, 10), options=None):  # ids are gen00000.. whatever the seed
+        eval_json(path, [1.0, 2.0], list(valid))
+        data = json.loads(path.read_text())
+        data.update(source=f"generated test set (seed {seed}, 2 pairs, 64x96)", options=options or {"refine": 1})
+        path.write_text(json.dumps(data))
+        return str(path)
+
+    base = generated(tmp_path / "base.json", 2024113)
+    with pytest.raises(SystemExit, match=r"another set \(generated test set \(seed 99"):
+        paired.main([base, generated(tmp_path / "seed99.json", 99)])
+    with pytest.raises(SystemExit, match="the same pair ids with other valid pixels"):
+        paired.main([base, generated(tmp_path / "pixels.json", 2024113, valid=(10, 9))])
+    paired.main([base, generated(tmp_path / "alone.json", 2024113, options={"refine": 0})])
+    assert "ran with other options ({'refine': 0}) than the baseline ({'refine': 1})" in capsys.readouterr().out
+
+
+def test_a_pair_without_valid_pixels_weighs_nothing(load_benchmark, tmp_path):
+    paired = load_benchmark("paired")
+    base = eval_json(tmp_path / "base.json", [2.0, float("nan")], [10, 0])  # eval writes NaN for it
+    new = eval_json(tmp_path / "new.json", [1.0, float("nan")], [10, 0])
+    (row,) = paired.main([str(base), str(new), "--resamples", "50"])
+    assert row.epe == pytest.approx(1.0) and row.change == pytest.approx(-0.5)
