@@ -14,8 +14,10 @@ splits both numbers between background and foreground objects, so it shows which
 Rows: the generator as shipped, its "wide" motion profile (large and turning-in-depth motions, for
 training beside the default), and the ablations that undo each realism change (the public
 generator's wider object/background motions; any texture, periodic and flat ones included, as a
-background). Every row renders the same seeded scenes (--seed, default flowcli eval's TEST_SEED),
-so rows differ only by the setting named. DIS gets grayscale uint8 frames as in classical.py.
+background). Every row renders scenes of the same seed (--seed, default flowcli eval's TEST_SEED);
+a row whose setting draws more random numbers (the wide profile's turns in depth) also gets other
+textures from there on, so its scenes are alike, not identical. DIS gets grayscale uint8 frames as
+in classical.py.
 """
 
 from __future__ import annotations
