@@ -240,7 +240,7 @@ def _video_case(case: str, tmp_path, make_video, make_pair):
     if case == "bad max flow":
         return [clip, "-o", tmp_path / "f.mp4", "--max-flow", "0"], ["--max-flow 0: must be a positive number"]
     if case == "format of a flow video":  # it would be ignored
-        return [clip, "-o", tmp_path / "f.mp4", "--format", "png"], ["--format png: for flows written to a folder; f.mp4"]
+        return [clip, "-o", tmp_path / "f.mp4", "--format", "png"], ["--format png: applies to a folder of flows, not to a video output (f.mp4)"]
     if case == "fb-check":
         return [clip, "-o", tmp_path / "flows", "--mask-invalid"], ["--fb-check", "not available for a video", "--sequence"]
     raise AssertionError(case)

@@ -79,8 +79,6 @@ def predict(
             if fb_check:
                 raise FlowcliError("--fb-check (or --mask, --confidence, --mask-invalid): not available for a video "
                                    "input yet; predict its frames as a folder with --sequence and --fb-check")
-            if is_video(output) and given_flags(ctx, ("fmt",)):
-                raise FlowcliError(f"--format {fmt}: for flows written to a folder; {output.name} is a flow video")
             _predict_video(input1, output, weights=weights, device=device, dtype=dtype.value, options=options, fmt=fmt,
                            every=1 if every is None else every, start=start, end=end, max_side=max_side,
                            max_flow=max_flow, side_by_side=side_by_side, overwrite=overwrite)
