@@ -10,6 +10,11 @@ deconv5(conv6) beside conv5_1, and it upsamples coarse flow with 5x5 transposed 
 skip features. The reference's helpers `conv`, `transposedConv` and `predict_flow` are not shown in
 its description; their names match FlowNetPytorch's, whose layers are exactly this module's `conv`,
 `deconv` and `predict_flow`, so both layouts are built from them.
+
+Either layout predicts its finest flow (flow2) at 1/4 of the input. ModelConfig.upsampler says how
+it reaches full resolution: "bilinear" (FlowNet's), or "convex": a small head on the features that
+predict flow2 gives each output pixel softmax weights over the 3x3 coarse flows around it (RAFT's
+learned upsampling, Teed & Deng 2020, at 4x), which keeps motion edges sharp where bilinear blurs them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ ENCODER_CHANNELS = {
 DECODER_CHANNELS = {"deconv5": 512, "deconv4": 256, "deconv3": 128, "deconv2": 64}
 RGB_MEAN = (0.45, 0.432, 0.411)  # FlowNetPytorch's input mean, images in [0, 1]
 ARCHS = ("flownets", "reference")
+UPSAMPLERS = ("bilinear", "convex")
+MASK_PREFIX = "upsample_mask."  # the convex upsampler's head in a state dict
+FACTOR = 4  # flow2's resolution is 1/FACTOR of the input
 STRIDE = 64  # total contraction of the encoder; inputs are padded to a multiple of it
 MIN_SIDE = 64
 
@@ -44,10 +52,15 @@ class ModelConfig:
     # The reference's description does not say how it normalises input; our choice for both layouts:
     # images in [0, 1] minus RGB_MEAN, as FlowNetPytorch (False: the images in [0, 1] as they are).
     subtract_mean: bool = True
+    # flow2 -> full resolution: "bilinear" (the paper's), or "convex" (learned weights; module docstring).
+    # Files saved before the field existed hold "bilinear".
+    upsampler: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch={self.arch!r}: choose {' or '.join(ARCHS)}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler={self.upsampler!r}: choose {' or '.join(UPSAMPLERS)}")
 
     def channels(self, name: str) -> int:
         base = ENCODER_CHANNELS.get(name) or DECODER_CHANNELS[name]
@@ -98,6 +111,46 @@ def upsample_flow_reference() -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(2, 2, 5, 2, 1, bias=False)
 
 
+def mask_head(in_ch: int, hidden: int) -> nn.Sequential:
+    """The convex upsampler's head: flow2's input features -> 9 logits for each of the 4x4 output
+    pixels of a coarse pixel (9 x 16 channels)."""
+    return nn.Sequential(nn.Conv2d(in_ch, hidden, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv2d(hidden, 9 * FACTOR * FACTOR, 1))
+
+
+def bilinear_logits(blend: float = 0.01) -> torch.Tensor:
+    """(9 * 16,) logits whose softmax weights reproduce bilinear 4x upsampling (align_corners=False),
+    blended with a `blend` share of the 3x3 mean: a tap bilinear leaves at zero keeps a weight Adam
+    can move (a -inf logit would never learn). The head starts from them, so a bilinear network
+    given the head computes (almost) the same flow."""
+    offsets = [(2 * s - (FACTOR - 1)) / (2 * FACTOR) for s in range(FACTOR)]  # -3/8, -1/8, 1/8, 3/8
+    taps = torch.tensor([[max(0.0, -d), 1 - abs(d), max(0.0, d)] for d in offsets], dtype=torch.float64)
+    weights = torch.einsum("yi,xj->ijyx", taps, taps)  # (tap row, tap col, sub-row, sub-col)
+    weights = (1 - blend) * weights + blend / 9
+    return weights.log().reshape(-1).float()
+
+
+def convex_upsample(flow: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(B, 2, h, w) flow and (B, 9 * 16, h, w) logits (channel tap * 16 + sub-pixel) -> (B, 2, 4h, 4w):
+    each output pixel a convex combination (softmax of its 9 logits) of the 3x3 coarse flows around
+    its coarse pixel; the border is replicated, as bilinear clamps. In float32 (outside autocast:
+    bf16 weights would cost ~0.1 px), returned in flow's dtype."""
+    batch, _, height, width = flow.shape
+    with torch.autocast(flow.device.type, enabled=False):
+        weights = logits.float().view(batch, 9, FACTOR * FACTOR, height, width).softmax(dim=1)
+        padded = F.pad(flow.float(), (1, 1, 1, 1), mode="replicate")
+        taps = [padded[:, :, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
+        if torch.is_grad_enabled() and (logits.requires_grad or flow.requires_grad):
+            # one einsum: its backward is 2-3x faster than the loop's (benchmarks/README.md, Convex upsampler)
+            up = torch.einsum("bkshw,bckhw->bcshw", weights, torch.stack(taps, 2))
+        else:  # accumulated in place: 2.6x faster than the einsum when nothing needs a gradient
+            up = flow.new_zeros((batch, 2, FACTOR * FACTOR, height, width), dtype=torch.float32)
+            for k, tap in enumerate(taps):
+                up.addcmul_(weights[:, k].unsqueeze(1), tap.unsqueeze(2))
+        # (B, 2 * 16, h, w), channel c * 16 + sub-row * 4 + sub-col: pixel_shuffle's order
+        return F.pixel_shuffle(up.reshape(batch, 2 * FACTOR * FACTOR, height, width), FACTOR).to(flow.dtype)
+
+
 def crop_like(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """x cut to target's height and width from the top left, as FlowNetPytorch's crop_like."""
     return x[:, :, :target.shape[2], :target.shape[3]]
@@ -108,8 +161,8 @@ class FlowNetS(nn.Module):
 
     eval mode: returns (B, 2, H, W) flow in pixels at the input resolution (any H, W >= 64).
     train mode: returns the pyramid [flow2, flow3, flow4, flow5, flow6] at 1/4 ... 1/64 of the
-    input ([flow2 .. flow5] for arch "reference"), in pixels (already multiplied by flow_scale);
-    H and W must be multiples of 64.
+    input ([flow2 .. flow5] for arch "reference"; with the convex upsampler flow2 comes upsampled
+    to the input's size), in pixels (already multiplied by flow_scale); H and W must be multiples of 64.
     """
 
     def __init__(self, config: ModelConfig = ModelConfig()):
@@ -119,6 +172,10 @@ class FlowNetS(nn.Module):
             self._build_reference(config.channels, config.batch_norm)
         else:
             self._build_flownets(config.channels, config.batch_norm)
+        c = config.channels
+        # flow2's input: deconvolved features, the conv2 skip and the upsampled flow3
+        self.upsample_mask = (mask_head(c("deconv2") + c("conv2") + 2, c("deconv2"))
+                              if config.upsampler == "convex" else None)
         # (6,), not (1, 6, 1, 1): a 4-D buffer turned channels-last aliases itself, which DDP rejects.
         mean = RGB_MEAN * 2 if config.subtract_mean else (0.0,) * 6  # zeros: no normalisation, one code path
         self.register_buffer("rgb_mean", torch.tensor(mean), persistent=False)
@@ -194,13 +251,28 @@ class FlowNetS(nn.Module):
         for name, m in self.named_children():
             if name.startswith("predict_flow"):
                 nn.init.normal_(m.weight, std=1e-3)  # start near zero flow: a sane first guess
+        if self.upsample_mask is not None:  # start as bilinear: a trained network keeps its flow
+            last = self.upsample_mask[-1]
+            nn.init.zeros_(last.weight)
+            with torch.no_grad():
+                last.bias.copy_(bilinear_logits())
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stacked, mean-subtracted frames (B, 6, H, W), H and W multiples of 64 -> the flows finest
-        first, in units of flow / flow_scale: [flow2 .. flow6], or [flow2 .. flow5] for "reference"."""
-        if self.config.arch == "reference":
-            return self._pyramid_reference(x)
-        return self._pyramid_flownets(x)
+        first, in units of flow / flow_scale: [flow2 .. flow6], or [flow2 .. flow5] for "reference".
+        With the convex upsampler the finest is flow2 already upsampled: (B, 2, H, W)."""
+        levels = self._pyramid_reference if self.config.arch == "reference" else self._pyramid_flownets
+        flows, features = levels(x)
+        if self.upsample_mask is not None:
+            flows[0] = convex_upsample(flows[0], self.upsample_mask(features))
+        return flows
+
+    def full_resolution(self, finest: torch.Tensor) -> torch.Tensor:
+        """pyramid()[0] at the padded input's resolution: flow2 upsampled bilinearly, or as it is
+        when the convex upsampler made it."""
+        if self.upsample_mask is not None:
+            return finest
+        return F.interpolate(finest, scale_factor=FACTOR, mode="bilinear", align_corners=False)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The skip features at 1/4 .. 1/32 and conv6's output at 1/64."""
@@ -210,7 +282,8 @@ class FlowNetS(nn.Module):
         out_conv5 = self.conv5_1(self.conv5(out_conv4))
         return out_conv2, out_conv3, out_conv4, out_conv5, self.conv6(out_conv5)
 
-    def _pyramid_flownets(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _pyramid_flownets(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """[flow2 .. flow6] and flow2's input features."""
         out_conv2, out_conv3, out_conv4, out_conv5, out_conv6 = self._encode(x)
         out_conv6 = self.conv6_1(out_conv6)
 
@@ -223,9 +296,10 @@ class FlowNetS(nn.Module):
         flow3 = self.predict_flow3(concat3)
         concat2 = torch.cat((out_conv2, self.deconv2(concat3), self.upsampled_flow3_to_2(flow3)), 1)
         flow2 = self.predict_flow2(concat2)  # (B, 2, H/4, W/4)
-        return [flow2, flow3, flow4, flow5, flow6]
+        return [flow2, flow3, flow4, flow5, flow6], concat2
 
-    def _pyramid_reference(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _pyramid_reference(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """[flow2 .. flow5] and flow2's input features."""
         out_conv2, out_conv3, out_conv4, out_conv5, out_conv6 = self._encode(x)
 
         concat5 = torch.cat((out_conv5, crop_like(self.deconv5(out_conv6), out_conv5)), 1)
@@ -239,7 +313,7 @@ class FlowNetS(nn.Module):
         concat2 = torch.cat((out_conv2, crop_like(self.deconv2(concat3), out_conv2),
                              crop_like(self.upsampled_flow3_to_2(flow3), out_conv2)), 1)
         flow2 = self.predict_flow2(concat2)  # (B, 2, H/4, W/4)
-        return [flow2, flow3, flow4, flow5]
+        return [flow2, flow3, flow4, flow5], concat2
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor):
         check_input(img1, img2)
@@ -250,8 +324,7 @@ class FlowNetS(nn.Module):
                 raise ValueError(f"training needs H and W multiples of {STRIDE}, got {height}x{width}")
             return [f * self.config.flow_scale for f in self.pyramid(x)]
         x, (top, left) = pad_to_stride(x)
-        flow2 = self.pyramid(x)[0]
-        flow = F.interpolate(flow2, scale_factor=4, mode="bilinear", align_corners=False)
+        flow = self.full_resolution(self.pyramid(x)[0])
         return flow[:, :, top:top + height, left:left + width] * self.config.flow_scale
 
 

@@ -46,6 +46,9 @@ def widen(state: dict[str, torch.Tensor], config: ModelConfig, width: float, *,
           seed: int = 0) -> dict[str, torch.Tensor]:
     """`state` (weights of `config`) grown to `width`, an integer multiple of config.width; the
     returned network's flow equals the original's up to float rounding, in eval and train mode."""
+    if config.upsampler != "bilinear":
+        raise ValueError("the convex upsampler's head does not grow: widen a file without it, then add it "
+                         "(--upsampler convex)")
     factor = round(width / config.width)
     if factor < 1 or abs(factor * config.width - width) > 1e-9:
         raise ValueError(f"width={width}: weights of width {config.width} grow only to a whole "

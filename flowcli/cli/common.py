@@ -20,7 +20,7 @@ from ..data.layouts import AUTO, LAYOUTS
 from ..data.layouts.sintel import PASSES as SINTEL_PASSES
 from ..data.splits import SCHEMES
 from ..inference.options import BACKENDS, TTA_VIEWS, InferenceOptions
-from ..training.config import ARCHS, LOSSES, MOTIONS as TRAIN_MOTIONS, PRESETS
+from ..training.config import ARCHS, LOSSES, MOTIONS as TRAIN_MOTIONS, PRESETS, UPSAMPLERS
 
 try:  # typer >= 0.29 carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -81,6 +81,7 @@ Tta = Enum("Tta", {name: name for name in TTA_VIEWS}, type=str)
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
 Loss = Enum("Loss", {name: name for name in LOSSES}, type=str)
+Upsampler = Enum("Upsampler", {name: name for name in UPSAMPLERS}, type=str)
 TrainMotion = Enum("TrainMotion", {name: name for name in TRAIN_MOTIONS}, type=str)
 Motion = Enum("Motion", {name: name for name in TRAIN_MOTIONS if name != "mixed"}, type=str)
 SplitScheme = Enum("SplitScheme", {name: name for name in SCHEMES}, type=str)

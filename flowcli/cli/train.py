@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..data.splits import SCHEMES
 from .common import (
-    app, out_console, err_console, Arch, Loss, TrainMotion, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
+    app, out_console, err_console, Arch, Loss, Upsampler, TrainMotion, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
     fail, parse_size, say, write_json, progress_bar, table, Layout, SintelPass,
 )
 
@@ -27,6 +27,7 @@ def train(
     arch: Annotated[Optional[Arch], typer.Option(help="Network: flownets (the paper's) or reference (the baseline's, no conv6_1/flow6).")] = None,
     batch_norm: Annotated[Optional[bool], typer.Option("--batch-norm/--no-batch-norm", help="BatchNorm after each conv (default: the preset's).")] = None,
     loss: Annotated[Optional[Loss], typer.Option(help="multiscale (FlowNet's weighted levels) or epe (full-resolution EPE, the reference's).")] = None,
+    upsampler: Annotated[Optional[Upsampler], typer.Option(help="flow2 (1/4 resolution) to full resolution: bilinear (the paper's) or convex (a learned head; with --init FILE it is added, starting as bilinear).")] = None,
     crop: Annotated[Optional[str], typer.Option(metavar="HxW", help="Training crop, multiples of 64, e.g. 320x448.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=f"How to split DATA_DIR: {', '.join(SCHEMES)} (reference = the reference's 80/20).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Generated data: batches per epoch.")] = None,
@@ -38,6 +39,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder with its saved settings.")] = None,
     init: Annotated[Optional[str], typer.Option(metavar="FILE|NAME", help="Fine-tune: start from these weights, a file or a shipped network (fast, accurate). Their BatchNorm is kept, and their width unless --width is a whole multiple of it: the network is then grown to it, computing the same flow at the start.")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Keep BatchNorm statistics fixed (fine-tuning with --init at small batches).")] = False,
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Train the convex upsampler's head only; the network it reads stays as --init gave it (BatchNorm too).")] = False,
     ema: Annotated[Optional[float], typer.Option("--ema", metavar="DECAY", help="Keep a moving average of the weights (decay per step, e.g. 0.999) and validate and save it in place of the raw weights, which train on.")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training steps' network and the scene generator's per-pixel kernels (fused kernels; the first steps compile, ~50 s on a 2-core CPU, and need a C++ compiler there); a resumed run may turn it on or off.")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Data loader processes (folder), or > 0: generate the next batch in a thread (GPUs).")] = None,
@@ -68,10 +70,11 @@ def train(
         options = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, minutes=minutes,
             arch=arch.value if arch else None, batch_norm=batch_norm, loss=loss.value if loss else None,
+            upsampler=upsampler.value if upsampler else None,
             crop=parse_size(crop, "--crop") if crop else None, split=split, steps_per_epoch=steps_per_epoch,
             synth_motion=synth_motion.value if synth_motion else None,
             augment=augment, num_workers=num_workers, freeze_bn=True if freeze_bn else None,
-            ema=ema, compile=compile,
+            freeze_backbone=True if freeze_backbone else None, ema=ema, compile=compile,
             layout=layout.value if layout else None, sintel_pass=sintel_pass.value if sintel_pass else None)
         name = preset.value if preset else None
         config = resolve_config(name, data_dir=data_dir, init=init, resume=resume, **options)

@@ -12,7 +12,6 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..device import check_compile_toolchain
 from ..errors import DeviceError, OutOfMemoryError
@@ -82,7 +81,8 @@ class Predictor:
 
     # -- the computation -------------------------------------------------------------------------
     def _body(self, x: torch.Tensor) -> torch.Tensor:
-        """Padded, mean-subtracted (B, 6, H, W) -> flow2 (B, 2, H/4, W/4) in units of flow/flow_scale."""
+        """Padded, mean-subtracted (B, 6, H, W) -> the finest flow (pyramid()[0]: flow2 at 1/4 of H, W,
+        or at H, W with the convex upsampler) in units of flow/flow_scale."""
         if self._ort is not None:
             return self._ort(x)
         if not self.compile:
@@ -109,9 +109,9 @@ class Predictor:
         x, (top, left) = pad_to_stride(torch.cat((img1, img2), 1).sub_(self._mean))  # (B, 6, H64, W64)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        flow2 = self._body(x).float().contiguous()  # NCHW: bilinear is 4x faster than on channels_last
-        flow2 = flow2 * self.config.flow_scale  # scale at 1/4 resolution; bilinear is linear
-        flow = F.interpolate(flow2, scale_factor=4, mode="bilinear", align_corners=False)
+        finest = self._body(x).float().contiguous()  # NCHW: bilinear is 4x faster than on channels_last
+        finest = finest * self.config.flow_scale  # scaled before upsampling: bilinear is linear
+        flow = self.model.full_resolution(finest)
         return flow[:, :, top:top + height, left:left + width]
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:

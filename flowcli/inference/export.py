@@ -1,5 +1,5 @@
 """ONNX export of the network body: the BN-folded FlowNetS from the stacked, mean-subtracted, padded
-pair to its 1/4-resolution flow, with dynamic batch, height and width (multiples of 64). What runs
+pair to its finest flow (1/4 resolution, or full with the convex upsampler), with dynamic batch, height and width (multiples of 64). What runs
 before and after it (mean subtraction, padding, flow scale, upsampling, refinement, smoothing) stays
 in flowcli and is written in the model's metadata and in README ("Deploy without PyTorch").
 
@@ -74,7 +74,8 @@ def require_onnx() -> None:
 
 
 class NetworkBody(nn.Module):
-    """What is exported: (B, 6, H, W) -> flow2 (B, 2, H/4, W/4) in units of flow / flow_scale."""
+    """What is exported: (B, 6, H, W) -> the finest flow in units of flow / flow_scale: flow2
+    (B, 2, H/4, W/4), or (B, 2, H, W) with the convex upsampler (model.FlowNetS.pyramid)."""
 
     def __init__(self, net: FlowNetS):
         super().__init__()
@@ -128,7 +129,10 @@ def model_card(config: ModelConfig, *, dtype: str, weights: str, sha256: str) ->
                    f"{MIN_SIDE} px: upsample bilinearly by the smallest integer factor that reaches "
                    f"{MIN_SIDE}, divide the flow by it"),
         "output": (f"{OUTPUT}: (B, 2, H/4, W/4), (u, v) divided by flow_scale; multiply by flow_scale, "
-                   "upsample x4 bilinearly (align_corners=False), crop the padding: flow in px"),
+                   "upsample x4 bilinearly (align_corners=False), crop the padding: flow in px"
+                   if config.upsampler == "bilinear" else
+                   f"{OUTPUT}: (B, 2, H, W), (u, v) divided by flow_scale, already upsampled by the network's "
+                   "learned convex upsampler; multiply by flow_scale, crop the padding: flow in px"),
         "weights": weights,
         "weights_sha256": sha256,
     }

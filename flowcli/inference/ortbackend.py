@@ -36,7 +36,8 @@ def check_backend(backend: str, device: str, dtype: str, *, compile: bool = Fals
 
 
 class OrtBody:
-    """Callable like the Predictor's torch body: (B, 6, H64, W64) float32 -> flow2 (B, 2, H64/4, W64/4)."""
+    """Callable like the Predictor's torch body: (B, 6, H64, W64) float32 -> the finest flow
+    (flow2 at H64/4, W64/4, or at H64, W64 with the convex upsampler)."""
 
     def __init__(self, net: FlowNetS, *, threads: int | None = None):
         self.session = ort_session(cached_model(net), threads=threads or torch.get_num_threads())

@@ -27,7 +27,8 @@ VIEW_NAMES = {0: "the pair", -1: "its left-right mirror", -2: "its up-down mirro
 
 @dataclass(frozen=True)
 class NetworkPass:
-    """FlowNetS on the pair (and its mirrored views, averaged): flow at 1/4 resolution, upsampled 4x."""
+    """FlowNetS on the pair (and its mirrored views, averaged): flow at 1/4 resolution, upsampled 4x
+    (bilinearly, or by the network's learned convex upsampler)."""
 
     views: tuple[int, ...]
 
@@ -37,7 +38,7 @@ class NetworkPass:
     def describe(self) -> str:
         seen = " and ".join(VIEW_NAMES[d] for d in self.views)
         averaged = ", flows averaged" if len(self.views) > 1 else ""
-        return f"network: FlowNetS on {seen}{averaged}; its 1/4-resolution flow upsampled bilinearly"
+        return f"network: FlowNetS on {seen}{averaged}; its 1/4-resolution flow upsampled to full resolution"
 
 
 @dataclass(frozen=True)

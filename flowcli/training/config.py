@@ -15,6 +15,7 @@ from ..errors import CheckpointError, TrainingError
 
 CROP_MULTIPLE = 64  # FlowNetS's stride (model.STRIDE), repeated so that presets load without torch
 ARCHS = ("flownets", "reference")  # model.ARCHS, repeated for the same reason
+UPSAMPLERS = ("bilinear", "convex")  # model.UPSAMPLERS, repeated for the same reason
 LOSSES = ("multiscale", "epe")  # loss.LOSSES' names: FlowNet's weighted levels, or the full-resolution EPE
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("onecycle", "constant")
@@ -44,6 +45,7 @@ class TrainConfig:
     flow_scale: float = 20.0  # the network predicts flow / flow_scale; the reference predicts pixels (1.0)
     subtract_mean: bool = True  # input normalisation (model.ModelConfig.subtract_mean)
     loss: str = "multiscale"  # "multiscale" (FlowNet's) or "epe" (the reference's: full-resolution EPE)
+    upsampler: str = "bilinear"  # flow2 -> full resolution: "bilinear" or "convex" (learned; model.py)
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (else fp32)
     augment: bool = True
@@ -60,6 +62,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's network and the generator's per-pixel kernels
     init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
+    freeze_backbone: bool = False  # train the convex upsampler's head only (the rest fixed, BatchNorm too)
     ema: float = 0.0  # per-step decay of the weights' moving average, validated and saved (average.py); 0: none
     layout: str = "auto"  # folder data: its dataset layout (data/layouts: auto = detected)
     sintel_pass: str = "clean"  # folder data in Sintel's layout: which rendering pass trains
@@ -89,7 +92,7 @@ class TrainConfig:
         from ..model import ModelConfig
 
         return ModelConfig(width=self.width, batch_norm=self.batch_norm, flow_scale=self.flow_scale,
-                           arch=self.arch, subtract_mean=self.subtract_mean)
+                           arch=self.arch, subtract_mean=self.subtract_mean, upsampler=self.upsampler)
 
 
 def _problems(c: TrainConfig):
@@ -101,10 +104,13 @@ def _problems(c: TrainConfig):
         ("width", c.width > 0, "the channel multiplier must be positive"),
         ("arch", c.arch in ARCHS, "choose " + " or ".join(ARCHS)),
         ("loss", c.loss in LOSSES, "choose " + " or ".join(LOSSES)),
+        ("upsampler", c.upsampler in UPSAMPLERS, "choose " + " or ".join(UPSAMPLERS)),
+        ("freeze_backbone", not c.freeze_backbone or c.upsampler == "convex",
+         "only the convex upsampler's head would train, and this network has none (upsampler='convex')"),
         ("flow_scale", c.flow_scale > 0, "the flow scale must be positive"),
         ("crop", min(c.crop) >= CROP_MULTIPLE and not any(side % CROP_MULTIPLE for side in c.crop),
          f"both sides must be positive multiples of {CROP_MULTIPLE}"),
-        ("batch_size", not c.batch_norm or c.freeze_bn
+        ("batch_size", not c.batch_norm or c.freeze_bn or c.freeze_backbone
          or c.batch_size * (c.crop[0] // CROP_MULTIPLE) * (c.crop[1] // CROP_MULTIPLE) > 1,
          f"BatchNorm in training needs more than one value per channel, and at crop {show(c.crop)} the "
          "network's coarsest level is 1x1: use a batch of at least 2, a larger crop, or freeze_bn=True"),
@@ -197,10 +203,12 @@ def resolve_config(
         arch = overrides.get("arch") or (config.arch if preset is not None else architecture.arch)
         if arch != architecture.arch:
             raise CheckpointError(other_arch(init, architecture.arch, arch))
+        # the file's upsampler unless one is given: a bilinear file can gain the convex head, not lose it
         config = config.with_overrides(init=str(init), width=overrides.get("width") or architecture.width,
                                        batch_norm=architecture.batch_norm, arch=arch,
                                        flow_scale=architecture.flow_scale,
-                                       subtract_mean=architecture.subtract_mean)
+                                       subtract_mean=architecture.subtract_mean,
+                                       upsampler=overrides.get("upsampler") or architecture.upsampler)
     return config
 
 

@@ -186,7 +186,7 @@ def _loop(model, optimizer, source, config: TrainConfig, schedule: Schedule, out
     clock = time.perf_counter() - elapsed_before
     agreed_s = elapsed_before  # under DDP the schedule's time is the last check-in's, the same on every rank
     marks = StepClock(device)
-    set_train_mode(model, config.freeze_bn)
+    set_train_mode(model, config.freeze_bn or config.freeze_backbone)
     failure = None  # the first step whose loss went non-finite: the run stops at the next check-in
     for epoch in range(start_epoch, config.epochs):
         gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, rank))

@@ -12,17 +12,19 @@ import torch
 from ..checkpoint import check_architecture, load_state, read_config, read_state
 from ..device import cpu_has_bf16
 from ..errors import CheckpointError, DataError, TrainingError
-from ..model import FlowNetS, ModelConfig
+from ..model import MASK_PREFIX, FlowNetS, ModelConfig
 from ..widen import widen
 from .config import TrainConfig, show
 from .sources import FolderSource, SynthSource
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on conv weights only, never on biases or BatchNorm (as FlowNetPytorch); fused
+    """The parameters that train (with --freeze-backbone: the upsampler's head); weight decay on conv
+    weights only, never on biases or BatchNorm (as FlowNetPytorch); fused
     kernels on CUDA, where the small network's steps are launch-bound."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    trained = [p for p in model.parameters() if p.requires_grad]  # all but a frozen backbone
+    decay = [p for p in trained if p.ndim > 1]
+    no_decay = [p for p in trained if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
@@ -80,8 +82,14 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def read_init(path: Path, architecture: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
     """The weights to fine-tune from: the file must hold this very architecture, or the same one
-    narrower by a whole factor, which is grown to it computing the same flow (flowcli.widen)."""
+    narrower by a whole factor, which is grown to it computing the same flow (flowcli.widen), or
+    the same one without the convex upsampler (which starts as bilinear: the same flow too)."""
     held = read_config(path)
+    if held.upsampler == "bilinear" and architecture.upsampler == "convex":
+        if replace(held, upsampler="convex") != architecture:
+            raise CheckpointError(f"{path}: the convex upsampler is added to a file at its own width; "
+                                  "grow the width in one run, add the upsampler in the next")
+        return read_state(path)  # the head is missing: build_model starts it as bilinear
     if held.width < architecture.width and replace(held, width=architecture.width) == architecture:
         try:
             return widen(read_state(path), held, architecture.width, seed=seed)
@@ -123,7 +131,11 @@ def build_model(config: TrainConfig, architecture: ModelConfig, init: dict | Non
     torch.manual_seed(config.seed)
     model = FlowNetS(architecture)
     if init is not None:
-        load_state(model, init, config.init)
+        head = {k: v for k, v in model.state_dict().items() if k.startswith(MASK_PREFIX) and k not in init}
+        load_state(model, {**init, **head}, config.init)
+    if config.freeze_backbone:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith(MASK_PREFIX))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest conv kernels once
     return model.to(device, memory_format=torch.channels_last)  # channels-last convs are faster
