@@ -19,6 +19,7 @@ learned upsampling, Teed & Deng 2020, at 4x), which keeps motion edges sharp whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, fields
 
@@ -67,7 +68,10 @@ class ModelConfig:
         return max(8, int(round(base * self.width)))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields_ = asdict(self)
+        if self.upsampler == "bilinear":  # as before the field existed: older flowcli reads the file
+            del fields_["upsampler"]
+        return json.dumps(fields_, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
@@ -134,9 +138,12 @@ def convex_upsample(flow: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """(B, 2, h, w) flow and (B, 9 * 16, h, w) logits (channel tap * 16 + sub-pixel) -> (B, 2, 4h, 4w):
     each output pixel a convex combination (softmax of its 9 logits) of the 3x3 coarse flows around
     its coarse pixel; the border is replicated, as bilinear clamps. In float32 (outside autocast:
-    bf16 weights would cost ~0.1 px), returned in flow's dtype."""
+    bf16 weights would cost ~0.1 px) and returned in float32: rounding the full-resolution flow to
+    bf16/fp16 again would cost more than the head wins."""
     batch, _, height, width = flow.shape
-    with torch.autocast(flow.device.type, enabled=False):
+    # (no autocast on the meta device, where conv_gflops builds the model)
+    exact = torch.autocast(flow.device.type, enabled=False) if flow.device.type != "meta" else contextlib.nullcontext()
+    with exact:
         weights = logits.float().view(batch, 9, FACTOR * FACTOR, height, width).softmax(dim=1)
         padded = F.pad(flow.float(), (1, 1, 1, 1), mode="replicate")
         taps = [padded[:, :, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
@@ -148,7 +155,7 @@ def convex_upsample(flow: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
             for k, tap in enumerate(taps):
                 up.addcmul_(weights[:, k].unsqueeze(1), tap.unsqueeze(2))
         # (B, 2 * 16, h, w), channel c * 16 + sub-row * 4 + sub-col: pixel_shuffle's order
-        return F.pixel_shuffle(up.reshape(batch, 2 * FACTOR * FACTOR, height, width), FACTOR).to(flow.dtype)
+        return F.pixel_shuffle(up.reshape(batch, 2 * FACTOR * FACTOR, height, width), FACTOR)
 
 
 def crop_like(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -172,14 +179,16 @@ class FlowNetS(nn.Module):
             self._build_reference(config.channels, config.batch_norm)
         else:
             self._build_flownets(config.channels, config.batch_norm)
-        c = config.channels
-        # flow2's input: deconvolved features, the conv2 skip and the upsampled flow3
-        self.upsample_mask = (mask_head(c("deconv2") + c("conv2") + 2, c("deconv2"))
-                              if config.upsampler == "convex" else None)
         # (6,), not (1, 6, 1, 1): a 4-D buffer turned channels-last aliases itself, which DDP rejects.
         mean = RGB_MEAN * 2 if config.subtract_mean else (0.0,) * 6  # zeros: no normalisation, one code path
         self.register_buffer("rgb_mean", torch.tensor(mean), persistent=False)
+        self.upsample_mask = None
         self._init_weights()
+        if config.upsampler == "convex":  # built last: a seed gives the same network with or without it
+            c = config.channels
+            # flow2's input: deconvolved features, the conv2 skip and the upsampled flow3
+            self.upsample_mask = mask_head(c("deconv2") + c("conv2") + 2, c("deconv2"))
+            self._init_head()
 
     def _build_encoder(self, c, bn: bool) -> None:
         """conv1 .. conv6, shared by both layouts: the frames contracted 64x."""
@@ -251,11 +260,15 @@ class FlowNetS(nn.Module):
         for name, m in self.named_children():
             if name.startswith("predict_flow"):
                 nn.init.normal_(m.weight, std=1e-3)  # start near zero flow: a sane first guess
-        if self.upsample_mask is not None:  # start as bilinear: a trained network keeps its flow
-            last = self.upsample_mask[-1]
-            nn.init.zeros_(last.weight)
-            with torch.no_grad():
-                last.bias.copy_(bilinear_logits())
+
+    def _init_head(self) -> None:
+        """The convex upsampler starts as bilinear: a trained network given the head keeps its flow."""
+        first, last = self.upsample_mask[0], self.upsample_mask[-1]
+        nn.init.kaiming_normal_(first.weight, a=0.1, nonlinearity="leaky_relu")
+        nn.init.zeros_(first.bias)
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(bilinear_logits())
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stacked, mean-subtracted frames (B, 6, H, W), H and W multiples of 64 -> the flows finest

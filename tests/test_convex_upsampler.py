@@ -59,8 +59,9 @@ def test_the_training_path_equals_the_inference_path_and_gives_gradients():
     torch.testing.assert_close(trained, inferred, atol=1e-5, rtol=0)
     trained.square().sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in float32 all the same
-        torch.testing.assert_close(convex_upsample(flow, logits), trained, atol=1e-5, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed and returned in float32 all the same
+        torch.testing.assert_close(convex_upsample(flow.bfloat16(), logits), trained, atol=0.02, rtol=0)
+        assert convex_upsample(flow, logits).dtype == torch.float32
 
 
 def convex_copy(model: FlowNetS) -> FlowNetS:
@@ -83,6 +84,29 @@ def test_a_new_head_starts_as_bilinear_so_a_trained_network_keeps_its_flow(bn_mo
         (16 + 32 + 2) * 16 * 9 + 16 + 16 * 144 + 144)  # 3x3 conv to deconv2's 16 channels, 1x1 to 9 x 16
 
 
+def test_a_seed_gives_the_same_network_with_or_without_the_head():
+    torch.manual_seed(5)
+    plain = FlowNetS(ModelConfig(width=0.25)).state_dict()
+    torch.manual_seed(5)
+    convex = FlowNetS(ModelConfig(width=0.25, upsampler="convex")).state_dict()
+    assert set(convex) - set(plain) == {MASK_PREFIX + n for n in ("0.weight", "0.bias", "2.weight", "2.bias")}
+    assert all(torch.equal(convex[k], v) for k, v in plain.items())
+    torch.testing.assert_close(convex[MASK_PREFIX + "2.bias"], bilinear_logits())
+
+
+def test_bench_counts_the_heads_convolutions_and_runs_it(bn_model, tmp_path):
+    from flowcli.checkpoint import save_weights
+    from flowcli.inference.bench import run_bench
+    from flowcli.model import conv_gflops
+
+    plain, convex = (conv_gflops(ModelConfig(width=0.25, upsampler=u), 384, 512) for u in ("bilinear", "convex"))
+    head = 2 * 96 * 128 * ((16 + 32 + 2) * 16 * 9 + 16 * 144)  # 3x3 conv and 1x1 conv at 1/4 of 384x512
+    assert convex - plain == pytest.approx(head / 1e9)
+    save_weights(tmp_path / "convex.safetensors", convex_copy(bn_model()))
+    result = run_bench(weights=tmp_path / "convex.safetensors", device="cpu", size=(64, 64), runs=1, warmup=0)
+    assert result.gflops_per_image == pytest.approx(conv_gflops(ModelConfig(width=0.25, upsampler="convex"), 64, 64))
+
+
 def test_training_mode_returns_the_finest_level_at_the_input_size():
     model = FlowNetS(ModelConfig(width=0.25, upsampler="convex")).train()
     pyramid = model(*frames(2, 128, 192))
@@ -98,20 +122,18 @@ def test_the_engine_and_bn_folding_carry_the_head(bn_model):
     img1, img2 = frames(2, 70, 100)
     with torch.no_grad():
         want = model(img1, img2)
-        bilinear = model.full_resolution(model.pyramid(torch.zeros(1, 6, 128, 128))[0])
-    assert bilinear.shape == (1, 2, 128, 128)
     for channels_last in (False, True):
         got = Predictor(model, device="cpu", channels_last=channels_last, smooth=False, refine=0)(img1, img2)
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 def test_a_weights_file_keeps_the_upsampler_and_an_older_config_reads_as_bilinear(bn_model, tmp_path):
-    from flowcli.checkpoint import load_model, save_weights
+    from flowcli.checkpoint import load_model, metadata_json, save_weights
 
     model = convex_copy(bn_model())
     save_weights(tmp_path / "convex.safetensors", model)
     loaded = load_model(tmp_path / "convex.safetensors")
-    assert loaded.config.upsampler == "convex"
+    assert loaded.config.upsampler == "convex" and metadata_json(tmp_path / "convex.safetensors")["config"]["upsampler"] == "convex"
     img1, img2 = frames(1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(img1, img2), model(img1, img2))
@@ -144,11 +166,16 @@ def test_freeze_backbone_trains_the_head_alone_from_a_bilinear_file(tiny_chairs,
 
 def test_freeze_backbone_needs_the_convex_head_and_the_head_is_added_at_the_files_width(bn_model, tmp_path):
     from flowcli.checkpoint import save_weights
-    from flowcli.training.config import TrainConfig
+    from flowcli.training.config import TrainConfig, resolve_config
     from flowcli.training.setup import read_init
 
     with pytest.raises(TrainingError, match="^freeze_backbone=True: only the convex upsampler's head"):
         TrainConfig(freeze_backbone=True)
+    with pytest.raises(TrainingError, match="^freeze_backbone=True: the head would learn to upsample an untrained"):
+        TrainConfig(freeze_backbone=True, upsampler="convex")
+    save_weights(tmp_path / "convex.safetensors", convex_copy(bn_model()))  # a file with the head: no --upsampler needed
+    config = resolve_config("gpu", init=tmp_path / "convex.safetensors", freeze_backbone=True)
+    assert config.upsampler == "convex" and config.freeze_backbone
     save_weights(tmp_path / "narrow.safetensors", bn_model(width=0.25))
     wide = ModelConfig(width=0.5, batch_norm=True, upsampler="convex")
     with pytest.raises(CheckpointError, match="grow the width in one run, add the upsampler in the next"):

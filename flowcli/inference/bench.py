@@ -251,7 +251,8 @@ def _check_cpu_memory(config: ModelConfig, height: int, width: int, batch: int, 
         return
     padded = (-(-height // STRIDE) * STRIDE) * (-(-width // STRIDE) * STRIDE)
     # fp32 values per padded pixel, from peak RSS growth with ~10 % headroom (benchmarks/README.md)
-    estimate = 4 * batch * views * padded * (12 + 40 * config.width)
+    # the convex upsampler adds its logits, their softmax and its sums: ~22 per pixel (counted, not measured)
+    estimate = 4 * batch * views * padded * (12 + 40 * config.width + (22 if config.upsampler == "convex" else 0))
     if estimate > available:
         raise OutOfMemoryError.for_input(height, width, batch, detail=f" (needs about {estimate / 2**30:.1f} GiB, "
                                                                     f"{available / 2**30:.1f} GiB free)")

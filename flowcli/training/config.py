@@ -60,7 +60,7 @@ class TrainConfig:
     minutes: float | None = None  # time budget: stop (and finish the schedule) after this long
     num_workers: int = 0
     compile: bool = False  # torch.compile the training step's network and the generator's per-pixel kernels
-    init: str | None = None  # weights file to start from (fine-tuning); None: random initialisation
+    init: str | None = None  # weights to start from (fine-tuning): a file, or a shipped network's name; None: random
     freeze_bn: bool = False  # keep BatchNorm's running statistics fixed (fine-tuning with small batches)
     freeze_backbone: bool = False  # train the convex upsampler's head only (the rest fixed, BatchNorm too)
     ema: float = 0.0  # per-step decay of the weights' moving average, validated and saved (average.py); 0: none
@@ -107,6 +107,8 @@ def _problems(c: TrainConfig):
         ("upsampler", c.upsampler in UPSAMPLERS, "choose " + " or ".join(UPSAMPLERS)),
         ("freeze_backbone", not c.freeze_backbone or c.upsampler == "convex",
          "only the convex upsampler's head would train, and this network has none (upsampler='convex')"),
+        ("freeze_backbone", not c.freeze_backbone or c.init is not None,
+         "the head would learn to upsample an untrained network's flow: give the weights to start from (init=FILE)"),
         ("flow_scale", c.flow_scale > 0, "the flow scale must be positive"),
         ("crop", min(c.crop) >= CROP_MULTIPLE and not any(side % CROP_MULTIPLE for side in c.crop),
          f"both sides must be positive multiples of {CROP_MULTIPLE}"),
@@ -185,30 +187,34 @@ def resolve_config(
     resume=RUN_DIR: that run's saved config, of which only RESUMABLE fields may change.
     """
     if init is not None:
-        from ..checkpoint import other_arch, read_config, weights_path
+        from ..checkpoint import is_named, other_arch, read_config, weights_path
 
-        init = weights_path(init)  # a shipped network's name, or a path
+        # a shipped network is recorded by its name (the same on every machine), a file by its absolute
+        # path (never read back as a name: ./accurate is a file)
+        init_label = init if is_named(init) else str(Path(init).resolve())
+        init = weights_path(init)
     if resume is not None:
         if preset is not None:
             raise TrainingError(f"preset={preset}: a resumed run keeps its saved settings; leave the preset out")
         saved, saved_data = read_run_config(resume)
-        config = saved.with_overrides(init=str(init) if init is not None else None, **overrides)
+        config = saved.with_overrides(init=init_label if init is not None else None, **overrides)
         check_resumable(saved, config, Path(resume))
         resumed_data(saved_data, data_dir, Path(resume))
         return config
-    config = base_config(preset, data_dir).with_overrides(**overrides)
     if init is not None:
         architecture = read_config(init)
+        # the file's upsampler unless one is given: a bilinear file can gain the convex head, not lose it
+        overrides = {**overrides, "init": init_label, "upsampler": overrides.get("upsampler") or architecture.upsampler}
+    config = base_config(preset, data_dir).with_overrides(**overrides)
+    if init is not None:
         # the file's arch unless --arch or a named preset asks for one: weights never change arch
         arch = overrides.get("arch") or (config.arch if preset is not None else architecture.arch)
         if arch != architecture.arch:
             raise CheckpointError(other_arch(init, architecture.arch, arch))
-        # the file's upsampler unless one is given: a bilinear file can gain the convex head, not lose it
-        config = config.with_overrides(init=str(init), width=overrides.get("width") or architecture.width,
+        config = config.with_overrides(width=overrides.get("width") or architecture.width,
                                        batch_norm=architecture.batch_norm, arch=arch,
                                        flow_scale=architecture.flow_scale,
-                                       subtract_mean=architecture.subtract_mean,
-                                       upsampler=overrides.get("upsampler") or architecture.upsampler)
+                                       subtract_mean=architecture.subtract_mean)
     return config
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import load_training_state, read_state_tensors, save_training_state, save_weights
+from ..checkpoint import load_training_state, read_state_tensors, save_training_state, save_weights, weights_path
 from ..data.splits import save_split
 from ..device import check_compile_toolchain, resolve_device
 from ..errors import TrainingError
@@ -129,7 +129,7 @@ def train(
     data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
 
     architecture = config.model_config()
-    init = read_init(Path(config.init), architecture, config.seed) if config.init and not resume else None
+    init = read_init(weights_path(config.init), architecture, config.seed) if config.init and not resume else None
     split_file = out / "split.json" if resumed and data_dir is not None else None
     if split_file is not None and not split_file.is_file():
         emit("warning", {"message": f"{split_file} is missing: the split is drawn again, and differs from the "

@@ -83,7 +83,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 def read_init(path: Path, architecture: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
     """The weights to fine-tune from: the file must hold this very architecture, or the same one
     narrower by a whole factor, which is grown to it computing the same flow (flowcli.widen), or
-    the same one without the convex upsampler (which starts as bilinear: the same flow too)."""
+    the same one without the convex upsampler (which starts as bilinear: almost the same flow)."""
     held = read_config(path)
     if held.upsampler == "bilinear" and architecture.upsampler == "convex":
         if replace(held, upsampler="convex") != architecture:
