@@ -11,7 +11,8 @@
 #
 #   OUT=/tmp/out bash benchmarks/gpu_finetune.sh                        # ~9 minutes on one H200
 #   OUT=/tmp/out SMOKE=1 DEVICE=cpu bash benchmarks/gpu_finetune.sh     # the tests' smoke run (seconds)
-#   OUT=/tmp/out WIDTH=0.5 bash benchmarks/gpu_finetune.sh              # the shipped file grown to width 0.5 first
+#   OUT=/tmp/out INIT=old.safetensors WIDTH=0.5 bash ...                # a file grown to width 0.5 first (one
+#                                                                       # without the convex upsampler: its head does not grow)
 #   OUT=/tmp/out INIT= WIDTH=0.5 bash benchmarks/gpu_finetune.sh        # a wider network from scratch
 #   OUT=/tmp/out MOTION=mixed bash benchmarks/gpu_finetune.sh           # half the batches with large motions
 #   OUT=/tmp/out COMPILE=1 PROBE="64 256 256:reduce-overhead" bash ...  # compiled steps; width-0.25 img/s probes

@@ -34,4 +34,4 @@ def test_info_shows_the_architecture_and_parameter_count(run_cli, tmp_path):
 def test_info_names_the_shipped_accurate_network(run_cli):
     result = run_cli("info", "--weights", "accurate")
     assert result.exit_code == 0, result.output
-    assert "flownets-accurate.safetensors" in result.stdout and "9,696,336" in result.stdout
+    assert "flownets-accurate.safetensors" in result.stdout and "9,729,344" in result.stdout
