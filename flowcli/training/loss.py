@@ -58,6 +58,15 @@ def target_pyramid(flow: torch.Tensor, valid: torch.Tensor, sizes: list[tuple[in
     return levels
 
 
+def full_size(finest: torch.Tensor, size) -> torch.Tensor:
+    """The finest level in float32 at the target's size: flow2 upsampled bilinearly as the model's eval
+    output is, or as it is when the convex upsampler already made it full size (no identity resampling
+    of the whole batch every step)."""
+    if tuple(finest.shape[-2:]) == tuple(size):
+        return finest.float()
+    return F.interpolate(finest.float(), size=size, mode="bilinear", align_corners=False)
+
+
 def masked_mean_epe(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     err = torch.linalg.vector_norm(pred.float() - target.float(), dim=1)
     valid = valid.float()
@@ -78,7 +87,7 @@ def multiscale_epe(pyramid: list[torch.Tensor], flow: torch.Tensor, valid: torch
         loss = loss + w * masked_mean_epe(pred, target, level_valid)
     with torch.no_grad():
         k = METRIC_PAIRS
-        full = F.interpolate(pyramid[0][:k].float(), size=flow.shape[-2:], mode="bilinear", align_corners=False)
+        full = full_size(pyramid[0][:k], flow.shape[-2:])
         epe = masked_mean_epe(full, flow[:k], valid[:k])
     return loss, {"loss": loss.detach(), "epe": epe}
 
@@ -87,7 +96,7 @@ def full_resolution_epe(pyramid: list[torch.Tensor], flow: torch.Tensor, valid: 
     """The reference's loss (TrainConfig.loss="epe"): (loss, metrics) where the loss is the EPE of
     flow2 upsampled bilinearly to full resolution, as the model's eval output, over valid pixels:
     the very figure metrics['epe'] of multiscale_epe reports, now trained on."""
-    full = F.interpolate(pyramid[0].float(), size=flow.shape[-2:], mode="bilinear", align_corners=False)
+    full = full_size(pyramid[0], flow.shape[-2:])
     loss = masked_mean_epe(full, flow, valid)
     return loss, {"loss": loss.detach(), "epe": loss.detach()}
 
