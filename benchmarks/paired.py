@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
         if other.source != base.source:
             raise SystemExit(f"{path}: another set ({other.source}) than {args.base} ({base.source}): "
                              "compare evals of the same set")
-        order = [{pair: i for i, pair in enumerate(other.ids)}[pair] for pair in ids]
+        position = {pair: i for i, pair in enumerate(other.ids)}
+        order = [position[pair] for pair in ids]
         if not np.array_equal(other.valid[order], weight):
             raise SystemExit(f"{path}: the same pair ids with other valid pixels than {args.base}: another set")
         if other.options != base.options:
