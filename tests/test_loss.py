@@ -84,3 +84,25 @@ def test_the_target_pyramid_pools_each_level_from_the_one_before_to_the_same_val
         torch.testing.assert_close(coarse[expected_valid[:, None].expand_as(coarse)],
                                    expected[expected_valid[:, None].expand_as(expected)], rtol=1e-5, atol=1e-5)
     assert not some_invalid or not target_pyramid(flow, valid, sizes)[0][1].all()  # a level lost a pixel
+
+
+def test_the_full_resolution_loss_takes_a_full_size_level_as_it_is_and_upsamples_flow2():
+    """A convex network's finest level is already full size: its loss is its EPE against the target,
+    pixel for pixel (numpy); flow2 at 1/4 is upsampled first (a constant stays that constant)."""
+    from flowcli.training.loss import full_resolution_epe
+
+    generator = torch.Generator().manual_seed(4)
+    target = torch.randn(2, 2, 64, 64, generator=generator)
+    valid = torch.rand(2, 64, 64, generator=generator) > 0.2
+    finest = torch.randn(2, 2, 64, 64, generator=generator)
+    err = np.linalg.norm((finest - target).numpy(), axis=1)
+    want = err[valid.numpy()].mean()
+    for level0 in (finest, finest.bfloat16()):  # under autocast the level may come in bf16
+        loss = full_resolution_epe([level0], target, valid)[0]
+        assert loss.item() == pytest.approx(want, rel=1e-2 if level0.dtype == torch.bfloat16 else 1e-6)
+    everywhere = torch.ones(2, 64, 64, dtype=torch.bool)
+    flow2 = constant_pyramid([5.0], size=16)  # 16x16 for a 64x64 target
+    assert full_resolution_epe(flow2, torch.zeros_like(target), everywhere)[0].item() == pytest.approx(5.0, rel=1e-6)
+    # the training-time EPE of the multi-scale loss reads the same full-size level
+    coarse = constant_pyramid([0.0] * 5, size=64)[1:]  # flow3 .. flow6 at 32 .. 4
+    assert multiscale_epe([finest, *coarse], target, valid)[1]["epe"].item() == pytest.approx(want, rel=1e-6)
