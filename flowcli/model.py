@@ -139,24 +139,48 @@ def convex_upsample(flow: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     each output pixel a convex combination (softmax of its 9 logits) of the 3x3 coarse flows around
     its coarse pixel; the border is replicated, as bilinear clamps. Computed outside autocast and
     returned in float32: bf16's 8-bit mantissa would round a 100 px flow by up to 0.25 px, as much as the
-    head wins."""
+    head wins. One einsum: its backward is 2-3x faster than a loop's (benchmarks/README.md, Convex
+    upsampler); inference takes convex_upsample_pixels."""
     batch, _, height, width = flow.shape
-    # (no autocast on the meta device, where conv_gflops builds the model)
-    exact = torch.autocast(flow.device.type, enabled=False) if flow.device.type != "meta" else contextlib.nullcontext()
-    with exact:
-        # NCHW first: on channels-last input (the engine's layout) every step below is 2-3x slower
+    with _float32(flow.device):
+        # NCHW first: on channels-last logits (the training layout) the softmax is 2-3x slower
         weights = logits.float().contiguous().view(batch, 9, FACTOR * FACTOR, height, width).softmax(dim=1)
-        padded = F.pad(flow.float().contiguous(), (1, 1, 1, 1), mode="replicate")
-        taps = [padded[:, :, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
-        if torch.is_grad_enabled() and (logits.requires_grad or flow.requires_grad):
-            # one einsum: its backward is 2-3x faster than the loop's (benchmarks/README.md, Convex upsampler)
-            up = torch.einsum("bkshw,bckhw->bcshw", weights, torch.stack(taps, 2))
-        else:  # accumulated in place: 2.6x faster than the einsum when nothing needs a gradient
-            up = flow.new_zeros((batch, 2, FACTOR * FACTOR, height, width), dtype=torch.float32)
-            for k, tap in enumerate(taps):
-                up.addcmul_(weights[:, k].unsqueeze(1), tap.unsqueeze(2))
+        up = torch.einsum("bkshw,bckhw->bcshw", weights, torch.stack(_taps(flow.float()), 2))
         # (B, 2 * 16, h, w), channel c * 16 + sub-row * 4 + sub-col: pixel_shuffle's order
         return F.pixel_shuffle(up.reshape(batch, 2 * FACTOR * FACTOR, height, width), FACTOR)
+
+
+def convex_upsample_pixels(flow: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
+                           bias: torch.Tensor) -> torch.Tensor:
+    """convex_upsample(flow, conv1x1(hidden)) for inference, the head's last 1x1 conv (`weight`,
+    `bias`) included: the logits are made pixel by pixel ((B*h*w, 9, 16), a matmul on hidden's
+    channels-last memory) and each pixel's 2x9 taps times its 9x16 weights is one batched matmul, so
+    the 144 logit channels are never transposed. 2-3x faster on a CPU than softmaxing NCHW logits
+    (benchmarks/README.md, Convex upsampler)."""
+    batch, _, height, width = flow.shape
+    pixels = batch * height * width
+    with _float32(flow.device):
+        features = hidden.float().permute(0, 2, 3, 1).reshape(pixels, -1)  # a view when channels-last
+        logits = torch.addmm(bias.float(), features, weight.float().flatten(1).t())  # (pixels, 144)
+        weights = logits.view(pixels, 9, FACTOR * FACTOR).softmax(dim=1)
+        taps = torch.stack(_taps(flow.float()), -1).permute(0, 2, 3, 1, 4).reshape(pixels, 2, 9)
+        up = torch.bmm(taps, weights)  # (pixels, 2, 16)
+        # (B, h, w, 2, sub-row, sub-col) -> (B, 2, h, sub-row, w, sub-col) = (B, 2, 4h, 4w)
+        up = up.view(batch, height, width, 2, FACTOR, FACTOR).permute(0, 3, 1, 4, 2, 5)
+        return up.reshape(batch, 2, FACTOR * height, FACTOR * width)
+
+
+def _taps(flow: torch.Tensor) -> list[torch.Tensor]:
+    """(B, 2, h, w) -> 9 (B, 2, h, w) views: each pixel's 3x3 neighbours, row by row, the border
+    replicated."""
+    height, width = flow.shape[-2:]
+    padded = F.pad(flow.contiguous(), (1, 1, 1, 1), mode="replicate")
+    return [padded[:, :, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
+
+
+def _float32(device: torch.device):
+    """Autocast off (there is none on the meta device, where conv_gflops builds the model)."""
+    return torch.autocast(device.type, enabled=False) if device.type != "meta" else contextlib.nullcontext()
 
 
 def crop_like(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -278,8 +302,14 @@ class FlowNetS(nn.Module):
         levels = self._pyramid_reference if self.config.arch == "reference" else self._pyramid_flownets
         flows, features = levels(x)
         if self.upsample_mask is not None:
-            flows[0] = convex_upsample(flows[0], self.upsample_mask(features))
+            flows[0] = self._convex(flows[0], features)
         return flows
+
+    def _convex(self, flow2: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training, and conv_gflops's hooks, see the head's modules
+            return convex_upsample(flow2, self.upsample_mask(features))
+        last = self.upsample_mask[-1]
+        return convex_upsample_pixels(flow2, self.upsample_mask[:-1](features), last.weight, last.bias)
 
     def full_resolution(self, finest: torch.Tensor) -> torch.Tensor:
         """pyramid()[0] at the padded input's resolution: flow2 upsampled bilinearly, or as it is

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from flowcli.errors import CheckpointError, TrainingError
-from flowcli.model import MASK_PREFIX, FlowNetS, ModelConfig, bilinear_logits, convex_upsample
+from flowcli.model import (MASK_PREFIX, FlowNetS, ModelConfig, bilinear_logits, convex_upsample,
+                           convex_upsample_pixels)
 
 TINY = dict(epochs=2, batch_size=4, crop=(64, 64), width=0.25, lr=1e-3, seed=3, augment=True)
 
@@ -28,40 +29,59 @@ def tiled_logits(logits: torch.Tensor, batch: int, height: int, width: int) -> t
     return logits.view(1, -1, 1, 1).expand(batch, -1, height, width).contiguous()
 
 
-def test_the_bilinear_logits_without_blend_are_bilinear_upsampling_borders_included():
+def through_identity_head(flow: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The inference path given `logits` as its hidden features and an identity 1x1 conv."""
+    with torch.no_grad():
+        return convex_upsample_pixels(flow, logits, torch.eye(144).view(144, 144, 1, 1), torch.zeros(144))
+
+
+UPSAMPLE_PATHS = pytest.mark.parametrize("upsample", [convex_upsample, through_identity_head],
+                                         ids=["training", "inference"])
+
+
+@UPSAMPLE_PATHS
+def test_the_bilinear_logits_without_blend_are_bilinear_upsampling_borders_included(upsample):
     flow = torch.randn(2, 2, 5, 7, generator=torch.Generator().manual_seed(0))
     logits = tiled_logits(bilinear_logits(blend=0.0).clamp_min(-80), 2, 5, 7)  # log(0): weight e^-80
     want = F.interpolate(flow, scale_factor=4, mode="bilinear", align_corners=False)
-    torch.testing.assert_close(convex_upsample(flow, logits), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(upsample(flow, logits), want, atol=1e-5, rtol=0)
 
 
+@UPSAMPLE_PATHS
 @pytest.mark.parametrize("dy, dx", [(0, 0), (0, 2), (2, 1), (1, 0)])
-def test_one_dominant_tap_copies_that_neighbour_into_the_whole_4x4_block(dy, dx):
+def test_one_dominant_tap_copies_that_neighbour_into_the_whole_4x4_block(upsample, dy, dx):
     """Tap k = 3 * dy + dx (dy, dx in 0..2 around the coarse pixel) for every sub-pixel: each 4x4
     output block is the coarse flow at (row + dy - 1, col + dx - 1), clamped at the border."""
     flow = torch.arange(2 * 4 * 5, dtype=torch.float32).view(1, 2, 4, 5)
     logits = torch.full((9, 16), -50.0)
     logits[3 * dy + dx] = 0.0
-    got = convex_upsample(flow, tiled_logits(logits, 1, 4, 5)).numpy()[0]
+    got = upsample(flow, tiled_logits(logits, 1, 4, 5)).numpy()[0]
     rows = np.clip(np.arange(4) + dy - 1, 0, 3)
     cols = np.clip(np.arange(5) + dx - 1, 0, 4)
     want = flow.numpy()[0][:, rows][:, :, cols].repeat(4, axis=1).repeat(4, axis=2)
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_the_training_path_equals_the_inference_path_and_gives_gradients():
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_the_training_path_equals_the_inference_path_and_gives_gradients(channels_last):
     generator = torch.Generator().manual_seed(2)
-    flow = torch.randn(2, 2, 6, 5, generator=generator)
-    logits = torch.randn(2, 144, 6, 5, generator=generator, requires_grad=True)
-    trained = convex_upsample(flow, logits)  # einsum, differentiable
+    flow = torch.randn(2, 2, 6, 5, generator=generator) * 10
+    hidden = torch.randn(2, 16, 6, 5, generator=generator)
+    weight = torch.randn(144, 16, 1, 1, generator=generator, requires_grad=True)
+    bias = torch.randn(144, generator=generator)
+    trained = convex_upsample(flow, F.conv2d(hidden, weight, bias))  # einsum, differentiable
+    if channels_last:
+        hidden = hidden.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        inferred = convex_upsample(flow, logits)  # accumulated in place
-    torch.testing.assert_close(trained, inferred, atol=1e-5, rtol=0)
+        inferred = convex_upsample_pixels(flow, hidden, weight, bias)  # per-pixel matmuls
+    torch.testing.assert_close(inferred, trained, atol=1e-4, rtol=0)
     trained.square().sum().backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed and returned in float32 all the same
-        torch.testing.assert_close(convex_upsample(flow.bfloat16(), logits), trained, atol=0.02, rtol=0)
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    logits = F.conv2d(hidden, weight, bias).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():  # float32 all the same
+        torch.testing.assert_close(convex_upsample(flow.bfloat16(), logits), trained, atol=0.1, rtol=0)
         assert convex_upsample(flow, logits).dtype == torch.float32
+        torch.testing.assert_close(convex_upsample_pixels(flow, hidden, weight, bias), inferred, atol=1e-5, rtol=0)
 
 
 def convex_copy(model: FlowNetS) -> FlowNetS:
@@ -120,8 +140,7 @@ def test_the_engine_and_bn_folding_carry_the_head(bn_model):
     with torch.no_grad():  # a head that no longer starts as bilinear
         model.upsample_mask[-1].weight.normal_(std=0.5)
     img1, img2 = frames(2, 70, 100)
-    with torch.no_grad():
-        want = model(img1, img2)
+    want = model(img1, img2).detach()  # with gradients: the training path's upsampling (einsum)
     for channels_last in (False, True):
         got = Predictor(model, device="cpu", channels_last=channels_last, smooth=False, refine=0)(img1, img2)
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
