@@ -52,7 +52,7 @@ def test_the_environment_can_turn_it_off():
     assert after - before < 50  # glibc's default: a block this large goes back to the OS at once
 
 
-def test_cpu_training_and_generating_turn_it_on(run_cli, monkeypatch, tmp_path):
+def test_cpu_training_generating_and_inference_turn_it_on(run_cli, monkeypatch, tmp_path, tiny_pair):
     import flowcli.device
 
     calls = []
@@ -63,3 +63,20 @@ def test_cpu_training_and_generating_turn_it_on(run_cli, monkeypatch, tmp_path):
                      "--width", 0.25, "--split", "seeded", "--device", "cpu", "-o", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert calls == [1, 1]
+    commands = (("predict", *tiny_pair, "-o", tmp_path / "out.flo"), ("eval", "--count", 1, "--metric", "epe"),
+                ("bench", "--size", "64x64", "--runs", 1), ("visualize", "--pair", *tiny_pair, "-o", tmp_path / "v.png"))
+    for number, command in enumerate(commands, 3):
+        result = run_cli(*command, "-w", "random", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        assert calls == [1] * number, command[0]
+
+
+def test_not_for_a_device_that_is_not_there(run_cli, monkeypatch):
+    import flowcli.device
+
+    calls = []
+    monkeypatch.setattr(flowcli.device, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = run_cli("bench", "--size", "64x64", "--runs", 1, "-w", "random", "--device", "cuda")
+    assert result.exit_code == 1 and calls == []
+    assert "CUDA is not available" in result.output and "Traceback" not in result.output

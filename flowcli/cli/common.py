@@ -182,6 +182,21 @@ def cli_errors(out_of_memory: str | None = None) -> Iterator[None]:
         raise typer.Exit(130)
 
 
+def reuse_freed_memory(device) -> None:
+    """On a CPU, let this process keep the memory it frees (flowcli.device.keep_freed_memory): each
+    training step, batch or image reuses the last one's pages instead of faulting in fresh ones
+    (benchmarks/README.md, Allocator). `device`: a name ("auto", "cpu", ...) or a torch.device."""
+    from ..device import keep_freed_memory, resolve_device
+    from ..errors import FlowcliError
+
+    try:
+        on_cpu = resolve_device(device).type == "cpu"
+    except FlowcliError:  # a bad device is reported by the command, where it always was
+        return
+    if on_cpu:
+        keep_freed_memory()
+
+
 def fail(message: str) -> None:
     _print_error(message)
     raise typer.Exit(1)

@@ -9,12 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
-from .common import (
-    Backend, BackendOpt, DEFAULTS, DeviceOpt, Motion, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout, LayoutOpt, OverwriteOpt, PassesOpt,
-    SintelPass, SintelPassOpt, RefineOpt, SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt,
-    app, check_json_path, cli_errors, fail, given_flags, inference_options, options_label, out_console, progress_bar, say, table, warn,
-    write_json,
-)
+from .common import (Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, JsonOpt, Layout,
+                     LayoutOpt, Motion, OverwriteOpt, PassesOpt, RefineOpt, SintelPass, SintelPassOpt,
+                     SmoothOpt, StrictOpt, Tta, TtaOpt, WeightsOpt, app, check_json_path, cli_errors, fail,
+                     given_flags, inference_options, options_label, out_console, progress_bar,
+                     reuse_freed_memory, say, table, warn, write_json)
 
 
 class Metric(str, Enum):
@@ -64,6 +63,7 @@ def evaluate_command(
 
         check_json_path(json_out, overwrite, (weights, data_dir))
         options = inference_options(tta, passes, smooth, refine, backend)
+        reuse_freed_memory(device)
         if report is not None:
             if split not in (EvalSplit.auto, EvalSplit.reference):
                 raise FlowcliError(f"--report reference evaluates the reference split; leave --split {split.value} out")

@@ -7,11 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (
-    Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, Layout, LayoutOpt, OverwriteOpt, SintelPass,
-    SintelPassOpt, PassesOpt, RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app,
-    as_flags, cli_errors, err_console, given_flags, inference_options, plural, progress_bar, say, warn,
-)
+from .common import (Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, FbCheckOpt, Layout, LayoutOpt,
+                     OverwriteOpt, PassesOpt, RefineOpt, SintelPass, SintelPassOpt, SmoothOpt, Tta, TtaOpt,
+                     WeightsOpt, app, as_flags, cli_errors, err_console, given_flags, inference_options,
+                     plural, progress_bar, reuse_freed_memory, say, warn)
 
 
 @app.command()
@@ -63,6 +62,7 @@ def predict(
         from ..errors import FlowcliError
 
         options = inference_options(tta, passes, smooth, refine, backend)
+        reuse_freed_memory(device)
         if verbose:
             from ..inference.pipeline import describe_pipeline
 

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, Motion, app, cli_errors, out_console, parse_size, plural, progress_bar, say, table
+from .common import (DeviceOpt, Motion, app, cli_errors, out_console, parse_size, plural, progress_bar,
+                     reuse_freed_memory, say, table)
 
 
 @app.command()
@@ -28,7 +29,7 @@ def synth(
     with cli_errors():
         from ..data.scenes import SynthConfig
         from ..data.synth import measure_speed, write_dataset
-        from ..device import keep_freed_memory, resolve_device
+        from ..device import resolve_device
         from ..errors import FlowcliError
 
         if out_dir is not None and output is not None and out_dir != output:
@@ -40,8 +41,7 @@ def synth(
         except ValueError as exc:
             raise FlowcliError(f"--size {size}: {exc}") from None
         torch_device = resolve_device(device)
-        if torch_device.type == "cpu":
-            keep_freed_memory()  # as training does: each batch reuses the last one's pages
+        reuse_freed_memory(torch_device)
         if bench:
             ignored = [name for name, value in (("an output folder", out_dir), ("--count", count), ("--seed", seed),
                                                 ("--textures", textures), ("--overwrite", overwrite or None))

@@ -9,10 +9,9 @@ import typer
 from rich.markup import escape
 
 from ..data.splits import SCHEMES
-from .common import (
-    app, out_console, err_console, Arch, Loss, Upsampler, TrainMotion, DeviceOpt, StrictOpt, JsonOpt, OverwriteOpt, Preset, check_json_path, cli_errors,
-    fail, parse_size, say, write_json, progress_bar, table, Layout, SintelPass,
-)
+from .common import (Arch, DeviceOpt, JsonOpt, Layout, Loss, OverwriteOpt, Preset, SintelPass, StrictOpt,
+                     TrainMotion, Upsampler, app, check_json_path, cli_errors, err_console, fail, out_console,
+                     parse_size, progress_bar, reuse_freed_memory, say, table, write_json)
 
 
 @app.command()
@@ -55,7 +54,7 @@ def train(
         import os
         import time
 
-        from ..device import keep_freed_memory, resolve_device
+        from ..device import resolve_device
         from ..training.config import preset_overrides, resolve_config
         from ..training.loop import train as run_training
 
@@ -81,8 +80,7 @@ def train(
         overrides = None if resume else preset_overrides(name, data_dir, **options)
         run_dir = resume or output or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         torch_device = resolve_device(device)
-        if torch_device.type == "cpu":
-            keep_freed_memory()  # each step reuses the last one's pages (benchmarks/README.md, Allocator)
+        reuse_freed_memory(torch_device)
         with progress_bar() as bar:
             task = bar.add_task("train", total=None, info="")
 

@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (
-    app, Backend, BackendOpt, DeviceOpt, Dtype, DtypeOpt, WeightsOpt, OverwriteOpt, Tta, DEFAULTS, TtaOpt, PassesOpt, SmoothOpt, RefineOpt, inference_options, cli_errors, say,
-    given_flags,
-)
+from .common import (Backend, BackendOpt, DEFAULTS, DeviceOpt, Dtype, DtypeOpt, OverwriteOpt, PassesOpt,
+                     RefineOpt, SmoothOpt, Tta, TtaOpt, WeightsOpt, app, cli_errors, given_flags,
+                     inference_options, reuse_freed_memory, say)
 
 MODEL_OPTIONS = ("weights", "device", "dtype", "backend", "tta", "passes", "smooth", "refine")  # used only to predict a panel's flow
 
@@ -74,6 +73,7 @@ def visualize(
                                    f"(omit {flows[0].name} to predict with them)")
             result = draw_panel(*pair, flow=flows[0], gt=gt, output=output, overwrite=overwrite, **drawing)
         else:
+            reuse_freed_memory(device)
             result = draw_panel(*pair, gt=gt, output=output, overwrite=overwrite, weights=weights, device=device,
                                 dtype=dtype.value, options=inference_options(tta, passes, smooth, refine, backend),
                                 **drawing)
