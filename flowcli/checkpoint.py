@@ -45,7 +45,7 @@ DEFAULT_WEIGHTS = SHIPPED["fast"]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
 # Its architecture unless one is given: the shipped default's, so that smoke tests and timings run
 # the size users run (and, in tests, a sixteenth of the paper's width 1.0 in parameters).
-RANDOM_CONFIG = ModelConfig(width=0.25, batch_norm=True)
+RANDOM_CONFIG = ModelConfig(width=0.25, batch_norm=True, upsampler="convex")
 
 
 def is_named(weights: str | os.PathLike) -> bool:

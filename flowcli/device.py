@@ -73,7 +73,7 @@ def keep_freed_memory() -> bool:
     of 6 ms for a 110 MB write, ~15 % of a CPU training step (benchmarks/README.md, "Allocator").
     Kept, the memory of one step is reused by the next, also for a thread drawing batches (one
     arena for all threads); the process stays at least at its peak size until it exits.
-    `flowcli train` and `flowcli synth` call it on a CPU; from Python, call it before training."""
+    The CLI calls it for a CPU (training, generating and inference alike); from Python, call it first."""
     if os.environ.get("FLOWCLI_KEEP_FREED_MEMORY", "1").lower() in ("0", "false", "no", "off"):
         return False
     try:

@@ -25,7 +25,7 @@ def test_run_bench_reports_every_field_with_sane_values():
     assert result.device == "cpu" and result.dtype == "fp32" and result.threads == before + 1
     assert (result.batch_size, result.height, result.width) == (2, 64, 64)
     assert result.weights == "random" and result.compile is False
-    tiny = ModelConfig(width=0.125, batch_norm=True)
+    tiny = ModelConfig(width=0.125, batch_norm=True, upsampler="convex")  # the shipped architecture, narrower
     assert result.params == sum(p.numel() for p in FlowNetS(tiny).parameters())
     assert result.gflops_per_image == pytest.approx(conv_gflops(tiny, 64, 64))
     assert 0 < result.median_ms_per_image <= result.p90_ms_per_image
@@ -76,8 +76,8 @@ def test_sizes_below_64_are_refused():
 
 
 def test_sweep_skips_what_does_not_fit(monkeypatch):
-    # batch 1 of 64x64 at width 0.25 needs ~0.36 MB by the estimate, batch 2 twice that
-    monkeypatch.setattr(bench, "available_memory", lambda: 500_000)
+    # batch 1 of 64x64 at width 0.25 with the convex upsampler needs ~0.72 MB by the estimate, batch 2 twice that
+    monkeypatch.setattr(bench, "available_memory", lambda: 1_000_000)
     rows = run_sweep(device="cpu", sizes=[(64, 64)], batch_sizes=[4, 1, 2], weights="random",
                      model_width=0.25, warmup=0, runs=2)
     assert [r.batch_size for r in rows] == [1, 2, 4]

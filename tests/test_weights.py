@@ -46,21 +46,23 @@ def test_default_weights_exist_are_small_and_carry_their_architecture():
     assert DEFAULT_WEIGHTS.is_file()
     assert DEFAULT_WEIGHTS.stat().st_size <= MAX_BYTES
     meta = metadata_json(DEFAULT_WEIGHTS)
-    assert meta["config"] == {"batch_norm": True, "flow_scale": 20.0, "width": 0.25}
+    assert meta["config"] == {"arch": "flownets", "batch_norm": True, "flow_scale": 20.0, "subtract_mean": True,
+                              "upsampler": "convex", "width": 0.25}
     assert meta["train_config"]["crop"] == [320, 448]  # the gpu preset
-    # the model card: "best validation EPE 3.095 px", "3.095 (epoch 56 of 60)"
-    assert meta["val_epe"] == pytest.approx(3.095, abs=1e-3) and meta["epoch"] == 56
+    # the model card: "best validation EPE 3.001 px", "3.001 (epoch 39)"
+    assert meta["val_epe"] == pytest.approx(3.001, abs=1e-3) and meta["epoch"] == 39
     model = load_model()  # no argument: the default weights
-    # the model card's parameter count (tests/test_model.py derives it from the layer list)
-    assert sum(p.numel() for p in model.parameters()) == 2_437_360
+    # the model card's parameter count: the paper's layers at width 0.25 (tests/test_model.py derives them
+    # from the layer list) and the head (3x3 conv 50 -> 16, 1x1 conv 16 -> 144)
+    assert sum(p.numel() for p in model.parameters()) == 2_437_360 + (50 * 16 * 9 + 16) + (16 * 144 + 144) == 2_447_024
 
 
 def test_default_weights_record_the_recipe_the_model_card_gives():
-    # weights/README.md, last stage: flowcli train --preset gpu --init weights/flownets.safetensors --device cpu
-    #     --lr 1e-4 --minutes 85 --workers 0 --seed 8 --freeze-bn
+    # weights/README.md, stage 17: flowcli train --preset gpu --init fast --upsampler convex --freeze-backbone
+    #     --loss epe --lr 1e-3 --minutes 30 --workers 0 --seed 141 --compile --device cpu
     recorded = TrainConfig.from_json(json.dumps(metadata_json(DEFAULT_WEIGHTS)["train_config"]))
-    assert recorded == PRESETS["gpu"].with_overrides(lr=1e-4, minutes=85.0, num_workers=0, seed=8, freeze_bn=True,
-                                                     init="weights/flownets.safetensors")
+    assert recorded == PRESETS["gpu"].with_overrides(lr=1e-3, minutes=30.0, num_workers=0, seed=141, compile=True,
+                                                     init="fast", upsampler="convex", freeze_backbone=True, loss="epe")
 
 
 def test_shipped_weights_epe_on_seeded_generated_pairs_is_pinned_and_each_inference_step_helps():
@@ -77,8 +79,8 @@ def test_shipped_weights_epe_on_seeded_generated_pairs_is_pinned_and_each_infere
         err["zero"] += torch.linalg.vector_norm(flow, dim=1).mean().item() / 4
     # the test scenes themselves: if this moves, the generator changed and every anchor below with it
     assert err["zero"] == pytest.approx(7.320254, rel=1e-4)
-    assert_anchor(err, {"default": 2.202174, "unrefined": 2.470295, "network alone": 2.512596,
-                        "two passes": 2.094366}, GENERATED_REL)
+    assert_anchor(err, {"default": 2.20477, "unrefined": 2.468136, "network alone": 2.50687,
+                        "two passes": 2.085043}, GENERATED_REL)
     # the claims behind the defaults, which must survive a re-measurement of the anchors
     assert err["default"] < err["unrefined"] < err["network alone"] < err["zero"] / 2
     assert err["two passes"] < err["default"]
@@ -101,9 +103,9 @@ def test_shipped_weights_on_the_real_flying_chairs_pair(run_cli, shared_fixtures
         epe[name], in_frame[name] = result["epe"], result["in-frame"]
     assert result["out_of_frame_share"] == pytest.approx(202 / 2500)  # a chair's corner leaves at the top left
     # zero flow 1.783 on this pair; OpenCV DIS (medium) 0.898, in frame 0.523 (benchmarks/classical.py)
-    assert_anchor(epe, {"default": 0.783802, "unrefined": 0.903979, "network alone": 1.006715,
-                        "hflip": 0.586376, "all three": 0.562951}, REAL_PAIR_REL)
-    assert_anchor(in_frame, {"default": 0.377421, "network alone": 0.598460}, REAL_PAIR_REL, "in-frame EPE")
+    assert_anchor(epe, {"default": 0.769917, "unrefined": 0.897152, "network alone": 1.000917,
+                        "hflip": 0.572138, "all three": 0.558249}, REAL_PAIR_REL)
+    assert_anchor(in_frame, {"default": 0.356864, "network alone": 0.587884}, REAL_PAIR_REL, "in-frame EPE")
     # the model card's claims: ahead of DIS with the defaults, and each inference step helps
     assert epe["default"] < 0.898 and in_frame["default"] < 0.523
     assert epe["all three"] < epe["hflip"] < epe["default"] < epe["unrefined"] < epe["network alone"]
