@@ -94,7 +94,7 @@ def onnx_model(net: FlowNetS, *, dtype: str = "fp32", metadata: dict[str, str] |
     example = torch.zeros(2, 6, 2 * STRIDE, 3 * STRIDE, dtype=EXPORT_DTYPES[dtype])
     rows, cols = torch.export.Dim("rows", min=1, max=1024), torch.export.Dim("cols", min=1, max=1024)
     shapes = {"pair": {0: torch.export.Dim("batch", min=1, max=65536), 2: STRIDE * rows, 3: STRIDE * cols}}
-    with _quiet():
+    with _quiet(), torch.no_grad():  # the inference path of the convex upsampler (model.FlowNetS._convex)
         program = torch.onnx.export(body, (example,), input_names=[INPUT], output_names=[OUTPUT],
                                     dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, verbose=False)
     model = program.model_proto
