@@ -225,7 +225,8 @@ def test_onnx_export_of_a_convex_network_matches_pytorch(bn_model, tmp_path):
     assert all(c.max_abs_px <= result.tolerance_px for c in result.parity)
     exported = onnx.load(str(tmp_path / "convex.onnx"))
     meta = {p.key: p.value for p in exported.metadata_props}
-    assert meta["output"].startswith("flow2: (B, 2, H, W)") and "convex" in meta["output"]
+    assert meta["output"].startswith("flow: (B, 2, H, W)") and "convex" in meta["output"]
+    assert [o.name for o in exported.graph.output] == ["flow"]  # full resolution: not FlowNet's flow2
     # the inference path (per-pixel matmuls): onnxruntime ran the training path's einsum 2x slower
     ops = {node.op_type for node in exported.graph.node}
     assert "Einsum" not in ops and {"Gemm", "MatMul", "Softmax"} <= ops

@@ -86,6 +86,8 @@ def test_metadata_is_the_model_card(exported, tiny_weights):
     for key in ("input", "pad_to", "output"):
         assert meta[key]
     assert "multiples of 64" in meta["pad_to"] and "edge replication" in meta["pad_to"]
+    # a bilinear network: FlowNet's finest level, named as the metadata names it
+    assert [o.name for o in onnx.load(str(output)).graph.output] == ["flow2"] and meta["output"].startswith("flow2: (B, 2, H/4")
 
 
 def test_readme_recipe_with_numpy_and_onnxruntime_gives_flowclis_flow(exported, tiny_weights, make_pair):

@@ -30,7 +30,9 @@ from .fold import fold_batchnorm
 
 ONNX_EXTRA = 'pip install -e ".[onnx]"'
 OPSET = 18  # onnxruntime >= 1.14 runs it; the dynamo exporter's own default at torch 2.13
-INPUT, OUTPUT = "pair", "flow2"
+INPUT = "pair"
+# The output by upsampler: FlowNet's finest level at 1/4 resolution, or the full-resolution flow
+OUTPUTS = {"bilinear": "flow2", "convex": "flow"}
 EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # Max |ONNX - PyTorch fp32| in px allowed by the parity check. fp16 keeps 11 significant bits: one
 # rounding of a 60 px flow is 0.03 px, and ~20 layers of fp16 activations add up to a few tenths at
@@ -95,7 +97,7 @@ def onnx_model(net: FlowNetS, *, dtype: str = "fp32", metadata: dict[str, str] |
     rows, cols = torch.export.Dim("rows", min=1, max=1024), torch.export.Dim("cols", min=1, max=1024)
     shapes = {"pair": {0: torch.export.Dim("batch", min=1, max=65536), 2: STRIDE * rows, 3: STRIDE * cols}}
     with _quiet(), torch.no_grad():  # the inference path of the convex upsampler (model.FlowNetS._convex)
-        program = torch.onnx.export(body, (example,), input_names=[INPUT], output_names=[OUTPUT],
+        program = torch.onnx.export(body, (example,), input_names=[INPUT], output_names=[OUTPUTS[net.config.upsampler]],
                                     dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, verbose=False)
     model = program.model_proto
     model.producer_name = "flowcli"
@@ -128,10 +130,10 @@ def model_card(config: ModelConfig, *, dtype: str, weights: str, sha256: str) ->
                    "(top = pad_h // 2, left = pad_w // 2, the rest bottom/right); frames under "
                    f"{MIN_SIDE} px: upsample bilinearly by the smallest integer factor that reaches "
                    f"{MIN_SIDE}, divide the flow by it"),
-        "output": (f"{OUTPUT}: (B, 2, H/4, W/4), (u, v) divided by flow_scale; multiply by flow_scale, "
+        "output": (f"{OUTPUTS['bilinear']}: (B, 2, H/4, W/4), (u, v) divided by flow_scale; multiply by flow_scale, "
                    "upsample x4 bilinearly (align_corners=False), crop the padding: flow in px"
                    if config.upsampler == "bilinear" else
-                   f"{OUTPUT}: (B, 2, H, W), (u, v) divided by flow_scale, already upsampled by the network's "
+                   f"{OUTPUTS['convex']}: (B, 2, H, W), (u, v) divided by flow_scale, already upsampled by the network's "
                    "learned convex upsampler; multiply by flow_scale, crop the padding: flow in px"),
         "weights": weights,
         "weights_sha256": sha256,
@@ -212,7 +214,7 @@ def check_parity(model_bytes: bytes, model: FlowNetS, *, sizes=CHECK_SIZES, dtyp
             x, _ = pad_to_stride(torch.cat((img1, img2), 1) - mean)
             with torch.inference_mode():
                 expected = reference.pyramid(x)[0]
-            got = session.run([OUTPUT], {INPUT: x.to(EXPORT_DTYPES[dtype]).numpy()})[0]
+            got = session.run(None, {INPUT: x.to(EXPORT_DTYPES[dtype]).numpy()})[0]  # the one output
             diff = (torch.from_numpy(got).float() - expected).abs().max().item() * model.config.flow_scale
             cases.append(ParityCase(source, height, width, diff))
     return tuple(cases)

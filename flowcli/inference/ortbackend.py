@@ -17,7 +17,7 @@ import torch
 from ..errors import DeviceError, OutputError
 from ..io import atomic_path
 from ..model import FlowNetS
-from .export import INPUT, OPSET, OUTPUT, onnx_model, ort_session, require_onnx
+from .export import INPUT, OPSET, onnx_model, ort_session, require_onnx
 
 
 def check_backend(backend: str, device: str, dtype: str, *, compile: bool = False) -> str:
@@ -45,7 +45,7 @@ class OrtBody:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         try:
-            out = self.session.run([OUTPUT], {INPUT: array})[0]
+            out = self.session.run(None, {INPUT: array})[0]  # the one output, flow2 or flow
         except Exception as exc:  # onnxruntime's errors derive from Exception, not RuntimeError
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
