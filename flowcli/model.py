@@ -155,8 +155,7 @@ def convex_upsample_pixels(flow: torch.Tensor, hidden: torch.Tensor, weight: tor
     """convex_upsample(flow, conv1x1(hidden)) for inference, the head's last 1x1 conv (`weight`,
     `bias`) included: the logits are made pixel by pixel ((B*h*w, 9, 16), a matmul on hidden's
     channels-last memory) and each pixel's 2x9 taps times its 9x16 weights is one batched matmul, so
-    the 144 logit channels are never transposed. 2-3x faster on a CPU than softmaxing NCHW logits
-    (benchmarks/README.md, Convex upsampler)."""
+    the 144 logit channels are never transposed (benchmarks/README.md, Convex upsampler)."""
     batch, _, height, width = flow.shape
     pixels = batch * height * width
     with _float32(flow.device):
