@@ -63,7 +63,7 @@ def test_cpu_training_generating_and_inference_turn_it_on(run_cli, monkeypatch, 
                      "--width", 0.25, "--split", "seeded", "--device", "cpu", "-o", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert calls == [1, 1]
-    commands = (("predict", *tiny_pair, "-o", tmp_path / "out.flo"), ("eval", "--count", 1, "--metric", "epe"),
+    commands = (("predict", *tiny_pair, "-o", tmp_path / "out.flo"), ("eval", tmp_path / "set", "--split", "all", "--metric", "epe"),
                 ("bench", "--size", "64x64", "--runs", 1), ("visualize", "--pair", *tiny_pair, "-o", tmp_path / "v.png"))
     for number, command in enumerate(commands, 3):
         result = run_cli(*command, "-w", "random", "--device", "cpu")
