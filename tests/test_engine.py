@@ -13,9 +13,7 @@ from torch import nn
 
 from flowcli.errors import DeviceError, FlowcliError, ImageError, OutOfMemoryError
 from flowcli.inference.engine import Predictor
-from flowcli.inference.fold import fold_batchnorm
 from flowcli.inference.options import InferenceOptions
-from flowcli.model import FlowNetS, ModelConfig
 
 
 def frames(batch: int, height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

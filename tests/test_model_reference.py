@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from flowcli.checkpoint import load_model, read_config, save_weights
 from flowcli.errors import CheckpointError, TrainingError
