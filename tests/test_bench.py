@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,31 @@ from flowcli.model import FlowNetS, ModelConfig, conv_gflops
 TINY = dict(size=(64, 64), weights="random", model_width=0.125, warmup=1, runs=3)
 
 
-def test_run_bench_reports_every_field_with_sane_values():
+@pytest.fixture
+def batch_times(monkeypatch):
+    """`batch_times(*seconds)`: bench's clock stands still except that each Predictor call (warm-up
+    included) moves it on by the next of `seconds`: the figures follow from them, not from this
+    machine's speed. The real Predictor still runs."""
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+
+    def durations(*seconds: float) -> None:
+        left = iter(seconds)
+
+        class Timed(bench.Predictor):
+            def __call__(self, img1, img2):
+                flow = super().__call__(img1, img2)
+                clock.now += next(left)
+                return flow
+
+        monkeypatch.setattr(bench, "Predictor", Timed)
+
+    return durations
+
+
+def test_run_bench_reports_every_field_with_sane_values(batch_times):
+    # a batch of 2: a slow warm-up (not timed), then 30, 10 and 20 ms; a 4th timed run would take 1 s
+    batch_times(5.0, 0.030, 0.010, 0.020, 1.0)
     before = torch.get_num_threads()  # conftest sets 1 thread: ask for another number
     result = run_bench(device="cpu", batch_size=2, threads=before + 1, **TINY)
     assert torch.get_num_threads() == before  # threads applies to the run only
@@ -27,14 +52,24 @@ def test_run_bench_reports_every_field_with_sane_values():
     tiny = ModelConfig(width=0.125, batch_norm=True, upsampler="convex")  # the shipped architecture, narrower
     assert result.params == sum(p.numel() for p in FlowNetS(tiny).parameters())
     assert result.gflops_per_image == pytest.approx(conv_gflops(tiny, 64, 64))
-    assert 0 < result.median_ms_per_image <= result.p90_ms_per_image
-    assert result.images_per_s == pytest.approx(1000 / result.median_ms_per_image)
-    assert result.tflops_achieved == pytest.approx(result.gflops_per_image * result.images_per_s / 1000)
+    assert (result.runs, result.warmup) == (3, 1)
+    # per image: 15, 5 and 10 ms; the median 10, the 90th percentile the slowest of three
+    assert result.median_ms_per_image == pytest.approx(10.0)
+    assert result.p90_ms_per_image == pytest.approx(15.0)
+    assert result.images_per_s == pytest.approx(100.0)
+    assert result.tflops_achieved == pytest.approx(result.gflops_per_image * 100 / 1000)
     assert result.peak_memory_mb > 0
-    assert result.speedup_vs_reference == pytest.approx(10.7 / result.median_ms_per_image)
+    assert result.speedup_vs_reference == pytest.approx(10.7 / 10.0)  # 10.7 ms per image against 10
     saved = json.loads(result.to_json())
     assert saved["speedup_vs_reference"] == pytest.approx(result.speedup_vs_reference)
     assert saved["options"] == {"tta": "none", "passes": 1, "smooth": True, "refine": 1, "backend": "torch"}
+
+
+def test_runs_go_on_until_min_seconds_have_passed(batch_times):
+    """At least `runs` timed runs, and more while less than `min_seconds` have passed since the warm-up."""
+    batch_times(5.0, *[0.020] * 10)  # the warm-up, then 20 ms a run: 0.05 s have passed during the 3rd
+    result = run_bench(device="cpu", min_seconds=0.05, **{**TINY, "runs": 1})
+    assert result.runs == 3 and result.median_ms_per_image == pytest.approx(20.0)
 
 
 def test_gflops_count_every_view_and_pass():

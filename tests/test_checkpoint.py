@@ -87,11 +87,19 @@ def test_metadata_holds_the_config_and_extra_fields(tmp_path, small_model):
 
 
 def test_config_asked_for_must_match_the_file(tmp_path, small_model):
+    """Every field counts, not the width alone; the other layout gets its own one line."""
     path = tmp_path / "w.safetensors"
     save_weights(path, small_model)
     assert load_model(path, config=SMALL).config == SMALL
-    with pytest.raises(CheckpointError, match="was asked for"):
-        load_model(path, config=ModelConfig(width=0.5))
+    for field in (dict(width=0.5), dict(batch_norm=True), dict(upsampler="convex"), dict(flow_scale=1.0)):
+        asked = ModelConfig(**{**asdict(SMALL), **field})
+        with pytest.raises(CheckpointError) as info:
+            load_model(path, config=asked)
+        assert str(info.value) == f"{path}: holds {SMALL}, but {asked} was asked for", field
+    with pytest.raises(CheckpointError) as info:
+        load_model(path, config=ModelConfig(width=0.25, arch="reference"))
+    assert str(info.value).startswith(f"{path}: holds a 'flownets' network, but arch=reference: weights of one "
+                                      "architecture do not load into the other")
 
 
 def test_tensors_of_another_architecture_raise_a_one_line_error(tmp_path):

@@ -71,8 +71,9 @@ def test_cpu_training_generating_and_inference_turn_it_on(run_cli, monkeypatch, 
         assert calls == [1] * number, command[0]
 
 
-def test_not_for_a_device_that_is_not_there(run_cli, monkeypatch):
+def test_not_for_a_gpu_nor_a_device_that_is_not_there(run_cli, monkeypatch):
     import flowcli.device
+    from flowcli.cli.common import reuse_freed_memory
 
     calls = []
     monkeypatch.setattr(flowcli.device, "keep_freed_memory", lambda: calls.append(1) or True)
@@ -80,3 +81,10 @@ def test_not_for_a_device_that_is_not_there(run_cli, monkeypatch):
     result = run_cli("bench", "--size", "64x64", "--runs", 1, "-w", "random", "--device", "cuda")
     assert result.exit_code == 1 and calls == []
     assert "CUDA is not available" in result.output and "Traceback" not in result.output
+    # with a GPU, its tensors are not glibc's to keep: what the commands call, asked for cuda and for auto
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    for device in ("cuda", "auto"):
+        reuse_freed_memory(device)
+    assert calls == []
+    reuse_freed_memory("cpu")
+    assert calls == [1]

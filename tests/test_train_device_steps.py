@@ -17,6 +17,8 @@ from flowcli.training.sources import SideStream
 def test_the_compile_mode_knob_is_unset_a_known_mode_or_refused(monkeypatch):
     monkeypatch.delenv("FLOWCLI_COMPILE_MODE", raising=False)
     assert compile_mode() is None
+    monkeypatch.setenv("FLOWCLI_COMPILE_MODE", "")  # benchmarks/gpu_finetune.sh's probe without a mode
+    assert compile_mode() is None
     monkeypatch.setenv("FLOWCLI_COMPILE_MODE", "reduce-overhead")
     assert compile_mode() == "reduce-overhead"
     monkeypatch.setenv("FLOWCLI_COMPILE_MODE", "fast")
@@ -96,3 +98,6 @@ def test_ddp_ranks_check_in_every_few_steps_and_stop_together(monkeypatch):
     alone = check_in(**{**spent, "world": 1, "clock": 1e18}, step=7)
     assert (alone.spent, alone.failed) == (False, False) and len(talks) == 3  # alone: no talk
     assert check_in(**{**spent, "world": 1, "failed": True}, step=0).failed  # alone: at once
+    alone = check_in(**{**spent, "world": 1}, step=0)  # alone: the budget is checked at every step
+    assert (alone.spent, alone.failed) == (True, False) and alone.elapsed_s >= 1e9 and len(talks) == 3
+    assert not check_in(**{**spent, "world": 1, "budget_s": None}, step=0).spent  # no budget: never spent
