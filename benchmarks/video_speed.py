@@ -48,10 +48,17 @@ def write_clip(path: Path, frames: int, height: int, width: int, rate: int = 30)
         container.mux(stream.encode(None))
 
 
-# runs `python -m flowcli ...` and, at exit, prints the process's own peak RSS (KB on Linux) to stderr
-CHILD = ("import atexit, resource, runpy, sys; "
-         "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-         "file=sys.stderr)); sys.argv = ['flowcli', *sys.argv[1:]]; runpy.run_module('flowcli', run_name='__main__')")
+# runs `python -m flowcli ...` and, at exit, prints the process's own peak RSS (KB) to stderr: VmHWM,
+# not ru_maxrss, which Linux carries across exec from the process that spawned it (this script, whose
+# 10,000-frame clip made it the larger: 567 MB reported for a flowcli that peaked at ~315)
+CHILD = ("import atexit, resource, runpy, sys\n"
+         "def peak():\n"
+         "    try:\n"
+         "        return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+         "    except (OSError, StopIteration):\n"
+         "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+         "atexit.register(lambda: print('PEAK_RSS_KB', peak(), file=sys.stderr))\n"
+         "sys.argv = ['flowcli', *sys.argv[1:]]; runpy.run_module('flowcli', run_name='__main__')")
 
 
 def run_predict(clip: Path, out: Path, args: list[str], profile: bool) -> dict:
