@@ -16,7 +16,7 @@ The names below are imported on first use, so `import flowcli` stays light.
 
 from __future__ import annotations
 
-__version__ = "0.18.0"
+__version__ = "0.18.1"
 
 # public name -> module that defines it
 _API = {
