@@ -50,7 +50,7 @@ def write_clip(path: Path, frames: int, height: int, width: int, rate: int = 30)
 
 # runs `python -m flowcli ...` and, at exit, prints the process's own peak RSS (KB) to stderr: VmHWM,
 # not ru_maxrss, which Linux carries across exec from the process that spawned it (this script, whose
-# 10,000-frame clip made it the larger: 567 MB reported for a flowcli that peaked at ~315)
+# 10,000-frame clip made it the larger: 567 MB reported for a flowcli that peaked at 307)
 CHILD = ("import atexit, resource, runpy, sys\n"
          "def peak():\n"
          "    try:\n"
