@@ -41,7 +41,8 @@ WEIGHTS_DIR = find_weights_dir(Path(__file__).resolve().parent.parent)
 # The shipped files by name: the small network is the default (fast on a CPU); the wide one costs
 # ~2x the CPU time with the defaults (2.6x network alone) for a lower error (weights/README.md).
 SHIPPED = {"fast": WEIGHTS_DIR / "flownets.safetensors", "accurate": WEIGHTS_DIR / "flownets-accurate.safetensors"}
-DEFAULT_WEIGHTS = SHIPPED["fast"]
+DEFAULT_NAME = "fast"
+DEFAULT_WEIGHTS = SHIPPED[DEFAULT_NAME]
 RANDOM = "random"  # a seeded, untrained model: for smoke tests only
 # Its architecture unless one is given: the shipped default's, so that smoke tests and timings run
 # the size users run (and, in tests, a sixteenth of the paper's width 1.0 in parameters).
@@ -59,6 +60,12 @@ def weights_path(weights: str | os.PathLike | None) -> Path:
     if weights is None:
         return DEFAULT_WEIGHTS
     return SHIPPED[weights] if isinstance(weights, str) and weights in SHIPPED else Path(weights)
+
+
+def weights_label(weights: str | os.PathLike | None) -> str:
+    """How results name the weights they ran: a shipped network by its name (None: the default's), a
+    file by its path as given."""
+    return DEFAULT_NAME if weights is None else str(weights)
 
 
 def save_weights(

@@ -160,3 +160,13 @@ def test_sweep_refuses_the_size_and_batch_it_would_ignore(run_cli):
     result = run_cli("bench", "--sweep", "--batch-size", "1", "--weights", "random")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "--batch-size: --sweep times its own grid of sizes and batches; leave it out" in result.stderr
+
+
+def test_the_cli_table_names_the_weights_and_says_which_way_the_reference_ratio_goes(run_cli, tmp_path):
+    result = run_cli("bench", "--device", "cpu", "--size", "64x64", "--runs", 1, "-w", "random",
+                     "--json", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["weights"] == "random"
+    ratio = saved["speedup_vs_reference"]  # the reference's 10.7 ms over this run's median
+    assert f"10.7 ms/img; this run {ratio:.2f}x as fast" in result.output

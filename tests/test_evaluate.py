@@ -223,3 +223,19 @@ def test_with_cuda_graphs_each_new_size_is_warmed_up_before_it_is_timed(tmp_path
     result = evaluate(tmp_path / "mixed", split="all", warmup=0)
     assert result.pairs == 4
     assert widths == [96, 96, 96, 128, 128, 128]  # one untimed call before each size's first timed one
+
+
+def test_eval_and_bench_name_the_weights_they_ran_alike(tmp_path):
+    """The default by its shipped name (eval once said "default", bench the file's full path), a file
+    as given."""
+    from flowcli.checkpoint import SHIPPED, load_model, save_weights
+    from flowcli.inference.bench import run_bench
+
+    small = dict(count=1, size=(64, 64), warmup=0)
+    assert evaluate(device="cpu", **small).weights == "fast"
+    assert run_bench(device="cpu", size=(64, 64), runs=1, warmup=0).weights == "fast"
+    assert evaluate(weights="accurate", device="cpu", **small).weights == "accurate"
+    mine = tmp_path / "mine.safetensors"
+    save_weights(mine, load_model(SHIPPED["fast"]))
+    assert evaluate(weights=mine, device="cpu", **small).weights == str(mine)
+    assert run_bench(weights=str(mine), device="cpu", size=(64, 64), runs=1, warmup=0).weights == str(mine)

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, RANDOM_CONFIG, load_model, weights_path
+from ..checkpoint import DEFAULT_WEIGHTS, RANDOM, RANDOM_CONFIG, load_model, weights_label, weights_path
 from ..device import DTYPES, available_memory, describe, resolve_device, resolve_dtype, torch_threads
 from ..errors import DeviceError, OutOfMemoryError
 from ..model import MIN_SIDE, STRIDE, FlowNetS, ModelConfig, conv_gflops, count_parameters
@@ -180,8 +180,7 @@ def _load(weights, model_width: float | None) -> tuple[FlowNetS, str]:
     if weights is None and not DEFAULT_WEIGHTS.is_file():
         note = f"random (width {config.width:g}; no shipped weights at {DEFAULT_WEIGHTS})"
         return load_model(RANDOM, config=config), note
-    path = weights_path(weights)
-    return load_model(path), str(path)
+    return load_model(weights_path(weights)), weights_label(weights)
 
 
 def _skipped(device: torch.device, batch: int, height: int, width: int, reason: str) -> SkippedBench:

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..checkpoint import is_named
+from ..checkpoint import is_named, weights_label
 from ..data.splits import EVERY_PAIR, PARTS, SCHEMES
 from ..errors import DataError
 from ..metrics import FRAME_PARTS, SPEED_BANDS, THRESHOLDS, EpeTally, OcclusionTally
@@ -179,7 +179,7 @@ def evaluate(
     summary = tally.result()
     times.sort()
     return EvalResult(
-        source=source, weights=str(weights) if weights is not None else "default",
+        source=source, weights=weights_label(weights),
         device=str(predictor.device), dtype=dtype, options=options, pairs=len(samples_out),
         epe=summary["epe"], within={f"{t:g}px": summary[f"{t:g}px"] for t in THRESHOLDS},
         epe_by_speed={band: summary[band] for band in SPEED_BANDS},
